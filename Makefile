@@ -1,0 +1,40 @@
+# studylib: the front door. `make reports` and `make test` are all a fresh machine needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := synthetic_data/generated/demo
+RAW    := $(DEMO)/raw
+DATASET := $(DEMO)/dataset
+DEMO_KEY := synthetic_data/generated/DEMO-KEY-synthetic-only.key
+
+.PHONY: help setup reports demo-data test lab clean bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("studylib needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install --quiet -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c 'import studylib' 
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (studylib)" > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install studylib with its test extra
+
+reports: setup  ## generate demo synthetic data, ingest it, run every study
+	$(BIN)/studylib demo
+
+test: setup  ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+lab: setup  ## open JupyterLab with the project's kernel
+	$(BIN)/jupyter lab --notebook-dir=.
+
+bench: setup  ## run the benchmark scripts (prints figures)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:  ## remove generated data and reports (keeps .venv)
+	rm -rf reports synthetic_data/generated
