@@ -48,6 +48,45 @@ def _root(
     """studylib: synth -> ingest -> run -> audit -> publish."""
 
 
+# --- form catalogue (studylib.forms) -----------------------------------------------------
+
+
+@app.command("forms")
+def forms_command(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the whole catalogue as Markdown documentation."),
+    form: Optional[str] = typer.Argument(None, help="One form code (F01..F14) to show in full."),
+) -> None:
+    """List the 14 registration forms, or show one form's fields."""
+    from rich.table import Table
+
+    from studylib.forms import catalogue_markdown, form_catalogue
+
+    cat = form_catalogue()
+    if markdown:
+        typer.echo(catalogue_markdown(cat), nl=False)
+        return
+    out = Console()
+    if form is None:
+        table = Table(title=f"Registration forms (catalogue {cat.version})")
+        for col in ("code", "title", "submitted by", "fields"):
+            table.add_column(col)
+        for f in cat.forms:
+            table.add_row(f.code, f.title, ", ".join(f.submitted_by), str(len(cat.fields_of(f.code))))
+        out.print(table)
+        return
+    try:
+        chosen = cat.form(form.upper())
+    except KeyError as err:
+        fail(err.args[0])
+    table = Table(title=f"{chosen.code} {chosen.title}: {chosen.purpose}")
+    for col in ("field", "type", "codes / format", "required", "personal"):
+        table.add_column(col)
+    for f in cat.fields_of(chosen.code):
+        codes = f.codes if isinstance(f.codes, str) else ", ".join(f.codes or ()) or (f.format or "")
+        table.add_row(f.name, f.type, codes, "yes" if f.required else "", "personal" if f.personal else "")
+    out.print(table)
+
+
 # --- synthetic data (studylib.synthetic) -------------------------------------------------
 
 # --- ingest and keys (studylib.forms, studylib.privacy) ------------------------------------

@@ -1,0 +1,57 @@
+"""The project's own promises: dependencies in sync, notebooks without outputs, module docstrings, names."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {d.replace(" ", "") for d in env["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))}
+    assert {_name(r) for r in wanted} == {_name(r) for r in conda}
+    # versions agree too, not only names
+    assert wanted == conda
+
+
+def test_every_notebook_is_stored_without_outputs():
+    notebooks = [p for d in ("templates", "notebooks") for p in (ROOT / d).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code":
+                assert not cell.outputs, f"{path.relative_to(ROOT)} cell {i} has stored outputs"
+                assert cell.execution_count is None, f"{path.relative_to(ROOT)} cell {i} has an execution count"
+
+
+def test_every_module_has_a_docstring_and_no_grab_bag_names():
+    for path in (ROOT / "src" / "studylib").rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        assert path.stem not in {"utils", "helpers", "manager", "misc", "common"}, f"{rel}: name the module for the domain"
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{rel} has no module docstring saying what it owns"
+
+
+def test_packages_depend_downward_along_the_flow():
+    """analysis never imports report or runner; nothing imports cli (DESIGN section 2)."""
+    forbidden = {"analysis": ("studylib.report", "studylib.runner"), "*": ("studylib.cli",)}
+    for path in (ROOT / "src" / "studylib").rglob("*.py"):
+        package = path.relative_to(ROOT / "src" / "studylib").parts[0]
+        if path.name == "cli.py":
+            continue
+        text = path.read_text()
+        for banned in forbidden.get(package, ()) + forbidden["*"]:
+            assert not re.search(rf"^\s*(from|import) {re.escape(banned)}\b", text, re.M), f"{path} imports {banned}"
