@@ -286,8 +286,9 @@ class PopulationEstimate:
 
     ``total`` is the point estimate (observed + unseen), ``lower``/``upper`` the interval
     ends at ``level`` (95% by default), ``observed`` the persons on at least one list,
-    ``terms`` the two-list interactions in the chosen model (``"A:B"``), ``dropped`` those
-    of its pairs that never overlap (term and cells left out), ``models`` a table of the
+    ``terms`` the two-list interactions estimated in the chosen model (``"A:B"``),
+    ``dropped`` the pairs the model asked for that never overlap (term and every cell with
+    both lists left out, as SparseMSE does), ``models`` a table of the
     candidate models looked at (terms, deviance, AIC, BIC, estimate, status, selected).
     """
 
@@ -564,7 +565,7 @@ def estimate_population(
         lower=float(lower),
         upper=float(upper),
         observed=data.observed,
-        terms=data.terms(fit.pairs),
+        terms=data.terms(p for p in fit.pairs if p not in fit.dropped),
         dropped=data.terms(fit.dropped),
         models=models,
         lists=data.lists,
