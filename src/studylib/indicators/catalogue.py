@@ -294,7 +294,9 @@ def _check_provisional(value: Any, grades: dict, entry: str, spec: dict, found: 
     for name in value:
         if name not in spec["lists"]:
             found.add(f"{entry}, key 'provisional'", f"unknown list {name!r}; lists are {', '.join(spec['lists'])}", name)
-        elif grades.get(name) is None:
+        elif name not in grades:
+            continue  # its grade is missing or bad, which is reported already
+        elif grades[name] is None:
             found.add(f"{entry}, key 'provisional'", f"list {name!r} has no grade to be provisional", name)
         else:
             out.append(name)
