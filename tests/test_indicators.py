@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +244,27 @@ def test_local_catalogue_problems_are_named(tmp_path):
                    "(add[1]), key 'dimension': unknown dimension", "regrade 'ghost': unknown indicator code",
                    "regrade 'cr_violence', list 'child_labour': grade 'weak' is not allowed"):
         assert needle in text, needle
+
+
+def test_local_catalogue_base_missing_or_circular(tmp_path):
+    missing = _write(tmp_path / "a.yaml", {"version": "a", "base": "nowhere.yaml"})
+    with pytest.raises(CatalogueError, match=r"a\.yaml: key 'base': base catalogue .*nowhere\.yaml not found"):
+        catalogue(missing)
+    _write(tmp_path / "b.yaml", {"version": "b", "base": "c.yaml"})
+    circular = _write(tmp_path / "c.yaml", {"version": "c", "base": "b.yaml"})
+    with pytest.raises(CatalogueError, match="circular base"):
+        catalogue(circular)
+
+
+def test_changed_base_is_seen_by_its_local_catalogue(tmp_path):
+    base = _write(tmp_path / "base.yaml", _shipped())
+    local = _write(tmp_path / "local.yaml", {"version": "local-1", "base": "base.yaml", "remove": ["cd_violence"]})
+    assert catalogue(local).attrs["base_version"] == _shipped()["version"]
+    changed = _shipped()
+    changed["version"] = "base-2"
+    _write(base, changed)
+    os.utime(base, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert catalogue(local).attrs["base_version"] == "base-2"
 
 
 # -- classification -------------------------------------------------------------------------------
@@ -510,6 +533,12 @@ def test_agreement_matches_direct_computation(study_data):
     sm_kappa = cohens_kappa(np.array([[tp, fp], [fn, tn]]))
     assert result.loc["cohens_kappa", "ci_low"] == pytest.approx(sm_kappa.kappa_low)
     assert result.loc["cohens_kappa", "ci_high"] == pytest.approx(sm_kappa.kappa_upp)
+    # after disclosure control: a suppressed cell makes what needs it NaN, the rest stays
+    hidden = confusion.astype("float64")
+    hidden.loc["presumed_victim", "identified"] = np.nan
+    partial = perf.agreement_statistics(hidden).set_index("measure")["estimate"]
+    assert partial[["sensitivity", "positive_predictive_value", "cohens_kappa"]].isna().all()
+    assert partial["specificity"] == pytest.approx(tn / (tn + fp))
 
 
 def test_indicator_accuracy_matches_direct_computation(study_data):

@@ -15,6 +15,11 @@ counts and the rates are then computed from the controlled counts:
   sex, age band and sector: odds ratios with intervals, statsmodels GLM Binomial) and
   :func:`model_counts` (the persons and identified persons behind each level of the model).
 
+The rate functions accept counts after disclosure control: a suppressed (missing) count
+makes what needs it NaN. The confusion table goes to ``privacy.protect_table`` as it is;
+the prevalence and accuracy counts are multi-response (a person has several indicators), so
+protect them per indicator (with / without by group), not with summed margins.
+
 The official decision is the reference: ``identified`` is positive, ``not_identified``
 negative; persons with a ``pending`` decision are left out of agreement, accuracy and the
 model (their number is in ``.attrs["excluded_pending"]``). ``cases`` is the cases table of a
@@ -214,9 +219,11 @@ def agreement_statistics(confusion: pd.DataFrame, alpha: float = 0.05) -> pd.Dat
     The official decision is the reference. Proportions have Wilson intervals; kappa has the
     asymptotic interval from its standard error (statsmodels ``cohens_kappa``).
     """
-    t = confusion.reindex(index=["presumed_victim", "not_presumed"], columns=[POSITIVE, NEGATIVE]).astype("float64")
-    if t.isna().any().any():
-        raise PerformanceError([Problem(where="confusion table", rule="needs rows presumed_victim, not_presumed and columns identified, not_identified with counts")])
+    rows_needed, cols_needed = ["presumed_victim", "not_presumed"], [POSITIVE, NEGATIVE]
+    if not (set(rows_needed) <= set(confusion.index) and set(cols_needed) <= set(confusion.columns)):
+        raise PerformanceError([Problem(where="confusion table", rule="needs rows presumed_victim, not_presumed and columns identified, not_identified (as agreement_counts returns)")],
+                               summary="not a confusion table")
+    t = confusion.loc[rows_needed, cols_needed].apply(pd.to_numeric, errors="coerce").astype("float64")  # suppressed cells: NaN
     tp, fp = t.loc["presumed_victim", POSITIVE], t.loc["presumed_victim", NEGATIVE]
     fn, tn = t.loc["not_presumed", POSITIVE], t.loc["not_presumed", NEGATIVE]
     n = tp + fp + fn + tn
@@ -228,7 +235,7 @@ def agreement_statistics(confusion: pd.DataFrame, alpha: float = 0.05) -> pd.Dat
         _proportion_row("observed_agreement", tp + tn, n, alpha),
     ]
     kappa = {"measure": "cohens_kappa", "estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan, "numerator": np.nan, "denominator": n}
-    if n > 0:
+    if n > 0:  # False when a cell is suppressed (NaN)
         with np.errstate(invalid="ignore", divide="ignore"):
             res = cohens_kappa(t.to_numpy())
         z = stats.norm.ppf(1 - alpha / 2)

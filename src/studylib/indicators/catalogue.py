@@ -29,6 +29,7 @@ naming the file and the entry.
 
 from __future__ import annotations
 
+import copy
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -370,7 +371,9 @@ def _apply_local(raw: dict, path: Path, seen: tuple[Path, ...]) -> tuple[dict, l
         found.raise_if_any()
     if base_path.resolve() in seen:
         found.add("key 'base'", "circular base: a catalogue cannot be its own base", raw.get("base"))
-        found.raise_if_any()
+    elif not base_path.is_file():
+        found.add("key 'base'", f"base catalogue {base_path} not found", raw.get("base"))
+    found.raise_if_any()
     spec, entries, _ = _load_file(base_path, seen)
     base_version = spec["version"]
 
@@ -428,17 +431,35 @@ def _apply_local(raw: dict, path: Path, seen: tuple[Path, ...]) -> tuple[dict, l
 
 def _load_file(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict, list[dict], str | None]:
     """Read and check one catalogue file (following ``base``); return spec, entries, base version."""
-    raw = _read_yaml(path)
-    seen = (*seen, path.resolve())
+    try:
+        stat = path.stat()
+    except OSError:
+        found = _Findings(path)
+        found.add("(file)", "indicator catalogue not found")
+        found.raise_if_any()
+    checked = _read_checked(str(path), stat.st_mtime_ns, stat.st_size)
+    if checked[0] == "local":  # applied afresh each time, so a changed base is always seen
+        return _apply_local(checked[1], path, (*seen, path.resolve()))
+    return checked[1], checked[2], None
+
+
+@lru_cache(maxsize=32)
+def _read_checked(path: str, mtime_ns: int, size: int) -> tuple:
+    """A file read and, if it is a full catalogue, checked (cached per modification time).
+
+    Returns ``("local", raw)`` or ``("full", spec, entries)``; callers never change these.
+    """
+    source = Path(path)
+    raw = _read_yaml(source)
     if "base" in raw:
-        return _apply_local(raw, path, seen)
-    found = _Findings(path)
+        return ("local", raw)
+    found = _Findings(source)
     spec = _check_header(raw, found)
     entries = _check_indicators(raw.get("indicators", []), "indicators", spec, found, taken=set())
     if "indicators" in raw and isinstance(raw["indicators"], list) and not raw["indicators"]:
         found.add("key 'indicators'", "must list at least one indicator")
     found.raise_if_any()
-    return spec, entries, None
+    return ("full", spec, entries)
 
 
 def _table(spec: dict, entries: list[dict], source: Path, base_version: str | None) -> pd.DataFrame:
@@ -450,15 +471,8 @@ def _table(spec: dict, entries: list[dict], source: Path, base_version: str | No
     ]
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table["provisional"] = table["provisional"].astype(bool)
-    table.attrs = {"version": spec["version"], "source": str(source), "base_version": base_version, "spec": spec}
+    table.attrs = {"version": spec["version"], "source": str(source), "base_version": base_version, "spec": copy.deepcopy(spec)}
     return table
-
-
-@lru_cache(maxsize=16)
-def _load_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
-    source = Path(path)
-    spec, entries, base_version = _load_file(source)
-    return _table(spec, entries, source, base_version)
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -471,13 +485,8 @@ def catalogue(path: str | Path | None = None) -> pd.DataFrame:
     ``.attrs["version"]`` is the catalogue version. Raises :class:`CatalogueError`.
     """
     source = _resolve(path)
-    try:
-        stat = source.stat()
-    except OSError:
-        found = _Findings(source)
-        found.add("(file)", "indicator catalogue not found")
-        found.raise_if_any()
-    return _load_cached(str(source), stat.st_mtime_ns, stat.st_size).copy(deep=True)
+    spec, entries, base_version = _load_file(source)
+    return _table(spec, entries, source, base_version)
 
 
 def as_catalogue(value: pd.DataFrame | str | Path | None) -> pd.DataFrame:
