@@ -181,6 +181,7 @@ GOOD = [[1, 0, 0, 10], [0, 1, 0, 8], [0, 0, 1, 7], [1, 1, 0, 3], [0, 1, 1, 2], [
         ([[1, 0, 0, 10], [0, 1, 0, 3], [0, 0, 1, 4]], ("A", "B", "C"), "no person is on more than one list"),
         ([[1, 0, 0, 10], [0, 1, 0, 3], [1, 1, 0, 4]], ("A", "B", "C"), "column 'C': list has no persons"),
         ([[1, 0, 10], [1, 1, 3]], ("A:x", "B"), "without ':'"),
+        ([[1] * 13 + [4]], tuple("ABCDEFGHIJKLM"), "has 13 lists; at most 12"),
     ],
 )
 def test_bad_tables_are_refused_with_a_clear_message(rows, lists, needle):
@@ -284,6 +285,15 @@ def test_overlap_table_from_a_hand_made_cases_frame():
     bad = cases.assign(list_ngo=["yes"] * len(cases))
     with pytest.raises(OverlapTableError, match="column 'list_ngo'"):
         overlap_table(bad)
+
+
+def test_a_wholly_wrong_list_column_is_summarised_not_listed_row_by_row():
+    cases = _cases([(1, 0, 1)] * 500).assign(list_ngo="unknown")
+    with pytest.raises(OverlapTableError) as info:
+        overlap_table(cases)
+    problems = info.value.problems
+    assert len(problems) == 21
+    assert "480 more rows like the above" in str(problems[-1])
 
 
 def _expand(table: pd.DataFrame) -> pd.DataFrame:

@@ -62,6 +62,12 @@ INTERVALS = ("normal", "bca", "none")
 #: ``estimate_by`` notes a stratum whose persons on two or more lists are fewer than this.
 MIN_OVERLAP = 10
 
+#: Most lists in one table (the model has ``2**m - 1`` cells).
+MAX_LISTS = 12
+
+#: Bad cells reported one by one per column; the rest are counted.
+SHOWN_PER_COLUMN = 20
+
 __all__ = [
     "BootstrapSummary",
     "EstimationError",
@@ -99,8 +105,12 @@ def _binary_problems(frame: pd.DataFrame, columns, where: str, rule: str) -> lis
         else:
             numeric = pd.to_numeric(values, errors="coerce")
             bad = numeric.isna() | ~numeric.isin([0, 1])
-        for label, value in values[bad.to_numpy()].items():
+        wrong = values[bad.to_numpy()]
+        for label, value in wrong.iloc[:SHOWN_PER_COLUMN].items():
             problems.append(Problem(where, rule, row=label, column=str(col), value=value))
+        if len(wrong) > SHOWN_PER_COLUMN:
+            more = len(wrong) - SHOWN_PER_COLUMN
+            problems.append(Problem(where, f"{rule}: {more} more rows like the above", column=str(col)))
     return problems
 
 
@@ -169,7 +179,7 @@ def capture_data(table: pd.DataFrame, where: str = "overlap table") -> CaptureDa
     """Check an overlap table and return its counts for every capture history.
 
     Raises :class:`OverlapTableError` listing every problem at once: no ``count`` column,
-    fewer than two lists, list names that are empty or contain ``:``, list values other
+    fewer than two or more than 12 lists, list names that are empty or contain ``:``, list values other
     than 0/1, counts that are missing, negative or fractional, a row on no list, an empty
     table, a list with no persons, a list with every person, no overlaps at all. Rows are
     named by the table's index labels. Duplicate combinations are added up.
@@ -184,6 +194,8 @@ def capture_data(table: pd.DataFrame, where: str = "overlap table") -> CaptureDa
         problems.append(
             Problem(where, f"needs at least two lists (one 0/1 column each), found {len(lists)}: {', '.join(map(str, lists)) or 'none'}")
         )
+    if len(lists) > MAX_LISTS:
+        problems.append(Problem(where, f"has {len(lists)} lists; at most {MAX_LISTS} can be modelled (merge small lists)"))
     for c in lists:
         if not isinstance(c, str) or not c.strip() or ":" in c:
             problems.append(Problem(where, "a list name must be non-empty text without ':'", column=str(c)))
@@ -433,7 +445,7 @@ def bca_limits(replicates: np.ndarray, estimate: float, jackknife: np.ndarray, w
     z0 = float(stats.norm.ppf(share))
     ok = np.isfinite(jackknife) & (weights > 0)
     w, jk = weights[ok], jackknife[ok]
-    resid = (w @ jk) / w.sum() - jk
+    resid = (w @ jk) / w.sum() - jk if ok.any() else np.zeros(0)
     spread = float(w @ resid**2)
     accel = float(w @ resid**3) / (6 * spread**1.5) if spread > 0 else 0.0
     za = stats.norm.ppf([0.5 - level / 2, 0.5 + level / 2])
