@@ -33,6 +33,7 @@ at all, no model recovers.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -423,7 +424,8 @@ def _usable_workers(workers: int | None) -> int:
 
 def _estimates_many(data: CaptureData, count_rows: np.ndarray, method: str, pthresh: float, pairs, workers: int) -> np.ndarray:
     """:func:`_estimates_for` over many rows, split across a process pool when ``workers > 1``."""
-    if workers <= 1 or len(count_rows) < 4 * workers:
+    # a daemonic process (e.g. a worker of another pool) may not start children: run here
+    if workers <= 1 or len(count_rows) < 4 * workers or multiprocessing.current_process().daemon:
         return _estimates_for((data, count_rows, method, pthresh, pairs))
     chunks = np.array_split(count_rows, 4 * workers)
     with ProcessPoolExecutor(max_workers=workers) as pool:
