@@ -73,6 +73,7 @@ def main() -> None:
     indicators, persons = make_inputs(args.persons, args.per_person)
     print(f"inputs: {len(persons):,} persons, {len(indicators):,} indicator rows (made in {time.perf_counter() - t:.1f} s)")
     catalogue()  # load (and cache) the catalogue outside the timing
+    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     t = time.perf_counter()
     result = classify(indicators, persons)
@@ -86,7 +87,8 @@ def main() -> None:
     classify(cat_ind, persons)
     t_cat = time.perf_counter() - t
     print(f"classify, categorical codes:   {t_cat:6.2f} s")
-    print(f"peak memory (max RSS):         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:6.2f} GiB")
+    print(f"peak memory (max RSS):         {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:6.2f} GiB "
+          f"(of which {rss_inputs:.2f} GiB before classifying: making the inputs)")
 
     n = min(args.sample, args.persons)
     sample_p = persons.iloc[:n]

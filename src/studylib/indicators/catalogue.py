@@ -390,9 +390,9 @@ def _apply_local(raw: dict, path: Path, seen: tuple[Path, ...]) -> tuple[dict, l
         found.add("key 'remove'", "must be a list of indicator codes", remove)
         remove = []
     for i, code in enumerate(remove):
-        if code not in by_code:
+        if not isinstance(code, str) or code not in by_code:
             found.add(f"remove[{i}]", f"unknown indicator code (not in base {base_version})", code)
-    removed = {c for c in remove if c in by_code}
+    removed = {c for c in remove if isinstance(c, str) and c in by_code}
 
     regrade = raw.get("regrade") or {}
     if not isinstance(regrade, dict):
