@@ -1,0 +1,505 @@
+"""A batch of studies: check them all, skip what is current, run the rest in parallel, publish.
+
+:func:`plan_batch` reads every study file and decides, before any kernel starts, which
+reports are current (fingerprint unchanged since the last good report: skipped without even
+loading papermill), which are invalid (schema, files, parameters against the template:
+reported with file, line and key) and which must run. :func:`run_report` makes one report
+under its lock: execute, export HTML and PDF, audit, publish, or record the failure; it never
+raises, so one report cannot stop the others. :func:`run_batch` runs the reports on a thread
+pool (one process, one kernel per report) or on a Dask cluster (workers share the file
+system), reports progress, handles SIGTERM/SIGINT (kernels stopped, nothing half-published)
+and rewrites ``reports/index.html``.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+
+from studylib.errors import Problem, StudylibError, ValidationError
+from studylib.runner import publish
+from studylib.runner.lock import LockBusy, report_lock
+from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
+from studylib.runner.study import DATA_PARAMETER, Report, Study, find_studies, parameter_problems, read_study, reports_of
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a batch runs and where it publishes."""
+
+    reports: Path
+    force: bool = False
+    workers: int = 1
+    cluster: str | None = None
+    lock_wait: float = 3 * 3600.0
+    studies_dir: Path | None = None  # for the index: studies that never ran are listed too
+
+
+@dataclass
+class Outcome:
+    """What happened to one report (or to a study file that could not be read)."""
+
+    key: str
+    study: str
+    title: str
+    status: str  # published | skipped | failed | invalid | cancelled
+    message: str = ""
+    seconds: float = 0.0
+    folder: str | None = None
+    kind: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("published", "skipped")
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    signal: int | None = None
+    index: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.signal is None and all(o.ok for o in self.outcomes)
+
+
+Progress = Callable[[str, Outcome | None], None]  # (report key, None when it starts / its outcome)
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: list[Report]
+    done: list[Outcome]  # skipped and invalid ones
+
+
+def current_fingerprint(report: Report) -> str:
+    return fingerprint(report, sha256_file(report.study.template), data_identity(report.study.data)["content_hash"])
+
+
+def is_current(report: Report, reports: Path) -> bool:
+    """True when the last good report has this fingerprint and no later attempt failed."""
+    state = publish.report_state(reports, report.key, report.title)
+    if state.status != "ok" or not state.manifest:
+        return False
+    files = state.manifest.get("files", {})
+    if not all((reports / report.key / name).is_file() for name in files):
+        return False
+    return state.manifest.get("fingerprint") == current_fingerprint(report)
+
+
+def _invalid(file: Path, err: StudylibError) -> Outcome:
+    return Outcome(key=file.stem, study=file.stem, title=file.stem, status="invalid", message=str(err))
+
+
+def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
+    """Read and check every study; skip current reports; check parameters of the rest."""
+    done: list[Outcome] = []
+    studies: list[Study] = []
+    for file in files:
+        try:
+            studies.append(read_study(file))
+        except StudylibError as err:
+            done.append(_invalid(Path(file), err))
+    seen: dict[str, Path] = {}
+    to_run: list[Report] = []
+    for study in studies:
+        if study.id in seen:
+            done.append(_invalid(study.file, ValidationError([Problem(where=f"{study.file}, key 'id'", rule=f"study id {study.id!r} is also used by {seen[study.id]}")], summary="duplicate study")))
+            continue
+        seen[study.id] = study.file
+        for report in reports_of(study):
+            if not settings.force and is_current(report, settings.reports):
+                done.append(Outcome(report.key, study.id, report.title, "skipped", "unchanged since the last good report", folder=str(settings.reports / report.key)))
+            else:
+                to_run.append(report)
+    checked = _check_parameters(to_run)
+    bad = {key: msg for key, msg in checked.items()}
+    run = [r for r in to_run if r.study.id not in bad]
+    for study_id, message in bad.items():
+        report = next(r for r in to_run if r.study.id == study_id)
+        done.append(Outcome(study_id, study_id, report.study.title, "invalid", message))
+    return Plan(run=run, done=done)
+
+
+def _check_parameters(reports: list[Report]) -> dict[str, str]:
+    """Study id -> error message, for studies whose parameters do not fit their template."""
+    from studylib.runner.template import TemplateError, template_parameters
+
+    declared: dict[Path, dict | TemplateError] = {}
+    bad: dict[str, str] = {}
+    for study in {r.study.id: r.study for r in reports}.values():
+        if study.template not in declared:
+            try:
+                declared[study.template] = template_parameters(study.template)
+            except TemplateError as err:
+                declared[study.template] = err
+        found = declared[study.template]
+        if isinstance(found, TemplateError):
+            bad[study.id] = f"{study.file}, key 'template': {found}"
+            continue
+        problems = parameter_problems(study, found)
+        if problems:
+            bad[study.id] = str(ValidationError(problems, summary=f"{study.file}: parameters do not fit the template"))
+    return bad
+
+
+# --- one report --------------------------------------------------------------------------------------
+
+
+def kernel_variables(report: Report) -> dict[str, str]:
+    """What the kernel of this report finds in its environment (disclosure settings, study)."""
+    disclosure = report.study.spec.disclosure
+    return {
+        "STUDYLIB_MIN_CELL": str(disclosure.min_cell),
+        "STUDYLIB_ROUNDING": "none" if disclosure.rounding is None else str(disclosure.rounding),
+        "STUDYLIB_STUDY_ID": report.study.id,
+        "STUDYLIB_REPORT": report.key,
+    }
+
+
+def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None) -> Outcome:
+    """Make one report: execute, export, audit, publish (or record the failure). Never raises."""
+    started = time.monotonic()
+    batch_started = publish.now_iso()
+
+    def outcome(status: str, message: str = "", kind: str | None = None) -> Outcome:
+        return Outcome(report.key, report.study.id, report.title, status, message, round(time.monotonic() - started, 2),
+                       str(settings.reports / report.key), kind)
+
+    try:
+        with report_lock(settings.reports, report.key, settings.lock_wait, cancel) as waited:
+            publish.recover(settings.reports / report.key)
+            if (waited or not settings.force) and is_current(report, settings.reports) and (
+                not settings.force or _published_since(settings.reports, report.key, batch_started)
+            ):
+                return outcome("skipped", "unchanged since the last good report" + (" (made by another run meanwhile)" if waited else ""))
+            return _make(report, settings, cancel, outcome)
+    except LockBusy as err:
+        return outcome("cancelled" if cancel is not None and cancel.is_set() else "failed", str(err), "locked")
+    except Exception as err:  # noqa: BLE001 - one report never stops the batch
+        return outcome("failed", f"{report.key}: {type(err).__name__}: {err}", "internal")
+
+
+def _published_since(reports: Path, key: str, since: str) -> bool:
+    manifest = publish.read_json(reports / key / publish.MANIFEST) or {}
+    return manifest.get("run", {}).get("finished", "") >= since
+
+
+def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome) -> Outcome:
+    from studylib.runner.execute import ExecutionFailure, Limits, execute_report
+
+    study, spec = report.study, report.study.spec
+    run_id = uuid.uuid4().hex
+    started_at = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    timings: dict[str, float] = {}
+    template_sha = sha256_file(study.template)
+    data = data_identity(study.data)
+    print_ = fingerprint(report, template_sha, data["content_hash"])
+    stage_name = "prepare"
+    with publish.staging(settings.reports, report.key) as stage:
+        notebook = stage / "notebook.ipynb"
+        log_path = stage / "run.log"
+        nb = None
+        try:
+            with open(log_path, "w", buffering=1) as log:
+                log.write(f"studylib run {run_id} of report {report.key} at {started_at.isoformat(timespec='seconds')}\n")
+                log.write(f"template {study.template} (sha256 {template_sha})\ndata {study.data} (content hash {data['content_hash']})\n")
+                log.write(f"parameters {report.parameters}\nenvironment {kernel_variables(report)}\n")
+                stage_name = "execute"
+                t = time.monotonic()
+                nb = execute_report(
+                    study.template, notebook, report.parameters,
+                    env=kernel_variables(report), cwd=study.template.parent,
+                    limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
+                    log=log, cancel=cancel,
+                )
+                timings["execute"] = time.monotonic() - t
+                stage_name = "export"
+                files = _export(report, nb, stage, data, template_sha, started_at, timings)
+                stage_name = "audit"
+                t = time.monotonic()
+                verdict = _audit(report, stage, nb)
+                timings["audit"] = time.monotonic() - t
+                log.write(f"audit {verdict.status}: {verdict.findings}\n")
+                if not verdict.passed:
+                    raise ReportRejected("the disclosure audit failed: " + "; ".join(verdict.findings[:5]))
+            if cancel is not None and cancel.is_set():
+                return outcome("cancelled", f"{report.key}: the batch was cancelled before publishing", "cancelled")
+            stage_name = "publish"
+            notebook.unlink(missing_ok=True)
+            log_path.unlink(missing_ok=True)
+            timings["total"] = time.monotonic() - clock
+            manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
+            publish.write_json(stage / publish.MANIFEST, manifest)
+            publish.publish_report(stage, settings.reports, report.key)
+            return outcome("published", f"{report.key}: published")
+        except ExecutionFailure as err:
+            kind, message = err.kind, f"{report.key}: {err}"
+        except ReportRejected as err:
+            kind, message = "audit", f"{report.key}: {err}"
+        except OSError as err:
+            kind, message = "io", f"{report.key}: could not write the report while {_doing(stage_name)}: {err}"
+        except Exception as err:  # noqa: BLE001
+            kind, message = stage_name, f"{report.key}: failed while {_doing(stage_name)}: {type(err).__name__}: {err}"
+        if kind == "cancelled":
+            return outcome("cancelled", message, kind)
+        recorded = _record_failure(report, settings, stage, run_id, kind, message, print_)
+        return outcome("failed", message + ("" if recorded else " (the failure record could not be written either)"), kind)
+
+
+class ReportRejected(StudylibError):
+    """The report was made but must not be published (the audit failed)."""
+
+
+def _doing(stage: str) -> str:
+    return {
+        "prepare": "preparing the run", "execute": "executing the notebook", "export": "exporting HTML and PDF",
+        "audit": "auditing the report", "publish": "publishing",
+    }.get(stage, stage)
+
+
+def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, started_at: datetime, timings: dict) -> dict:
+    from studylib.runner.export import ReportPage, to_html, to_pdf
+
+    spec = report.study.spec
+    versions = library_versions()
+    provenance = [
+        ("Study", report.study.id),
+        *([("Report", report.key)] if report.combination else []),
+        ("Data hash", data["content_hash"] or "unknown"),
+        ("Template", f"{report.study.template.name} sha256 {template_sha}"),
+        ("Library", f"studylib {versions['studylib']} · papermill {versions['papermill']} · nbconvert {versions['nbconvert']} · WeasyPrint {versions['weasyprint']}"),
+        ("Run", f"{started_at.isoformat(timespec='seconds')} · executed in {timings['execute']:.1f} s"),
+        ("Parameters", ", ".join(f"{k}={v!r}" for k, v in report.parameters.items() if k != DATA_PARAMETER) or "defaults"),
+    ]
+    page = ReportPage(
+        study_id=report.study.id, title=report.title, subtitle=spec.subtitle,
+        date=started_at.date().isoformat(), created=started_at.isoformat(timespec="seconds"),
+        min_cell=spec.disclosure.min_cell, rounding=spec.disclosure.rounding or 0,
+        kind="Study report", synthetic=data["synthetic"],
+        data_note=("Synthetic data: every person in this report is invented; the data were generated by studylib "
+                   "to look like the centre's registrations." if data["synthetic"] else
+                   "The centre's pseudonymised registration data."),
+        provenance=provenance, generator=f"studylib {versions['studylib']}",
+    )
+    t = time.monotonic()
+    page_html = to_html(nb, page)
+    (stage / "report.html").write_text(page_html)
+    timings["html"] = time.monotonic() - t
+    files = {}
+    if "pdf" in spec.formats:
+        t = time.monotonic()
+        (stage / "report.pdf").write_bytes(to_pdf(page_html))
+        timings["pdf"] = time.monotonic() - t
+    for fmt, name in publish.REPORT_FILES.items():
+        path = stage / name
+        if fmt in spec.formats:
+            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return files
+
+
+def _audit(report: Report, stage: Path, nb):
+    from studylib.runner.gate import audit_report
+
+    disclosure = report.study.spec.disclosure
+    verdict = audit_report((stage / "report.html").read_text(), nb, disclosure.min_cell, disclosure.rounding)
+    if "html" not in report.study.spec.formats:
+        (stage / "report.html").unlink(missing_ok=True)
+    return verdict
+
+
+def _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage) -> dict:
+    spec = report.study.spec
+    return {
+        "manifest_version": 1,
+        "study": report.study.id,
+        "report": report.key,
+        "title": report.title,
+        "subtitle": spec.subtitle,
+        "study_file": str(report.study.file),
+        "combination": report.combination,
+        "parameters": {k: v for k, v in report.parameters.items()},
+        "disclosure": spec.disclosure.model_dump(),
+        "formats": list(spec.formats),
+        "template": {"path": str(report.study.template), "sha256": template_sha},
+        "data": data,
+        "library": library_versions(),
+        "look_sha256": look_hash(),
+        "fingerprint": print_,
+        "run": {
+            "id": run_id,
+            "started": started_at.isoformat(timespec="seconds"),
+            "finished": publish.now_iso(),
+            "host": socket.gethostname(),
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "audit": verdict.as_dict(),
+        "files": files,
+    }
+
+
+def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id: str, kind: str, message: str, print_: str) -> bool:
+    """Move the executed notebook and log of a failed run into ``reports/<key>/failed/``."""
+    try:
+        for name in ("report.html", "report.pdf"):
+            (stage / name).unlink(missing_ok=True)
+        publish.write_json(stage / publish.FAILURE, {
+            "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
+            "kind": kind, "message": message, "fingerprint": print_,
+        })
+        publish.record_failure(stage, settings.reports, report.key)
+        return True
+    except OSError:
+        return False
+
+
+# --- the batch -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _signals_cancel(cancel: threading.Event, result: BatchResult) -> Iterator[None]:
+    """In the main thread, SIGTERM and SIGINT cancel the batch instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        result.signal = signum
+        cancel.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | None = None) -> BatchResult:
+    """Plan, run and publish a batch; rewrite the index. Never raises for a single report."""
+    progress = progress or (lambda key, outcome: None)
+    settings.reports.mkdir(parents=True, exist_ok=True)
+    publish.remove_stale_staging(settings.reports)
+    result = BatchResult()
+    cancel = threading.Event()
+    with _signals_cancel(cancel, result):
+        plan = plan_batch(files, settings)
+        for o in plan.done:
+            result.outcomes.append(o)
+            progress(o.key, o)
+        if plan.run and not cancel.is_set():
+            runner = _run_on_cluster if settings.cluster else _run_on_threads
+            runner(plan.run, settings, cancel, progress, result)
+        for report in plan.run:
+            if not any(o.key == report.key for o in result.outcomes):
+                o = Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
+                result.outcomes.append(o)
+                progress(o.key, o)
+    result.index = write_index(settings.reports, settings.studies_dir)
+    return result
+
+
+def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
+    def one(report: Report) -> Outcome:
+        if cancel.is_set():
+            return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
+        progress(report.key, None)
+        return run_report(report, settings, cancel)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="studylib-report")
+    try:
+        pending: set[Future] = {pool.submit(one, r) for r in reports}
+        while pending:
+            finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            for future in finished:
+                outcome = future.result()
+                result.outcomes.append(outcome)
+                progress(outcome.key, outcome)
+            if cancel.is_set():
+                for future in pending:
+                    future.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_on_cluster(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
+    from distributed import Client, as_completed
+
+    with Client(settings.cluster, set_as_default=False) as client:
+        futures = {}
+        for report in reports:
+            futures[client.submit(run_report, report, settings, None, key=f"studylib-{report.key}-{uuid.uuid4().hex[:8]}", pure=False)] = report
+            progress(report.key, None)
+        done = as_completed(list(futures), with_results=False)
+        for future in done:
+            report = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as err:  # noqa: BLE001 - a worker that died is a failure of its report only
+                outcome = Outcome(report.key, report.study.id, report.title, "failed", f"{report.key}: the Dask worker failed: {type(err).__name__}: {err}", kind="worker")
+            result.outcomes.append(outcome)
+            progress(outcome.key, outcome)
+            if cancel.is_set():
+                client.cancel([f for f in futures if not f.done()])
+                break
+
+
+# --- the index ------------------------------------------------------------------------------------------
+
+
+def _study_listing(studies_dir: Path | None) -> dict[str, tuple[str, list[str]]]:
+    """Study id -> (title, report keys) from the study files, read leniently (for the index only)."""
+    listing: dict[str, tuple[str, list[str]]] = {}
+    for file in find_studies(studies_dir) if studies_dir and studies_dir.is_dir() else []:
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+            study = read_study(file)
+            keys = [r.key for r in reports_of(study)]
+            listing[study.id] = (study.title, keys)
+        except (StudylibError, yaml.YAMLError, OSError, AttributeError, TypeError):
+            title = raw.get("title", file.stem) if isinstance(raw, dict) else file.stem
+            listing[file.stem] = (str(title), [file.stem])
+    return listing
+
+
+def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
+    """Rewrite ``reports/index.html`` from what is on disk (and the study files, if given)."""
+    from studylib.runner.provenance import LOOK_FOLDER
+
+    listing = _study_listing(studies_dir)
+    for manifest_path in sorted([*reports.glob(f"*/{publish.MANIFEST}"), *reports.glob(f"*/*/{publish.MANIFEST}"),
+                                 *reports.glob(f"*/{publish.FAILED}/{publish.FAILURE}"), *reports.glob(f"*/*/{publish.FAILED}/{publish.FAILURE}")]):
+        record = publish.read_json(manifest_path) or {}
+        study_id, key = record.get("study"), record.get("report")
+        if not study_id or not key or key.startswith("."):
+            continue
+        title, keys = listing.get(study_id, (record.get("title", study_id), []))
+        if key not in keys:
+            keys = [*keys, key]
+        listing[study_id] = (title, keys)
+    states = [(sid, title, [publish.report_state(reports, k, title) for k in keys]) for sid, (title, keys) in sorted(listing.items())]
+    page = publish.index_html(states, (LOOK_FOLDER / "report.css").read_text(), publish.now_iso())
+    path = reports / publish.INDEX
+    with report_lock(reports, ".index", wait=60):
+        publish.write_atomic(path, page)
+    return path
+
+
+def summary_rows(result: BatchResult) -> list[dict]:
+    return [asdict(o) for o in result.outcomes]

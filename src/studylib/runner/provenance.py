@@ -1,0 +1,106 @@
+"""Provenance of a report: hashes of its template, data and look, library versions, fingerprint.
+
+The fingerprint of a report is one hash over everything that decides its content: the
+template's bytes, the dataset's content hash, the parameters and matrix combination, the
+disclosure settings, formats, title, the report's look and the library version. A report
+whose fingerprint equals that of its last good report need not run again. Everything here
+is cheap (no notebook, papermill or scipy import), so a run with nothing to do is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import studylib
+from studylib import __version__, paths
+from studylib.data.dataset import read_meta
+from studylib.runner.study import DATA_PARAMETER, Report
+
+#: The report's look (studylib.report.look), found by path: importing studylib.report loads pandas.
+LOOK_FOLDER = Path(studylib.__file__).resolve().parent / "report" / "look"
+
+_LIBRARIES = ("papermill", "nbclient", "nbconvert", "ipykernel", "weasyprint", "pandas", "matplotlib")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def canonical(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) for hashing."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """Versions of studylib and of the libraries that shape a report."""
+    found = {"studylib": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+@lru_cache(maxsize=1)
+def look_hash() -> str:
+    """One hash over the report's look (nbconvert template and CSS)."""
+    h = hashlib.sha256()
+    for path in sorted(LOOK_FOLDER.iterdir()):
+        if path.suffix in (".j2", ".css", ".json"):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def data_identity(folder: Path) -> dict[str, Any]:
+    """What the manifest records of a dataset: content hash, schema version, whether it is synthetic.
+
+    Only these fields: ``dataset.json`` may say more about how the data were made, and
+    none of that belongs in a report's manifest.
+    """
+    meta = read_meta(folder)
+    made_by = canonical(meta.get("made_by", {})).lower()
+    synthetic = "synth" in made_by or paths_is_within(folder, paths.generated_dir())
+    return {
+        "path": str(folder),
+        "content_hash": meta.get("content_hash"),
+        "schema_version": meta.get("schema_version"),
+        "synthetic": bool(synthetic),
+    }
+
+
+def paths_is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, FileNotFoundError, OSError):
+        return False
+
+
+def fingerprint(report: Report, template_sha256: str, data_hash: str) -> str:
+    """The hash that decides whether a report must run again."""
+    spec = report.study.spec
+    parameters = {k: v for k, v in report.parameters.items() if k != DATA_PARAMETER}
+    return hashlib.sha256(canonical({
+        "template": template_sha256,
+        "data": data_hash,
+        "parameters": parameters,
+        "disclosure": spec.disclosure.model_dump(),
+        "formats": sorted(spec.formats),
+        "title": report.title,
+        "subtitle": spec.subtitle,
+        "look": look_hash(),
+        "studylib": __version__,
+    }).encode()).hexdigest()

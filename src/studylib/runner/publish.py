@@ -1,0 +1,244 @@
+"""Publishing into ``reports/``: atomic report folders, failure records, manifests and the index.
+
+A report is assembled in a staging folder (``reports/.staging/<pid>-...``, same file
+system) and only then swapped into ``reports/<id>/`` (or ``reports/<id>/<combination>/``)
+with one ``renameat2(RENAME_EXCHANGE)`` where the system has it, else with two renames
+(old aside, new in) that :func:`recover` can undo after a crash. Readers see the old
+report or the new one, never a mix, and the previous good report stays until the new one
+is complete and audited. A failed run leaves its executed notebook, log and
+``failure.json`` in ``<report>/failed/`` (swapped in the same way) and never touches the
+good report beside it. ``reports/index.html`` lists every study with its status.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import html
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "manifest.json"
+FAILED = "failed"
+FAILURE = "failure.json"
+STAGING = ".staging"
+INDEX = "index.html"
+REPORT_FILES = {"html": "report.html", "pdf": "report.pdf"}
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _renameat2():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+_EXCHANGE = _renameat2()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically; False when the system or file system cannot."""
+    if _EXCHANGE is None:
+        return False
+    rc = _EXCHANGE(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put folder ``new`` at ``target`` in one step; the old ``target`` is removed afterwards."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old content
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(target: Path) -> None:
+    """After a crash between the two renames of :func:`replace_folder`: put the old folder back."""
+    if target.exists() or not target.parent.is_dir():
+        return
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds:
+        os.rename(olds[-1], target)
+
+
+@contextmanager
+def staging(reports: Path, key: str) -> Iterator[Path]:
+    """A fresh staging folder for ``key``, removed on exit unless it was published (moved)."""
+    root = reports / STAGING
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{key.replace('/', '__')}-", dir=root))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_stale_staging(reports: Path) -> list[Path]:
+    """Remove staging folders left by processes that no longer run (killed batches)."""
+    removed = []
+    for folder in (reports / STAGING).glob("*"):
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a small file through a temporary name and a rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def publish_report(stage: Path, reports: Path, key: str) -> Path:
+    """Swap the complete report in ``stage`` into ``reports/<key>`` (dropping an old ``failed/``)."""
+    target = reports / key
+    replace_folder(stage, target)
+    return target
+
+
+def record_failure(stage: Path, reports: Path, key: str) -> Path:
+    """Swap ``stage`` (notebook, log, failure.json) into ``reports/<key>/failed``; the good report stays."""
+    target = reports / key / FAILED
+    replace_folder(stage, target)
+    return target
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- the index of all reports ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportState:
+    """What the reports folder says about one report."""
+
+    key: str
+    title: str
+    manifest: dict | None
+    failure: dict | None
+
+    @property
+    def last_success(self) -> str | None:
+        return (self.manifest or {}).get("run", {}).get("finished")
+
+    @property
+    def status(self) -> str:
+        failed_at = (self.failure or {}).get("time")
+        if failed_at and (not self.last_success or failed_at > self.last_success):
+            return "failed"
+        return "ok" if self.manifest else "never run"
+
+
+def report_state(reports: Path, key: str, title: str) -> ReportState:
+    folder = reports / key
+    return ReportState(key, title, read_json(folder / MANIFEST), read_json(folder / FAILED / FAILURE))
+
+
+def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
+    """The index page: one row per report, grouped by study (id, title, reports)."""
+    rows = []
+    for study_id, title, reports in states:
+        for state in reports:
+            sub = state.key[len(study_id) + 1:] if state.key != study_id else ""
+            links = []
+            for fmt, name in REPORT_FILES.items():
+                if state.manifest and name in state.manifest.get("files", {}):
+                    links.append(f'<a href="{html.escape(state.key)}/{name}">{fmt.upper()}</a>')
+            if state.manifest:
+                links.append(f'<a href="{html.escape(state.key)}/{MANIFEST}">manifest</a>')
+            if state.status == "failed":
+                links.append(f'<a href="{html.escape(state.key)}/{FAILED}/run.log">log</a>')
+                links.append(f'<a href="{html.escape(state.key)}/{FAILED}/notebook.ipynb">notebook</a>')
+            reason = (state.failure or {}).get("message", "") if state.status == "failed" else ""
+            css_class = {"ok": "status-ok", "failed": "status-failed"}.get(state.status, "status-never")
+            rows.append(
+                "<tr>"
+                f"<td><strong>{html.escape(title)}</strong><br><code>{html.escape(study_id)}</code>"
+                + (f" · {html.escape(sub)}" if sub else "")
+                + "</td>"
+                f'<td class="{css_class}">{html.escape(state.status)}'
+                + (f'<br><span class="note">{html.escape(reason[:300])}</span>' if reason else "")
+                + "</td>"
+                f"<td>{html.escape(state.last_success or '–')}</td>"
+                f"<td>{' · '.join(links) or '–'}</td>"
+                "</tr>"
+            )
+    body = "\n".join(rows) or '<tr><td colspan="4">No studies yet.</td></tr>'
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>studylib reports</title>
+<style>
+{css}
+</style>
+</head>
+<body class="studylib-report">
+<header class="report-head">
+<p class="report-kicker">studylib</p>
+<h1 class="report-title">Reports</h1>
+<p class="report-subtitle">Every study, its last run and its published reports.</p>
+<dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(generated)}</dd></div></dl>
+</header>
+<main class="report-body">
+<table class="report-index">
+<thead><tr><th>Study</th><th>Status</th><th>Last success (UTC)</th><th>Files</th></tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,303 @@
+"""Study files (``studies/<id>.yaml``): what a study declares, and the reports it asks for.
+
+What users write is declared here as pydantic models (:class:`StudyFile`); how it is checked
+is separate: :func:`read_study` parses the YAML, validates the schema, resolves paths
+(relative to the study file; ``data: demo`` is the demo synthetic dataset) and checks that
+files exist; :func:`parameter_problems` compares the parameters (and matrix keys) with the
+template's ``parameters`` cell. Every problem names the file, the line and the key, and all
+of them are collected into one :class:`~studylib.errors.ValidationError`, before any kernel
+starts. :func:`reports_of` fans a study out into one :class:`Report` per matrix combination.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
+
+from studylib import paths
+from studylib.errors import Problem, ValidationError
+
+#: The template parameter through which the runner passes the study's dataset folder.
+DATA_PARAMETER = "data_dir"
+
+#: ``data: demo`` in a study file means the demo synthetic dataset.
+DEMO_DATA = "demo"
+
+Scalar = Union[bool, int, float, str, None]
+Value = Union[Scalar, list[Scalar]]
+
+_ID = r"^[a-z][a-z0-9_]*$"
+
+
+class Disclosure(BaseModel):
+    """Disclosure control of every table in the report (DESIGN section 4)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    min_cell: int = Field(ge=2, description="smallest count shown; smaller cells are protected")
+    #: the bases of :data:`studylib.privacy.rounding.BASES` (not imported: scipy is slow to load)
+    rounding: Literal[3, 5] | None = Field(None, description="controlled rounding to this base; none: cell suppression")
+
+
+class Timeouts(BaseModel):
+    """How long one cell and one whole report may run, in seconds."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    cell: float = Field(600, gt=0)
+    report: float = Field(1800, gt=0)
+
+
+class StudyFile(BaseModel):
+    """The content of ``studies/<id>.yaml`` exactly as a user writes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(pattern=_ID, description="the study's name; equals the file name and the report folder")
+    title: str = Field(min_length=1)
+    subtitle: str | None = None
+    template: str = Field(min_length=1, description="notebook template, relative to the study file")
+    data: str = Field(min_length=1, description="dataset folder, relative to the study file, or 'demo'")
+    parameters: dict[str, Value] = Field(default_factory=dict)
+    disclosure: Disclosure
+    formats: list[Literal["html", "pdf"]] = Field(min_length=1)
+    matrix: dict[str, list[Scalar]] | None = None
+    timeout: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, formats: list[str]) -> list[str]:
+        if len(set(formats)) != len(formats):
+            raise ValueError("formats are listed more than once")
+        return formats
+
+    @field_validator("matrix")
+    @classmethod
+    def _non_empty_matrix(cls, matrix: dict[str, list] | None) -> dict[str, list] | None:
+        for key, values in (matrix or {}).items():
+            if not values:
+                raise ValueError(f"matrix {key!r} has no values")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"matrix {key!r} lists a value more than once")
+        return matrix
+
+
+@dataclass(frozen=True)
+class Study:
+    """A checked study file with its paths resolved."""
+
+    file: Path
+    spec: StudyFile
+    template: Path
+    data: Path
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report a study asks for: the whole study, or one combination of its matrix."""
+
+    study: Study
+    combination: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """``<id>`` or ``<id>/<combination>``: the report's folder under the reports folder."""
+        return self.study.id if not self.combination else f"{self.study.id}/{combination_name(self.combination)}"
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """What the runner injects: the study's parameters, this combination, and the data folder."""
+        return {**self.study.spec.parameters, **self.combination, DATA_PARAMETER: str(self.study.data)}
+
+    @property
+    def title(self) -> str:
+        if not self.combination:
+            return self.study.title
+        return f"{self.study.title} ({', '.join(f'{k}: {v}' for k, v in self.combination.items())})"
+
+
+def combination_name(combination: dict[str, Any]) -> str:
+    """A folder name for a matrix combination, e.g. ``region-hovedstaden``."""
+    return "__".join(f"{k}-{_slug(v)}" for k, v in combination.items())
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", str(value)).strip("_") or "none"
+
+
+def reports_of(study: Study) -> list[Report]:
+    """One report per matrix combination (one report when there is no matrix)."""
+    matrix = study.spec.matrix or {}
+    keys = list(matrix)
+    return [Report(study, dict(zip(keys, values))) for values in itertools.product(*matrix.values())] or [Report(study)]
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def key_lines(text: str) -> dict[tuple, int]:
+    """Line number (1-based) of every mapping key in a YAML text, by key path."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    try:
+        walk(yaml.compose(text), ())
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+def _where(file: Path, lines: dict[tuple, int], loc: tuple) -> str:
+    line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+    dotted = ".".join(str(p) for p in loc)
+    return f"{file}" + (f" line {line}" if line else "") + (f", key {dotted!r}" if dotted else "")
+
+
+def _schema_problems(file: Path, lines: dict[tuple, int], err: PydanticError) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc = _clean_loc(e["loc"])
+        rule = "unknown key (not part of a study file)" if e["type"] == "extra_forbidden" else e["msg"]
+        value = None if e["type"] in ("missing", "extra_forbidden") else e.get("input")
+        problems.append(Problem(where=_where(file, lines, loc), rule=rule, value=value if not isinstance(value, (dict, list)) else None))
+    return _unique(problems)
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union-branch labels (``str``, ``list[...]``) from an error location."""
+    branch = re.compile(r"^(bool|int|float|str|none|list\[.*\]|nullable\[.*\]|function-.*)$")
+    return tuple(p for p in loc if not (isinstance(p, str) and branch.match(p)))
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if p.where not in seen:
+            seen.add(p.where)
+            out.append(p)
+    return out
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def read_study(file: str | Path) -> Study:
+    """Read and check one study file; raise one ValidationError naming every problem."""
+    file = Path(file)
+    if not file.is_file():
+        raise ValidationError([Problem(where=str(file), rule="study file not found")], summary="study file")
+    text = file.read_text()
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file} line {mark.line + 1}" if mark else str(file)
+        raise ValidationError([Problem(where=where, rule=f"not valid YAML: {getattr(exc, 'problem', exc)}")], summary=f"{file}: study file is not valid") from None
+    lines = key_lines(text)
+    if not isinstance(raw, dict):
+        raise ValidationError([Problem(where=str(file), rule="a study file is a mapping of keys (id, title, template, ...)")], summary=f"{file}: study file is not valid")
+    try:
+        spec = StudyFile.model_validate(raw)
+    except PydanticError as err:
+        raise ValidationError(_schema_problems(file, lines, err), summary=f"{file}: study file is not valid") from None
+
+    problems: list[Problem] = []
+    if spec.id != file.stem:
+        problems.append(Problem(where=_where(file, lines, ("id",)), rule=f"id must equal the file name {file.stem!r}", value=spec.id))
+    template = _resolve(file.parent, spec.template)
+    if not template.is_file():
+        problems.append(Problem(where=_where(file, lines, ("template",)), rule=f"template not found: {template}"))
+    elif template.suffix != ".ipynb":
+        problems.append(Problem(where=_where(file, lines, ("template",)), rule="a template is a notebook (.ipynb)", value=spec.template))
+    data = paths.demo_dataset_dir() if spec.data == DEMO_DATA else _resolve(file.parent, spec.data)
+    if not (data / "dataset.json").is_file():
+        hint = "; create it with `studylib demo`" if spec.data == DEMO_DATA else ""
+        problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"not a dataset folder (no dataset.json): {data}{hint}"))
+    if DATA_PARAMETER in spec.parameters:
+        problems.append(Problem(where=_where(file, lines, ("parameters", DATA_PARAMETER)), rule=f"set the dataset with the key 'data', not parameters.{DATA_PARAMETER}"))
+    for key in set(spec.parameters) & set(spec.matrix or {}):
+        problems.append(Problem(where=_where(file, lines, ("matrix", key)), rule="a parameter is either fixed in 'parameters' or varied in 'matrix', not both"))
+    if problems:
+        raise ValidationError(problems, summary=f"{file}: study file is not valid")
+    return Study(file=file, spec=spec, template=template, data=data)
+
+
+def find_studies(folder: str | Path) -> list[Path]:
+    """Every study file in ``folder`` (``*.yaml`` and ``*.yml``), by name."""
+    folder = Path(folder)
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+# --- parameters against the template -------------------------------------------------------
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+def accepts(annotation: str | None, value: Any) -> bool:
+    """Whether ``value`` fits a parameter annotation such as ``int``, ``Optional[str]`` or ``list[str]``."""
+    if not annotation or annotation == "None":
+        return True
+    text = annotation.replace(" ", "")
+    optional = re.fullmatch(r"Optional\[(.+)\]", text)
+    if optional:
+        return value is None or accepts(optional.group(1), value)
+    base = re.split(r"\[", text, maxsplit=1)[0].lower()
+    if base not in _TYPES:
+        return True  # an annotation we do not know: papermill decides
+    if isinstance(value, bool) and base in ("int", "float"):
+        return False
+    return isinstance(value, _TYPES[base])
+
+
+def parameter_problems(study: Study, declared: dict[str, Any]) -> list[Problem]:
+    """Problems of the study's parameters and matrix against the template's parameters cell.
+
+    ``declared`` maps each template parameter to its description (an object with
+    ``inferred_type_name``, as :func:`studylib.runner.template.template_parameters` returns).
+    """
+    lines = key_lines(study.file.read_text())
+    problems = []
+    known = ", ".join(sorted(declared)) or "none"
+    if DATA_PARAMETER not in declared:
+        problems.append(Problem(where=_where(study.file, lines, ("template",)),
+                                rule=f"template {study.template.name} has no parameter {DATA_PARAMETER!r}; the runner passes the dataset folder through it"))
+    given = [(("parameters", k), k, [v]) for k, v in study.spec.parameters.items()]
+    given += [(("matrix", k), k, list(v)) for k, v in (study.spec.matrix or {}).items()]
+    for loc, name, values in given:
+        if name not in declared:
+            problems.append(Problem(where=_where(study.file, lines, loc), rule=f"template {study.template.name} has no parameter {name!r} (it has: {known})"))
+            continue
+        annotation = getattr(declared[name], "inferred_type_name", None)
+        for value in values:
+            if not accepts(annotation, value):
+                problems.append(Problem(where=_where(study.file, lines, loc), rule=f"template {study.template.name} declares {name}: {annotation}", value=repr(value)))
+    return problems

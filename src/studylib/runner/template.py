@@ -1,0 +1,49 @@
+"""Notebook templates: their ``parameters`` cell, read with papermill's own inspection.
+
+:func:`template_parameters` returns what papermill infers from the cell tagged
+``parameters`` (name, type from the annotation, default, help from the trailing comment);
+``studylib inspect`` shows it and the study checks compare study files against it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from studylib.errors import StudylibError
+
+
+class TemplateError(StudylibError):
+    """A template cannot be read or has no ``parameters`` cell."""
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    """One parameter of a template as papermill infers it."""
+
+    name: str
+    inferred_type_name: str
+    default: str
+    help: str
+
+
+def _has_parameters_cell(path: Path) -> bool:
+    try:
+        nb = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TemplateError(f"{path}: not a readable notebook ({exc})") from None
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.get("cells", []))
+
+
+def template_parameters(path: str | Path) -> dict[str, TemplateParameter]:
+    """The parameters declared in the template's ``parameters`` cell, in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise TemplateError(f"{path}: template not found")
+    if not _has_parameters_cell(path):
+        raise TemplateError(f"{path}: no cell tagged 'parameters' (tag the cell that sets the defaults)")
+    from papermill import inspect_notebook  # slow import; only when a template is really read
+
+    found = inspect_notebook(str(path))
+    return {name: TemplateParameter(**p) for name, p in found.items()}
