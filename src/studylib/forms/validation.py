@@ -1,0 +1,350 @@
+"""Validation of raw form exports against the form catalogue (and ``validation_rules.yaml``).
+
+What a form holds is declared in ``catalogue.yaml``; the rules across fields and files in
+``validation_rules.yaml``. This module checks a :class:`~studylib.forms.reading.RawTable`
+column by column (each check runs once per distinct value, vectorised), collects every
+problem (file, row, column, value, rule) instead of stopping at the first, and splits the
+rows into accepted rows with typed values and rejected rows for the quarantine.
+
+The value of a personal field (and the database's record id) is never put into a problem:
+problems end up in reports and on screens; the quarantine file in the raw area is where the
+rows themselves can be looked at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from studylib.errors import Problem
+from studylib.forms.catalogue import FormCatalogue, FormField, form_catalogue
+from studylib.forms.reading import (
+    ExportError,
+    RawTable,
+    ingest_rules,
+    parse_boolean,
+    parse_dates,
+    parse_decimal,
+    parse_integer,
+)
+
+#: Columns of a problems table.
+PROBLEM_COLUMNS = ("file", "row", "column", "rule", "value")
+#: Extra column of the typed values: the birth date that a valid CPR number tells.
+CPR_BIRTH_DATE = "cpr_birth_date"
+#: How a personal value shows in a problem.
+_NOT_SHOWN = None
+
+
+@dataclass
+class ValidatedExport:
+    """One export after validation."""
+
+    form: str
+    file: str
+    values: pd.DataFrame  # accepted rows, typed catalogue columns (+ cpr_birth_date)
+    rows: np.ndarray  # file row number of each accepted row
+    rejected: pd.DataFrame  # rejected rows as read (text): _row, _problems, file columns, _text
+    problems: pd.DataFrame  # PROBLEM_COLUMNS
+    warnings: list[Problem] = field(default_factory=list)
+    n_read: int = 0
+
+
+def empty_problems() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="object") for c in PROBLEM_COLUMNS})
+
+
+def problems_frame(file: str, rows, column: str | None, rule: str, values=None) -> pd.DataFrame:
+    """A problems table for several rows failing one rule (``values`` None when not shown)."""
+    rows = np.asarray(rows)
+    shown = [None] * len(rows) if values is None else [None if pd.isna(v) else str(v)[:100] for v in values]
+    return pd.DataFrame({"file": file, "row": rows.astype(object), "column": column, "rule": rule, "value": shown},
+                        columns=list(PROBLEM_COLUMNS))
+
+
+def as_problems(frame: pd.DataFrame, limit: int | None = None) -> list[Problem]:
+    """Problems of a problems table, for messages (first ``limit``)."""
+    frame = frame if limit is None else frame.head(limit)
+    return [
+        Problem(where=r.file, rule=r.rule, row=None if pd.isna(r.row) else int(r.row),
+                column=None if pd.isna(r.column) else r.column, value=r.value)
+        for r in frame.itertuples(index=False)
+    ]
+
+
+# -- the columns of a file --------------------------------------------------------------------------
+
+
+def check_columns(raw: RawTable, form: str, catalogue: FormCatalogue) -> list[Problem]:
+    """Raise ExportError when required columns are missing (naming the form whose columns these are);
+    return warnings for unexpected columns (ignored) and missing optional ones (read as empty)."""
+    where = str(raw.path)
+    header = list(raw.frame.columns)
+    fields = catalogue.fields_of(form)
+    names = {f.name for f in fields}
+    missing_required = [f.name for f in fields if f.required and f.name not in header]
+    if missing_required:
+        other = _form_of_columns(header, catalogue, exclude=form)
+        if other is not None:
+            raise ExportError(Problem(
+                where=where, row=1,
+                rule=f"the columns are those of form {other} ({catalogue.form(other).title}), not of {form}: "
+                     f"is the file misnamed? ({catalogue.file_name(other)} expected for them)",
+            ))
+        raise ExportError(Problem(
+            where=where, row=1, column=missing_required[0],
+            rule=f"required column(s) missing for form {form}: {', '.join(missing_required)}",
+        ))
+    warnings = []
+    for name in header:
+        if name not in names:
+            warnings.append(Problem(where=where, row=1, column=name, rule=f"column is not a field of form {form}: ignored (not read)"))
+    for f in fields:
+        if f.name not in header:
+            warnings.append(Problem(where=where, row=1, column=f.name, rule="optional column missing: read as empty"))
+    return warnings
+
+
+def _form_of_columns(header: list[str], catalogue: FormCatalogue, exclude: str) -> str | None:
+    """Another form whose required own fields are all in the header (the best such), if any."""
+    best, best_score = None, 0
+    for f in catalogue.forms:
+        if f.code == exclude:
+            continue
+        own = {x.name for x in f.fields}
+        required = {x.name for x in f.fields if x.required}
+        if required <= set(header):
+            score = len(own & set(header))
+            if score > best_score:
+                best, best_score = f.code, score
+    return best
+
+
+# -- values ----------------------------------------------------------------------------------------------
+
+
+def _text(raw: pd.Series, missing: tuple[str, ...]) -> pd.Series:
+    """Stripped text with the catalogue's spellings of 'missing' turned into NA."""
+    s = raw.astype("str").str.strip()
+    lowered = {m.lower() for m in missing}
+    is_missing = s.str.lower().isin(lowered) | s.isna()
+    return s.mask(is_missing)
+
+
+def _normalise_text(name: str, s: pd.Series) -> pd.Series:
+    steps = ingest_rules().get("text_normalisation", {}).get(name, [])
+    for step in steps:
+        if step == "upper":
+            s = s.str.upper()
+        elif step == "no_spaces":
+            s = s.str.replace(r"\s+", "", regex=True)
+        elif step == "no_hyphens":
+            s = s.str.replace("-", "", regex=False)
+        elif step == "digits_only":
+            s = s.str.replace(r"\D+", "", regex=True)
+        else:
+            raise ValueError(f"validation_rules.yaml: text_normalisation of {name}: unknown step {step!r}")
+    return s
+
+
+def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
+    """The birth date each 10-digit CPR number tells (century from the serial, CPR office rules); NaT if impossible."""
+    table = ingest_rules()["cpr_century"]
+    s = cpr_digits.astype("str")
+    yy = pd.to_numeric(s.str.slice(4, 6), errors="coerce")
+    first = s.str.slice(6, 7)
+    century = pd.Series(np.nan, index=s.index)
+    for digit, spans in table.items():
+        for lo, hi, cent in spans:
+            century = century.mask((first == str(digit)) & (yy >= lo) & (yy <= hi), cent)
+    year = (century + yy).astype("Int64").astype("str")
+    text = s.str.slice(0, 2) + "-" + s.str.slice(2, 4) + "-" + year
+    return parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
+
+
+def whole_years(start: pd.Series, end: pd.Series) -> pd.Series:
+    """Completed years from ``start`` to ``end`` (ages); NA where either is missing."""
+    years = end.dt.year - start.dt.year
+    before_birthday = (end.dt.month < start.dt.month) | ((end.dt.month == start.dt.month) & (end.dt.day < start.dt.day))
+    return (years - before_birthday.astype("Int64")).astype("Int64")
+
+
+class _Checker:
+    """Collects the problems of one export while its columns are checked."""
+
+    def __init__(self, raw: RawTable, form: str, catalogue: FormCatalogue):
+        self.raw, self.form, self.catalogue = raw, form, catalogue
+        self.file = str(raw.path)
+        self.n = len(raw.frame)
+        self.found: list[pd.DataFrame] = []
+        self.bad = np.zeros(self.n, dtype=bool)
+
+    def fail(self, mask, column: str, rule: str, text: pd.Series | None, show: bool) -> None:
+        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
+        if not mask.any():
+            return
+        self.bad |= mask
+        values = text[mask].tolist() if (show and text is not None) else None
+        self.found.append(problems_frame(self.file, self.raw.rows[mask], column, rule, values))
+
+
+def _check_field(f: FormField, text: pd.Series, check: _Checker, dialect, rules) -> pd.Series:
+    """Typed values of one field; every failing row recorded on the checker."""
+    show = not f.personal and f.name != "record_id"
+    present = text.notna()
+    if f.required:
+        check.fail(~present, f.name, "required value is missing", None, show)
+    if f.type == "string":
+        s = _normalise_text(f.name, text)
+        if f.max_length is not None:
+            check.fail(s.str.len() > f.max_length, f.name, f"longer than {f.max_length} characters", None, False)
+        if f.format is not None:
+            check.fail(present & ~s.str.fullmatch(f.format, na=False), f.name, f"does not have the form {f.format}", text, show)
+        return s
+    if f.type in ("code", "codes"):
+        allowed = _allowed_codes(f)
+        lookup = {c.lower(): c for c in allowed} if allowed is not None else None
+        if f.type == "code":
+            out = text.str.lower().map(lookup) if lookup is not None else text.str.lower()
+            if lookup is not None:
+                check.fail(present & out.isna(), f.name, f"unknown code (codes of {_codes_name(f)})", text, show)
+            return out.astype("str")
+        parts = text.str.lower().str.split(dialect.multi_separator, regex=False)
+        exploded = parts.explode().str.strip()
+        exploded = exploded[exploded.notna() & (exploded != "")]
+        mapped = exploded.map(lookup) if lookup is not None else exploded
+        unknown = mapped.isna() & exploded.notna()
+        check.fail(text.index.isin(exploded.index[unknown]), f.name, f"unknown code (codes of {_codes_name(f)})", text, show)
+        joined = mapped.dropna().groupby(level=0).agg(lambda v: dialect.multi_separator.join(dict.fromkeys(v)))
+        return joined.reindex(text.index).astype("str")
+    if f.type == "date":
+        d = parse_dates(text, dialect.date_formats)
+        check.fail(present & d.isna(), f.name, "not a date (or an impossible one); dates are yyyy-mm-dd or dd-mm-yyyy", text, show)
+        span = rules["birth_date_range" if f.name == "birth_date" else "date_range"]
+        lo, hi = pd.Timestamp(span["min"]), pd.Timestamp(span["max"])
+        check.fail(d.notna() & ((d < lo) | (d > hi)), f.name, f"date outside {span['min']}..{span['max']}", text, show)
+        return d
+    if f.type in ("integer", "decimal"):
+        num = parse_integer(text) if f.type == "integer" else parse_decimal(text)
+        kind = "a whole number" if f.type == "integer" else "a number"
+        check.fail(present & num.isna(), f.name, f"not {kind}", text, show)
+        if f.min is not None:
+            check.fail(num.notna() & (num < f.min), f.name, f"less than {f.min:g}", text, show)
+        if f.max is not None:
+            check.fail(num.notna() & (num > f.max), f.name, f"more than {f.max:g}", text, show)
+        return num
+    if f.type == "boolean":
+        b = parse_boolean(text, dialect.booleans)
+        check.fail(present & b.isna(), f.name, "not yes or no", text, show)
+        return b
+    raise AssertionError(f.type)  # the catalogue schema allows no other types
+
+
+def _allowed_codes(f: FormField) -> tuple[str, ...] | None:
+    if f.codes == "indicator":
+        from studylib.indicators import indicator_codes
+
+        return tuple(indicator_codes())
+    return f.allowed_codes()
+
+
+def _codes_name(f: FormField) -> str:
+    return f.codes if isinstance(f.codes, str) else ", ".join(f.codes)
+
+
+def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = None) -> ValidatedExport:
+    """Check every row of an export; the accepted rows come back typed, the rest as rejected rows."""
+    catalogue = catalogue or form_catalogue()
+    rules = ingest_rules()
+    warnings = list(raw.warnings) + check_columns(raw, form, catalogue)
+    dialect = catalogue.export
+    check = _Checker(raw, form, catalogue)
+    typed: dict[str, pd.Series] = {}
+    for f in catalogue.fields_of(form):
+        column = raw.frame[f.name] if f.name in raw.frame.columns else pd.Series(pd.NA, index=raw.frame.index, dtype="str")
+        typed[f.name] = _check_field(f, _text(column, dialect.missing), check, dialect, rules)
+    values = pd.DataFrame(typed)
+    _check_cpr(values, check)
+    _check_rows(values, form, catalogue, rules, check)
+    problems = [check.found[i] for i in range(len(check.found))]
+    # rows that could not be split into the header's columns
+    width = len(raw.frame.columns)
+    bad_rows = raw.bad_rows
+    if len(bad_rows):
+        rules_text = [f"the row has {n} field(s), the header {width} (truncated row, or a delimiter inside an unquoted value?)"
+                      if t != "(truncated)" else "the file ends inside a quoted value: the row is truncated"
+                      for n, t in zip(bad_rows["fields"], bad_rows["text"])]
+        problems.append(pd.DataFrame({"file": check.file, "row": bad_rows["row"].astype(object), "column": None,
+                                      "rule": rules_text, "value": None}, columns=list(PROBLEM_COLUMNS)))
+    problems = pd.concat(problems, ignore_index=True) if problems else empty_problems()
+    problems = problems.sort_values(["row"], kind="stable", key=lambda r: pd.to_numeric(r, errors="coerce")).reset_index(drop=True)
+    ok = ~check.bad
+    rejected = _rejected_rows(raw, check.bad, problems)
+    return ValidatedExport(
+        form=form, file=str(raw.path), values=values[ok].reset_index(drop=True), rows=raw.rows[ok],
+        rejected=rejected, problems=problems, warnings=warnings, n_read=len(raw.frame) + len(bad_rows),
+    )
+
+
+def _check_cpr(values: pd.DataFrame, check: _Checker) -> None:
+    cpr = values["cpr"].str.replace("-", "", regex=False)
+    born = cpr_birth_dates(cpr)
+    check.fail(cpr.notna() & cpr.str.fullmatch(r"\d{10}", na=False) & born.isna(), "cpr",
+               "the CPR number's first six digits are not a real date", None, False)
+    values["cpr"] = cpr
+    values[CPR_BIRTH_DATE] = born
+
+
+def _check_rows(values: pd.DataFrame, form: str, catalogue: FormCatalogue, rules: dict, check: _Checker) -> None:
+    ops = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b}
+    for comparison in rules.get("comparisons", []):
+        forms = comparison["forms"]
+        if forms != "all" and form not in forms:
+            continue
+        left, right = values[comparison["left"]], values[comparison["right"]]
+        wrong = left.notna() & right.notna() & ~ops[comparison["op"]](left, right).fillna(True)
+        check.fail(wrong, comparison["report_on"], comparison["rule"], None, False)
+    spec = catalogue.form(form)
+    if spec.minors_only:
+        born = values["birth_date"].fillna(values[CPR_BIRTH_DATE])
+        age = whole_years(born, values["date"])
+        check.fail(age >= rules["adult_age"], "birth_date", f"form {form} is for minors; the person was {rules['adult_age']} or older on the date", None, False)
+    if rules.get("check_submitted_by", False):
+        org = values["organisation"]
+        check.fail(org.notna() & ~org.isin(spec.submitted_by), "organisation",
+                   f"organisation does not submit form {form} (catalogue: {', '.join(spec.submitted_by)})", org, True)
+
+
+def _rejected_rows(raw: RawTable, bad: np.ndarray, problems: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows as read, with their row numbers and what is wrong (for the quarantine)."""
+    if problems.empty:
+        return pd.DataFrame(columns=["_row", "_problems", *raw.frame.columns, "_text"])
+    described = problems.assign(what=problems["column"].fillna("(row)") + ": " + problems["rule"])
+    by_row = described.groupby(described["row"].astype("int64"))["what"].agg("; ".join)
+    good_part = raw.frame[bad].copy()
+    good_part.insert(0, "_row", raw.rows[bad])
+    good_part["_text"] = ""
+    bad_part = pd.DataFrame({"_row": raw.bad_rows["row"].astype("int64").to_numpy(), "_text": raw.bad_rows["text"].to_numpy()})
+    out = pd.concat([good_part, bad_part], ignore_index=True) if len(bad_part) else good_part
+    out.insert(1, "_problems", out["_row"].map(by_row))
+    return out.sort_values("_row", kind="stable").reset_index(drop=True)
+
+
+def concat_problems(frames) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else empty_problems()
+
+
+def file_problems(problems: list[Problem]) -> pd.DataFrame:
+    """File-level problems as a problems table."""
+    return pd.DataFrame(
+        [{"file": p.where, "row": p.row, "column": p.column, "rule": p.rule, "value": None} for p in problems],
+        columns=list(PROBLEM_COLUMNS),
+    ) if problems else empty_problems()
+
+
+def display_name(path: str | Path) -> str:
+    return Path(path).name
