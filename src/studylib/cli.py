@@ -91,9 +91,259 @@ def forms_command(
 
 # --- ingest and keys (studylib.forms, studylib.privacy) ------------------------------------
 
+key_app = typer.Typer(help="Secret keys for pseudonymisation (HMAC-SHA256 person tokens).", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
+
+@key_app.command("new")
+def key_new_command(
+    path: Optional[Path] = typer.Argument(None, help="Where to write the key (a new file; never overwritten). With --demo: the demo key by default."),
+    demo: bool = typer.Option(False, "--demo", help="A key for synthetic data only (marked so inside; its file name must say DEMO)."),
+) -> None:
+    """Make a new key: 32 random bytes, file mode 600. Keep it away from the data."""
+    from studylib.paths import demo_key_file
+    from studylib.privacy.tokens import new_key
+
+    if path is None:
+        if not demo:
+            fail("give the PATH of the new key file (or --demo for the demo key of synthetic data)")
+        path = demo_key_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if demo and "demo" not in path.name.lower():
+        fail(f"{path}: a demo key's file name must contain DEMO, so nobody mistakes it for a real key")
+    try:
+        new_key(path, demo=demo)
+    except StudylibError as err:
+        fail(err)
+    console.print(f"key written to {path} (mode 600)" + (" [bold]for synthetic data only[/bold]" if demo else "; keep it away from the data and back it up"))
+
+
+@app.command("ingest")
+def ingest_command(
+    raw_dirs: list[Path] = typer.Argument(..., help="Folder(s) of raw form exports (F01_outreach.csv, ...); several folders are ingested in order."),
+    out: Path = typer.Option(..., "--out", "-o", help="The dataset folder to write (replaced as a whole)."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", envvar="STUDYLIB_KEY_FILE", help="The secret key (or env STUDYLIB_KEY_FILE)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first problem instead of quarantining rejected rows."),
+    append: bool = typer.Option(False, "--append", help="Add these exports to the dataset already at --out (same key)."),
+) -> None:
+    """Validate, link and pseudonymise raw form exports into a dataset."""
+    import warnings
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from studylib.forms.ingest import check_key_location, ingest
+    from studylib.privacy.tokens import read_key
+
+    if key_file is None:
+        fail("no key: give --key-file PATH or set STUDYLIB_KEY_FILE (make a key with `studylib key new PATH`)")
+    try:
+        check_key_location(key_file, out)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            key = read_key(key_file)
+        for w in caught:
+            console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+        with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                label = "reading" if stage.startswith("reading") else stage
+                if label not in tasks:
+                    tasks[label] = bar.add_task(label, total=max(total, 1))
+                bar.update(tasks[label], completed=done, total=max(total, 1), description=stage[:32])
+
+            result = ingest(raw_dirs, out, key, strict=strict, append=append, progress=progress)
+    except StudylibError as err:
+        fail(err)
+    report = result.report
+    d, r = report["dataset"], report["rejected"]
+    console.print(f"[green]dataset written:[/green] {result.dataset_dir} ({d['persons']} persons, {d['events']} events, "
+                  f"{d['cases']} cases; {report['records_added']} records added)", highlight=False)
+    if r["rows"]:
+        console.print(f"[yellow]{r['rows']} rows rejected[/yellow]; they are in the quarantine: "
+                      + ", ".join(str(p) for p in result.quarantine_files), highlight=False)
+    k = report["linkage"]
+    console.print(f"linkage: {k['records']} records -> {k['persons']} persons; conflicts: "
+                  + (", ".join(f"{n} {c}" for n, c in k.get("persons_with_conflicts", {}).items() if c) or "none"), highlight=False)
+    console.print(f"report: {result.dataset_dir / 'ingest_report.md'}", highlight=False)
+
 # --- disclosure audit (studylib.privacy) ---------------------------------------------------
 
 # --- studies and reports (studylib.runner) -------------------------------------------------
+
+
+def _project_folder(name: str) -> Path:
+    from studylib import paths
+
+    return paths.project_root() / name
+
+
+def _study_files(studies: list[str], run_all: bool, studies_dir: Path) -> list[Path]:
+    from studylib.runner.study import find_studies
+
+    if run_all:
+        return find_studies(studies_dir)
+    files = []
+    for s in studies:
+        path = Path(s)
+        if not path.suffix and not path.exists():
+            path = studies_dir / f"{s}.yaml"  # a study id
+        files.append(path)
+    return files
+
+
+@app.command("run")
+def run_command(
+    studies: list[str] = typer.Argument(None, help="Study files (studies/<id>.yaml) or study ids."),
+    run_all: bool = typer.Option(False, "--all", help="Run every study in the studies folder."),
+    force: bool = typer.Option(False, "--force", help="Run even reports that are unchanged since their last good run."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Reports made at the same time on this machine."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (workers share the file system)."),
+    reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
+    studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+) -> None:
+    """Run studies: execute, export HTML and PDF, audit, publish into reports/."""
+    import logging
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from studylib import paths
+    from studylib.runner.batch import BatchSettings, run_batch
+
+    if not studies and not run_all:
+        fail("name one or more studies, or use --all")
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's pending-task noise after a dead kernel
+    studies_dir = (studies_dir or _project_folder("studies")).resolve()
+    settings = BatchSettings(
+        reports=(reports or paths.reports_dir()).resolve(), force=force, workers=workers, cluster=cluster, studies_dir=studies_dir
+    )
+    files = _study_files(studies or [], run_all, studies_dir)
+    if not files:
+        fail(f"no study files in {studies_dir}")
+    colour = {"published": "green", "skipped": "cyan", "failed": "red", "invalid": "red", "cancelled": "yellow"}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("studies", total=None)
+        running: set[str] = set()
+
+        def progress(key: str, outcome) -> None:
+            if outcome is None:
+                running.add(key)
+            else:
+                running.discard(key)
+                bar.advance(task)
+                bar.console.print(f"[{colour.get(outcome.status, 'white')}]{outcome.status:>9}[/] {key}  {outcome.seconds:.1f} s", highlight=False)
+            bar.update(task, description="running: " + (", ".join(sorted(running))[:60] or "-"))
+
+        result = run_batch(files, settings, progress)
+    table = Table(title="studylib run")
+    for col in ("report", "status", "seconds", "message"):
+        table.add_column(col, overflow="fold")
+    for o in result.outcomes:
+        message = "" if o.status == "published" else o.message
+        table.add_row(o.key, f"[{colour.get(o.status, 'white')}]{o.status}[/]", f"{o.seconds:.1f}", message)
+    Console().print(table)
+    Console().print(f"index: {result.index}", highlight=False, soft_wrap=True)
+    if result.signal is not None:
+        console.print(f"[yellow]cancelled by signal {result.signal}[/yellow]: nothing was half-published")
+        raise typer.Exit(128 + result.signal)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_command(
+    reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
+    studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+) -> None:
+    """List the studies, their templates and the state of their reports."""
+    from rich.table import Table
+
+    from studylib import paths
+    from studylib.runner.publish import report_state
+    from studylib.runner.study import find_studies, read_study, reports_of
+
+    reports = reports or paths.reports_dir()
+    studies_dir = studies_dir or _project_folder("studies")
+    table = Table(title=f"Studies in {studies_dir}")
+    for col in ("id", "title", "template", "reports", "status", "last success"):
+        table.add_column(col, overflow="fold")
+    for file in find_studies(studies_dir):
+        try:
+            study = read_study(file)
+        except StudylibError as err:
+            table.add_row(file.stem, "", "", "", "[red]invalid[/red]", str(err).splitlines()[-1].strip())
+            continue
+        states = [report_state(reports, r.key, r.title) for r in reports_of(study)]
+        statuses = sorted({s.status for s in states})
+        last = max((s.last_success or "" for s in states), default="") or "-"
+        table.add_row(study.id, study.title, study.template.name, str(len(states)), ", ".join(statuses), last)
+    Console().print(table)
+
+
+@app.command("inspect")
+def inspect_command(template: str = typer.Argument(..., help="A template notebook (path, or name in templates/).")) -> None:
+    """Show a template's parameters: name, type, default and help."""
+    from rich.table import Table
+
+    from studylib.runner.template import template_parameters
+
+    path = Path(template)
+    if not path.exists():
+        path = _project_folder("templates") / (template if template.endswith(".ipynb") else f"{template}.ipynb")
+    try:
+        declared = template_parameters(path)
+    except StudylibError as err:
+        fail(err)
+    table = Table(title=f"Parameters of {path.name}")
+    for col in ("name", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    for p in declared.values():
+        table.add_row(p.name, p.inferred_type_name, p.default, p.help)
+    Console().print(table)
+
+
+@app.command("new-study")
+def new_study_command(
+    study_id: str = typer.Argument(..., help="The new study's id (lower-case snake_case; also its file name)."),
+    template: str = typer.Option("sector_study", "--template", help="Template (path, or name in templates/)."),
+    title: Optional[str] = typer.Option(None, "--title", help="The report title."),
+    data: str = typer.Option("demo", "--data", help="Dataset folder relative to the study file, or 'demo'."),
+    studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+) -> None:
+    """Write studies/<id>.yaml for a template, listing its parameters; then edit and run it."""
+    import os
+    import re
+
+    from studylib.runner.study import new_study_text, read_study
+    from studylib.runner.template import template_parameters
+
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", study_id):
+        fail(f"study id {study_id!r}: use lower-case letters, digits and _ (starting with a letter)")
+    studies_dir = (studies_dir or _project_folder("studies")).resolve()
+    path = Path(template)
+    if not path.exists():
+        path = _project_folder("templates") / (template if template.endswith(".ipynb") else f"{template}.ipynb")
+    target = studies_dir / f"{study_id}.yaml"
+    if target.exists():
+        fail(f"{target} exists already; edit it, or choose another id")
+    try:
+        declared = template_parameters(path)
+        relative = os.path.relpath(path.resolve(), studies_dir)
+        text = new_study_text(study_id, title or study_id.replace("_", " ").capitalize(), relative, data, declared)
+        studies_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
+        try:
+            read_study(target)
+        except StudylibError as err:
+            console.print(f"[yellow]note:[/yellow] {err}", highlight=False)
+    except StudylibError as err:
+        fail(err)
+    typer.echo(f"wrote {target}")
+
 
 # --- demo: the whole flow on synthetic data ------------------------------------------------
 

@@ -301,3 +301,37 @@ def parameter_problems(study: Study, declared: dict[str, Any]) -> list[Problem]:
             if not accepts(annotation, value):
                 problems.append(Problem(where=_where(study.file, lines, loc), rule=f"template {study.template.name} declares {name}: {annotation}", value=repr(value)))
     return problems
+
+
+def new_study_text(study_id: str, title: str, template: str, data: str, declared: dict[str, Any]) -> str:
+    """The text of a new study file: required keys filled in, the template's parameters listed as comments."""
+    lines = [
+        f"# Study file: `studylib run studies/{study_id}.yaml`. Keys: id, title, subtitle, template, data,",
+        "# parameters, disclosure, formats, matrix (one report per combination), timeout (cell, report).",
+        f"id: {study_id}",
+        f"title: {json_str(title)}",
+        f"template: {json_str(template)}",
+        f"data: {json_str(data)}  # a dataset folder (relative to this file), or 'demo'",
+        "parameters: {}",
+    ]
+    for name, p in declared.items():
+        if name == DATA_PARAMETER:
+            continue
+        kind = getattr(p, "inferred_type_name", "None")
+        note = getattr(p, "help", "")
+        lines.append(f"#   {name}: {getattr(p, 'default', '')}  # {kind}{': ' + note if note else ''}")
+    lines += [
+        "disclosure:",
+        "  min_cell: 5  # counts 1..4 are protected",
+        "  rounding: null  # or 3 / 5: controlled rounding instead of suppression",
+        "formats: [html, pdf]",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def json_str(value: str) -> str:
+    """A YAML-safe scalar (JSON strings are valid YAML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
