@@ -89,6 +89,52 @@ def forms_command(
 
 # --- synthetic data (studylib.synthetic) -------------------------------------------------
 
+
+@app.command("synth")
+def synth_command(
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (replaced atomically). Default: the demo's raw folder."),
+    persons: Optional[int] = typer.Option(None, "--persons", help="Registered persons in all (the true population is larger). Default: the scenario's."),
+    years: Optional[str] = typer.Option(None, "--years", help="Years, e.g. 2015-2024. Default: the scenario's."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; the same seed gives the same bytes."),
+    messy: bool = typer.Option(False, "--messy", help="Messy exports: spelling variants, missing values, duplicates, Danish Excel dialects."),
+    no_pii: bool = typer.Option(False, "--no-pii", help="Leave the personal-data fields empty (fast, for large runs)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or xlsx."),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="Profile folder (sector profiles and demo.yaml). Default: synthetic_data/profiles."),
+    sectors: Optional[str] = typer.Option(None, "--sectors", help="Only these sectors, comma-separated (e.g. au_pair,cleaning)."),
+) -> None:
+    """Generate synthetic raw form exports with fake personal data, plus a truth/ folder."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from studylib.paths import demo_raw_dir
+    from studylib.synthetic import DEFAULT_SEED, SynthOptions, generate
+    from studylib.synthetic.generator import STAGES
+
+    try:
+        options = SynthOptions(
+            out=out or demo_raw_dir(),
+            persons=persons,
+            years=years,
+            seed=DEFAULT_SEED if seed is None else seed,
+            messy=messy,
+            pii=not no_pii,
+            fmt=fmt.lower(),
+            profiles=profiles,
+            sectors=tuple(s.strip() for s in sectors.split(",") if s.strip()) if sectors else None,
+        )
+        with Progress(TextColumn("synth: {task.description}"), BarColumn(), TimeElapsedColumn(), console=console,
+                      transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("starting", total=len(STAGES))
+
+            def advance(stage: str) -> None:
+                bar.update(task, description=stage, completed=STAGES.index(stage))
+
+            result = generate(options, progress=advance)
+    except StudylibError as err:
+        fail(err)
+    c = result.counts
+    typer.echo(f"wrote {result.out}: {c['registered_persons']} registered of {c['true_persons']} true persons, "
+               f"{sum(c['records'].values())} records in 14 form files (truth/ is for validation only)")
+
 # --- ingest and keys (studylib.forms, studylib.privacy) ------------------------------------
 
 key_app = typer.Typer(help="Secret keys for pseudonymisation (HMAC-SHA256 person tokens).", no_args_is_help=True)

@@ -1,0 +1,369 @@
+"""``studylib synth``: the whole generator, from options to a finished output folder.
+
+Population and capture (:mod:`population`, :mod:`capture`), the forms that follow
+(:mod:`events`), fake personal data (:mod:`pii`), mess on request (:mod:`messy`) and the
+files (:mod:`export`). Output, written to a temporary folder beside ``out`` and renamed into
+place only when complete::
+
+    out/F01_outreach.csv ... F14_closure.csv   one raw export per form (header only if empty)
+    out/truth/population.parquet               the true population (validation only)
+    out/truth/records.parquet                  form, record_id, true_id of every raw row
+    out/truth/README.md
+    out/synth.json                             parameters, seed, counts (no personal data)
+
+The same options and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from studylib import __version__
+from studylib.data import vocabularies as V
+from studylib.errors import ConfigError, StudylibError
+from studylib.forms.catalogue import form_catalogue
+from studylib.synthetic import capture, events, messy, pii, population
+from studylib.synthetic.export import spell, write_csv, write_xlsx
+from studylib.synthetic.profiles import ProfileSet, load_profiles, parse_years, select_sectors
+
+DEFAULT_SEED = 2007  # the year the Danish centre was established
+STAGES = ("profiles", "population", "forms", "personal data", "records", "exports", "truth")
+MARKER = "synth.json"
+
+TRUTH_README = """# Ground truth of a synthetic export: for validation only
+
+This folder was written by `studylib synth` together with the raw form exports beside it.
+It holds what a real centre never knows: the whole population in exploitation (most of it
+never registered), who is a victim, who was registered by which organisation, and which
+true person each raw record belongs to (duplicates included).
+
+Only validation may read it: tests of ingest (linkage accuracy), of the extent estimators
+(coverage of the true population) and of the indicator classification. Analysis code,
+templates and reports must never read it: they see the data through ingest, as they would
+see real data.
+
+- `population.parquet`: one row per true person: `true_id`, `year`, `sector`, `sex`,
+  `birth_date`, `age` (at first contact), `minor`, `nationality`, `region`, `exploitation`,
+  `recruitment_channel`, `victim`, `latent_visibility`, `has_cpr`, `has_passport`,
+  `registered`, and `list_<organisation>` (registered by that organisation that year).
+- `records.parquet`: `form`, `record_id`, `true_id`, `duplicate` (a second submission).
+"""
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What ``studylib synth`` was asked for; None means the scenario's default."""
+
+    out: Path
+    persons: int | None = None
+    years: str | None = None
+    seed: int = DEFAULT_SEED
+    messy: bool = False
+    pii: bool = True
+    fmt: str = "csv"
+    profiles: Path | None = None
+    sectors: tuple[str, ...] | None = None
+
+
+@dataclass
+class SynthResult:
+    out: Path
+    counts: dict
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[str], None]
+
+
+# --- options and output folder ----------------------------------------------------------------
+
+
+def _check_options(options: SynthOptions) -> None:
+    problems = []
+    if options.persons is not None and options.persons < 0:
+        problems.append(f"--persons: must be 0 or more, got {options.persons}")
+    if options.fmt not in ("csv", "xlsx"):
+        problems.append(f"--format: must be csv or xlsx, got {options.fmt!r}")
+    if options.seed < 0:
+        problems.append(f"--seed: must be 0 or more, got {options.seed}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _prepare_output(out: Path) -> Path:
+    """Check that ``out`` may be (re)written and make the temporary folder beside it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: output folder: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise ConfigError(f"{out}: output folder: not empty and not written by studylib synth (no {MARKER}); refusing to replace it")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{out}: output folder: cannot write in {parent}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    out = Path(out)
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
+        old.rmdir()
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+# --- records: the forms with personal data and mess ---------------------------------------------
+
+
+def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.PersonPII | None, profiles: ProfileSet,
+             options: SynthOptions, rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Every form as its export columns (typed), plus the truth rows (form, record_id, true_id)."""
+    cat = form_catalogue()
+    mcfg = profiles.scenario.messy
+    pcfg = pii.pii_config()
+    # duplicates and row order, per form
+    ordered = {}
+    for code in V.FORM_CODES:
+        df = forms[code]
+        rows = messy.duplicate_rows(len(df), mcfg.duplicate_rate, rng) if options.messy else np.arange(len(df))
+        dup = np.r_[False, rows[1:] == rows[:-1]] if rows.size else np.zeros(0, bool)
+        df = df.iloc[rows].reset_index(drop=True)
+        df["duplicate"] = dup
+        order = np.lexsort((rng.random(len(df)), df["date"].to_numpy()))
+        ordered[code] = df.iloc[order].reset_index(drop=True)
+    lengths = [len(ordered[c]) for c in V.FORM_CODES]
+    person = np.concatenate([ordered[c]["person"].to_numpy(np.int64) for c in V.FORM_CODES]) if sum(lengths) else np.zeros(0, np.int64)
+    n = person.size
+    # person fields for all records at once
+    sex = np.array(V.SEX, dtype=object)[reg["sex"].to_numpy()][person]
+    nat = np.array(V.NATIONALITY, dtype=object)[reg["nationality"].to_numpy()][person]
+    empty = np.full(n, None, dtype=object)
+    cols = {"sex": sex, "nationality": nat}
+    if people is None:
+        for name in ("first_name", "last_name", "cpr", "passport_no", "phone", "email", "address", "notes"):
+            cols[name] = empty
+        cols["birth_date"] = pd.array(np.zeros(n, np.int64), dtype="Int64")
+        cols["birth_date"][:] = pd.NA
+    else:
+        if options.messy:
+            keys = messy.keys_on_records(person, reg["has_cpr"].to_numpy(), reg["has_passport"].to_numpy(),
+                                         mcfg.missing_key_rate, mcfg.broken_person_rate, rng)
+            table = messy.name_variants(people.names)
+            first = table[people.first[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
+            last = table[people.last[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
+        else:
+            keys = {k: np.ones(n, bool) for k in ("cpr", "passport", "birth_date", "names")}
+            first, last = people.names[people.first[person]], people.names[people.last[person]]
+        first = np.where(keys["names"], first, None)
+        last = np.where(keys["names"], last, None)
+        cpr = np.where(keys["cpr"], people.cpr[person], None)
+        if options.messy:
+            plain = (rng.random(n) < 0.3) & pd.notna(cpr)
+            cpr[plain] = np.char.replace(cpr[plain].astype(str), "-", "").astype(object)
+        on = pcfg["on_record"]
+        birth = pd.array(reg["birth_day"].to_numpy(np.int64)[person], dtype="Int64")
+        birth[~keys["birth_date"]] = pd.NA
+        cols.update({
+            "first_name": first,
+            "last_name": last,
+            "birth_date": birth,
+            "cpr": cpr,
+            "passport_no": np.where(keys["passport"], people.passport[person], None),
+            "phone": np.where(rng.random(n) < on["phone"], people.phone[person], None),
+            "email": np.where(rng.random(n) < on["email"], people.email[person], None),
+            "address": np.where(rng.random(n) < on["address"], people.address[person], None),
+            "notes": pii.free_text(pcfg["notes"], first, rng.random(n) < on["notes"], rng),
+        })
+    out, truth = {}, []
+    start = 0
+    for code, length in zip(V.FORM_CODES, lengths):
+        df = ordered[code]
+        part = slice(start, start + length)
+        start += length
+        width = max(7, len(str(length)))
+        record_id = np.array([f"{code}-{i:0{width}d}" for i in range(1, length + 1)], dtype=object)
+        data = {"record_id": record_id}
+        for f in cat.fields_of(code):
+            if f.name == "record_id":
+                continue
+            if f.name in cols:
+                v = cols[f.name]
+                data[f.name] = v[part]
+            elif f.name == "closure_reason":
+                present = np.ones(length, bool) if people is not None else np.zeros(length, bool)
+                given = cols["first_name"][part]
+                data[f.name] = pii.free_text(pcfg["closure_reasons"], given, present & (rng.random(length) < 0.7), rng)
+            else:
+                data[f.name] = df[f.name].to_numpy() if not isinstance(df[f.name].array, pd.api.extensions.ExtensionArray) else df[f.name].array
+        frame = pd.DataFrame(data, columns=cat.columns_of(code))
+        if options.messy:
+            for f in cat.fields_of(code):
+                if not f.required and not f.personal and length:
+                    gone = rng.random(length) < mcfg.missing_field_rate
+                    if gone.any():
+                        col = frame[f.name].copy()
+                        col[gone] = None if col.dtype == object else pd.NA
+                        frame[f.name] = col
+        out[code] = frame
+        truth.append(pd.DataFrame({
+            "form": code,
+            "record_id": record_id,
+            "true_id": reg["true_id"].to_numpy()[df["person"].to_numpy(np.int64)],
+            "duplicate": df["duplicate"].to_numpy(bool),
+        }))
+    return out, pd.concat(truth, ignore_index=True)
+
+
+# --- the whole run ----------------------------------------------------------------------------
+
+
+def _profile_hashes(profiles: ProfileSet) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(profiles.folder.glob("*.yaml"))}
+
+
+def generate(options: SynthOptions, progress: Progress | None = None) -> SynthResult:
+    """Generate a synthetic export into ``options.out`` (atomically). Raises ConfigError."""
+    from studylib.paths import profiles_dir
+
+    step = progress or (lambda stage: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = now - clock
+        clock = now
+
+    step("profiles")
+    _check_options(options)
+    profiles = load_profiles(options.profiles or profiles_dir())
+    years = parse_years(options.years, "--years") if options.years is not None else parse_years(profiles.scenario.years, f"{profiles.folder / 'demo.yaml'}: key years")
+    mix = select_sectors(profiles, list(options.sectors) if options.sectors else None)
+    tmp = _prepare_output(Path(options.out))
+    lap("profiles")
+    try:
+        result = _generate_into(tmp, options, profiles, years, mix, step, lap)
+        _move_into_place(tmp, Path(options.out))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.timings = timings
+    return result
+
+
+def _generate_into(tmp: Path, options: SynthOptions, profiles: ProfileSet, years: tuple[int, ...], mix: dict[str, float],
+                   step: Progress, lap) -> SynthResult:
+    cat = form_catalogue()
+    seeds = np.random.SeedSequence(options.seed).spawn(6)
+    rng_pop, rng_contact, rng_events, rng_pii, rng_records, rng_files = (np.random.default_rng(s) for s in seeds)
+    export_day = population.day(years[-1], 12, 31) + profiles.scenario.pathway.export_lag_days
+
+    step("population")
+    targets = population.registered_targets(profiles, years, mix, options.persons)
+    pop = population.simulate(profiles, targets, rng_pop)
+    registered = pop.frame["registered"].to_numpy()
+    reg = pop.frame[registered].reset_index(drop=True)
+    lap("population")
+
+    step("forms")
+    contacts = capture.contacts(reg, pop.captured[registered], pop.induced_by[registered], profiles.scenario.capture, rng_contact)
+    forms = events.all_forms(reg, contacts, profiles, rng_events, export_day)
+    lap("forms")
+
+    step("personal data")
+    people = pii.person_pii(reg, rng_pii) if options.pii else None
+    lap("personal data")
+
+    step("records")
+    records, truth_records = _records(forms, reg, people, profiles, options, rng_records)
+    lap("records")
+
+    step("exports")
+    dialects = (messy.choose_dialects(rng_files, profiles.scenario.messy.dialects, V.FORM_CODES) if options.messy
+                else {c: profiles.scenario.clean_dialect for c in V.FORM_CODES})
+    files = {}
+    for code in V.FORM_CODES:
+        name = cat.file_name(code, options.fmt)
+        fields = cat.fields_of(code)
+        dialect = dialects[code]
+        if options.fmt == "csv":
+            text = spell(records[code], fields, dialect, cat.export.multi_separator)
+            if options.messy:
+                text = messy.spell_missing(text, profiles.scenario.messy.missing_spellings, rng_files)
+            write_csv(text, tmp / name, dialect)
+            files[code] = {"file": name, "rows": len(records[code]), "dialect": dialect.model_dump(exclude={"weight"})}
+        else:
+            write_xlsx(records[code], fields, tmp / name, dialect, sheet=code)
+            files[code] = {"file": name, "rows": len(records[code]), "booleans": [dialect.true, dialect.false]}
+    lap("exports")
+
+    step("truth")
+    truth_dir = tmp / "truth"
+    truth_dir.mkdir()
+    truth_pop = population.truth_table(pop)
+    truth_pop.to_parquet(truth_dir / "population.parquet", index=False)
+    truth_records.to_parquet(truth_dir / "records.parquet", index=False)
+    (truth_dir / "README.md").write_text(TRUTH_README, encoding="utf-8")
+    counts = _counts(truth_pop, records, truth_records)
+    meta = {
+        "generator": "studylib synth",
+        "studylib_version": __version__,
+        "seed": options.seed,
+        "persons": options.persons,
+        "years": [years[0], years[-1]],
+        "sectors": mix,
+        "messy": options.messy,
+        "pii": options.pii,
+        "format": options.fmt,
+        "scenario": profiles.scenario.name,
+        "profiles": {"folder": profiles.folder.name, "sha256": _profile_hashes(profiles)},
+        "form_catalogue_version": cat.version,
+        "indicator_catalogue_version": _indicator_version(),
+        "export_date": str(np.datetime64(export_day, "D")),
+        "counts": counts,
+        "files": files,
+        "truth": "truth/ is ground truth for validation only; see truth/README.md",
+    }
+    (tmp / MARKER).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    lap("truth")
+    return SynthResult(out=Path(options.out), counts=counts)
+
+
+def _indicator_version() -> str:
+    from studylib.indicators import catalogue
+
+    return str(catalogue().attrs["version"])
+
+
+def _counts(truth_pop: pd.DataFrame, records: dict[str, pd.DataFrame], truth_records: pd.DataFrame) -> dict:
+    f05 = records["F05"]
+    ident_ids = truth_records.loc[(truth_records["form"] == "F05") & ~truth_records["duplicate"], "true_id"].to_numpy()[
+        (f05["decision"].to_numpy(dtype=object) == "identified")[~truth_records.loc[truth_records["form"] == "F05", "duplicate"].to_numpy()]]
+    years = truth_pop.set_index("true_id")["year"]
+    ident_by_year = pd.Series(years.loc[np.unique(ident_ids)].to_numpy()).value_counts().sort_index() if ident_ids.size else pd.Series(dtype=int)
+    return {
+        "true_persons": int(len(truth_pop)),
+        "registered_persons": int(truth_pop["registered"].sum()),
+        "victims": int(truth_pop["victim"].sum()),
+        "identified_by_year": {str(k): int(v) for k, v in ident_by_year.items()},
+        "records": {code: int(len(df)) for code, df in records.items()},
+        "duplicates": int(truth_records["duplicate"].sum()),
+    }

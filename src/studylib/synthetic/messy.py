@@ -1,0 +1,176 @@
+"""Messy exports (``--messy``): the mess a correct linker can undo, and nothing worse.
+
+The messy model (rates in the scenario's ``messy:`` section):
+
+* **Name spellings.** A share of records spell the given or family name differently:
+  upper or lower case, accents dropped (é to e, but never the Danish letters), Danish
+  letters written out (æ to ae, ø to oe, å to aa), extra spaces, hyphen and space swapped
+  in compound names. :func:`normalise_name` undoes every one of them: casefold, Danish
+  letters written out *first* (å to aa, not to a), then accents dropped, then spaces,
+  hyphens and apostrophes removed.
+* **CPR numbers** are written with or without the hyphen (DDMMYY-SSSS or DDMMYYSSSS).
+* **Missing linkage fields.** Each person has a main key: the CPR number if they have one,
+  else passport number and nationality, else name and birth date. Secondary keys are
+  missing on a share of records; the main key is on every record, except for a small share
+  of persons (``broken_person_rate``) with one record that lacks it. Connected components
+  over the three keys therefore rejoin at least ``1 - broken_person_rate`` of the persons.
+* **Missing values** in optional fields that are not personal data, spelled as the
+  catalogue's missing spellings (empty, ``NA``, ``-``, ``ukendt``).
+* **Duplicate submissions**: a share of records submitted twice (new record id, same content).
+* **Dialects**: each CSV file gets one of the scenario's dialects (Danish Excel: semicolon,
+  decimal comma, dd-mm-yyyy, cp1252 or UTF-8 with BOM, CRLF; or ISO UTF-8). In cp1252 files
+  letters cp1252 lacks lose their accents (the same thing :func:`normalise_name` does).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+_DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"})
+_DANISH_LOWER = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"})
+_KEEP = frozenset("æøåÆØÅ")
+
+#: The spelling variants, in column order of :func:`name_variants`.
+VARIANTS = ("as_registered", "upper", "lower", "no_accents", "danish_letters_written_out", "extra_spaces", "hyphen_space_swapped")
+
+
+def strip_accents(text: str) -> str:
+    """Drop combining accents (NFKD), keeping æ, ø and å (they are letters, not accents)."""
+    out = []
+    for ch in text:
+        if ch.isascii() or ch in _KEEP:
+            out.append(ch)
+        else:
+            out.append("".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)))
+    return "".join(out)
+
+
+def normalise_name(text: str | None) -> str | None:
+    """The linkage form of a name: every spelling variant of this module maps to the same string."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None
+    s = text.casefold().translate(_DANISH_LOWER)
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    s = "".join(ch for ch in s if ch not in " -'\t")
+    return s or None
+
+
+def _spaced(name: str) -> str:
+    return "  ".join(name.split(" ")) if " " in name else f" {name} "
+
+
+def _swapped(name: str) -> str:
+    if "-" in name:
+        return name.replace("-", " ")
+    if " " in name:
+        return name.replace(" ", "-")
+    return name
+
+
+def name_variants(names: np.ndarray) -> np.ndarray:
+    """A table (names x variants) of each pool name's spellings; column 0 is the name itself."""
+    rows = [
+        (s, s.upper(), s.lower(), strip_accents(s), s.translate(_DANISH), _spaced(s), _swapped(s))
+        for s in map(str, names)
+    ]
+    return np.array(rows, dtype=object).reshape(len(names), len(VARIANTS))
+
+
+def variant_kinds(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    """Which spelling each of ``n`` records uses (0: as registered)."""
+    kind = rng.integers(1, len(VARIANTS), n)
+    return np.where(rng.random(n) < rate, kind, 0)
+
+
+def keys_on_records(person: np.ndarray, has_cpr: np.ndarray, has_passport: np.ndarray, rate: float,
+                    broken_rate: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Which linkage fields each record keeps (see the module docstring).
+
+    Returns boolean arrays over records: ``cpr``, ``passport``, ``birth_date``, ``names``.
+    """
+    n = person.shape[0]
+    cpr_p, pass_p = has_cpr[person], has_passport[person]
+    main = np.where(cpr_p, 0, np.where(pass_p, 1, 2))  # 0 cpr, 1 passport, 2 name + birth date
+    drop = rng.random((n, 3)) < rate
+    drop[np.arange(n), main] = False
+    # broken persons: one of their records loses the main key
+    n_persons = has_cpr.shape[0]
+    broken = rng.random(n_persons) < broken_rate
+    counts = np.bincount(person, minlength=n_persons)
+    broken &= counts >= 2
+    if broken.any():
+        rows = np.flatnonzero(broken[person])
+        order = np.lexsort((rng.random(rows.size), person[rows]))
+        rows = rows[order]
+        firsts = rows[np.r_[True, person[rows][1:] != person[rows][:-1]]]
+        drop[firsts, main[firsts]] = True
+    namebd = drop[:, 2]
+    which = rng.random(n) < 0.5  # a missing name+birth-date key: birth date or names missing
+    return {
+        "cpr": cpr_p & ~drop[:, 0],
+        "passport": pass_p & ~drop[:, 1],
+        "birth_date": ~(namebd & which),
+        "names": ~(namebd & ~which),
+    }
+
+
+def duplicate_rows(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Row positions to emit, with the duplicated ones repeated (sorted)."""
+    times = 1 + (rng.random(n) < rate).astype(np.int64)
+    return np.repeat(np.arange(n), times)
+
+
+def missing_spelling(rng: np.random.Generator, shares: dict[str, float], n: int) -> np.ndarray:
+    codes = np.array(list(shares), dtype=object)
+    cum = np.cumsum(list(shares.values()))
+    return codes[np.minimum(np.searchsorted(cum / cum[-1], rng.random(n), side="right"), len(codes) - 1)]
+
+
+def spell_missing(text: pd.DataFrame, shares: dict[str, float], rng: np.random.Generator) -> pd.DataFrame:
+    """Empty cells spelled as the catalogue's missing spellings (empty, NA, -, ukendt)."""
+    out = {}
+    for name in text.columns:
+        values = text[name].to_numpy(dtype=object).copy()
+        miss = pd.isna(values)
+        values[miss] = missing_spelling(rng, shares, int(miss.sum()))
+        out[name] = values
+    return pd.DataFrame(out, columns=list(text.columns))
+
+
+def choose_dialects(rng: np.random.Generator, dialects, forms: tuple[str, ...]) -> dict:
+    weights = np.array([d.weight for d in dialects], dtype=float)
+    pick = np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(len(forms)), side="right")
+    return {f: dialects[min(i, len(dialects) - 1)] for f, i in zip(forms, pick)}
+
+
+def encodable(values: pd.Series, encoding: str) -> pd.Series:
+    """Text that ``encoding`` can hold: letters it lacks lose their accents (or are transliterated)."""
+    if encoding.startswith("utf"):
+        return values
+    uniq = pd.unique(values.dropna())
+    mapping = {}
+    for s in uniq:
+        try:
+            s.encode(encoding)
+        except UnicodeEncodeError:
+            fixed = []
+            for ch in s:
+                try:
+                    ch.encode(encoding)
+                    fixed.append(ch)
+                except UnicodeEncodeError:
+                    alt = strip_accents(ch)
+                    try:
+                        alt.encode(encoding)
+                    except UnicodeEncodeError:
+                        from faker.decode import unidecode
+
+                        alt = unidecode(ch)
+                    fixed.append(alt)
+            mapping[s] = "".join(fixed)
+    if not mapping:
+        return values
+    return values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)

@@ -1,0 +1,481 @@
+"""Sector profiles and the scenario of the generator: the YAML files, their models and loading.
+
+A profile folder (``synthetic_data/profiles/`` by default) holds one ``<sector>.yaml`` per
+sector (who the persons are and who sees them) and one scenario, ``demo.yaml`` (years,
+registered persons, sector mix, capture and pathway through the forms, the messy model).
+What users write is declared here as pydantic models; every problem of every file is
+collected and reported together in one :class:`~studylib.errors.ConfigError` that names the
+file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator, model_validator
+
+from studylib.data import vocabularies
+from studylib.errors import ConfigError
+from studylib.forms.catalogue import form_catalogue
+
+SCENARIO_FILE = "demo.yaml"
+SHARE_TOLERANCE = 1e-3
+YEAR_MIN, YEAR_MAX = 1990, 2100
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+DayRange = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+
+def _shares(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float]:
+    """Check a share table: known codes, non-negative, summing to 1; return it normalised."""
+    if not value:
+        raise ValueError(f"{what}: needs at least one entry")
+    unknown = [k for k in value if str(k) not in allowed]
+    if unknown:
+        raise ValueError(f"{what}: unknown code(s) {unknown}; allowed: {', '.join(allowed)}")
+    bad = [k for k, v in value.items() if not isinstance(v, (int, float)) or v < 0 or math.isnan(v)]
+    if bad:
+        raise ValueError(f"{what}: shares must be numbers >= 0 (see {bad})")
+    total = float(sum(value.values()))
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        raise ValueError(f"{what}: shares sum to {total:.4f}, not 1")
+    return {str(k): float(v) / total for k, v in value.items()}
+
+
+def _probabilities(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float]:
+    unknown = [k for k in value if str(k) not in allowed]
+    if unknown:
+        raise ValueError(f"{what}: unknown code(s) {unknown}; allowed: {', '.join(allowed)}")
+    bad = [k for k, v in value.items() if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0]
+    if bad:
+        raise ValueError(f"{what}: probabilities must be between 0 and 1 (see {bad})")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _day_range(value: tuple[int, int], what: str) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise ValueError(f"{what}: first day {value[0]} is after last day {value[1]}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sector profile ---------------------------------------------------------------------------
+
+
+class Residence(_Strict):
+    cpr: dict[str, Probability]
+    passport: Probability
+
+    @field_validator("cpr")
+    @classmethod
+    def _groups(cls, v: dict) -> dict:
+        missing = {"DK", "eu", "non_eu"} - set(v)
+        extra = set(v) - {"DK", "eu", "non_eu"}
+        if missing or extra:
+            raise ValueError(f"needs exactly the groups DK, eu, non_eu (missing {sorted(missing)}, unknown {sorted(extra)})")
+        return v
+
+
+class IndicatorProbabilities(_Strict):
+    """Per dimension: the probability that each indicator of that dimension is ticked."""
+
+    victim: dict[str, Probability]
+    non_victim: dict[str, Probability]
+
+    @model_validator(mode="after")
+    def _known_dimensions(self) -> "IndicatorProbabilities":
+        known = indicator_dimensions()
+        for part in ("victim", "non_victim"):
+            table = getattr(self, part)
+            unknown = sorted(set(table) - set(known))
+            if unknown:
+                raise ValueError(f"{part}: unknown dimension(s) {unknown}; dimensions are {', '.join(known)}")
+        return self
+
+
+class SectorProfile(_Strict):
+    """Who the persons of one sector are, and how visible they are to each organisation."""
+
+    sector: str
+    title: str
+    calibrated_on: str = Field(min_length=10)
+    victim_share: Probability
+    sex: dict[str, float]
+    age_bands: dict[str, float]
+    nationality: dict[str, float]
+    recruitment_channel: dict[str, float]
+    exploitation: dict[str, float]
+    residence: Residence
+    region: dict[str, float] | None = None
+    indicators: IndicatorProbabilities
+    visibility: dict[str, Probability]
+
+    @field_validator("sector")
+    @classmethod
+    def _sector(cls, v: str) -> str:
+        if v not in vocabularies.SECTOR:
+            raise ValueError(f"unknown sector {v!r}; sectors are {', '.join(vocabularies.SECTOR)}")
+        return v
+
+    @field_validator("sex")
+    @classmethod
+    def _sex(cls, v):
+        return _shares(v, vocabularies.SEX, "sex")
+
+    @field_validator("age_bands")
+    @classmethod
+    def _age(cls, v):
+        return _shares(v, vocabularies.AGE_BAND[:-1], "age_bands")
+
+    @field_validator("nationality")
+    @classmethod
+    def _nat(cls, v):
+        return _shares(v, vocabularies.NATIONALITY, "nationality")
+
+    @field_validator("recruitment_channel")
+    @classmethod
+    def _rec(cls, v):
+        return _shares(v, vocabularies.RECRUITMENT_CHANNEL, "recruitment_channel")
+
+    @field_validator("exploitation")
+    @classmethod
+    def _exp(cls, v):
+        return _shares(v, vocabularies.EXPLOITATION, "exploitation")
+
+    @field_validator("region")
+    @classmethod
+    def _reg(cls, v):
+        return None if v is None else _shares(v, vocabularies.REGION, "region")
+
+    @field_validator("visibility")
+    @classmethod
+    def _vis(cls, v):
+        return _probabilities(v, vocabularies.ORGANISATION, "visibility")
+
+
+# --- scenario ---------------------------------------------------------------------------------
+
+
+class Dependence(_Strict):
+    from_: str = Field(alias="from")
+    to: str
+    probability: Probability
+    lag_days: DayRange
+
+    @model_validator(mode="after")
+    def _orgs(self) -> "Dependence":
+        for org in (self.from_, self.to):
+            if org not in vocabularies.ORGANISATION:
+                raise ValueError(f"unknown organisation {org!r}; organisations are {', '.join(vocabularies.ORGANISATION)}")
+        if self.from_ == self.to:
+            raise ValueError("`from` and `to` must differ")
+        _day_range(self.lag_days, "lag_days")
+        return self
+
+
+class Capture(_Strict):
+    heterogeneity_sd: float = Field(ge=0, le=5)
+    spread_days: float = Field(gt=0, le=365)
+    repeat_contacts: dict[str, Annotated[float, Field(ge=0, le=5)]]
+    dependence: tuple[Dependence, ...] = ()
+    contact_form: dict[str, dict[str, float]]
+
+    @field_validator("repeat_contacts")
+    @classmethod
+    def _repeat(cls, v):
+        unknown = sorted(set(v) - set(vocabularies.ORGANISATION))
+        if unknown:
+            raise ValueError(f"unknown organisation(s) {unknown}")
+        return v
+
+    @field_validator("contact_form")
+    @classmethod
+    def _forms(cls, v):
+        catalogue = form_catalogue()
+        contact = catalogue.contact_forms
+        missing = sorted(set(vocabularies.ORGANISATION) - set(v))
+        if missing:
+            raise ValueError(f"needs an entry for every organisation; missing {missing}")
+        out = {}
+        for org, shares in v.items():
+            if org not in vocabularies.ORGANISATION:
+                raise ValueError(f"unknown organisation {org!r}")
+            shares = _shares(shares, contact, f"{org}")
+            for code in shares:
+                if org not in catalogue.form(code).submitted_by:
+                    raise ValueError(f"{org}: form {code} is not submitted by {org} (form catalogue)")
+            out[org] = shares
+        return out
+
+
+class ServiceShare(_Strict):
+    identified: Probability
+    other: Probability
+
+
+class Pathway(_Strict):
+    interview: dict[Literal["victim", "non_victim"], Probability]
+    interview_lag_days: DayRange
+    interview_by: dict[str, float]
+    interpreter: Probability
+    decision: dict[Literal["victim", "non_victim"], dict[str, float]]
+    decision_lag_days: DayRange
+    immigration_decides_since: int
+    research_informed: Probability
+    research_agree: Probability
+    reflection_accept: Probability
+    reflection_rule_change: int
+    safe_house: Probability
+    safe_house_stay_days: float = Field(gt=0)
+    services: dict[Literal["F08", "F09", "F10", "F11", "F12"], ServiceShare]
+    service_lag_days: DayRange
+    child_notice_lag_days: DayRange
+    unaccompanied: Probability
+    closure_lag_days: DayRange
+    outcome: dict[Literal["identified", "not_identified"], dict[str, float]]
+    export_lag_days: int = Field(ge=0, le=3650)
+
+    @field_validator("interview_by")
+    @classmethod
+    def _by(cls, v):
+        v = _shares(v, vocabularies.ORGANISATION, "interview_by")
+        allowed = form_catalogue().form("F04").submitted_by
+        bad = sorted(set(v) - set(allowed))
+        if bad:
+            raise ValueError(f"interview_by: {bad} do not submit F04 (form catalogue: {', '.join(allowed)})")
+        return v
+
+    @field_validator("decision")
+    @classmethod
+    def _decision(cls, v):
+        if set(v) != {"victim", "non_victim"}:
+            raise ValueError("needs `victim` and `non_victim`")
+        return {k: _shares(s, vocabularies.DECISION, f"decision.{k}") for k, s in v.items()}
+
+    @field_validator("outcome")
+    @classmethod
+    def _outcome(cls, v):
+        if set(v) != {"identified", "not_identified"}:
+            raise ValueError("needs `identified` and `not_identified`")
+        return {k: _shares(s, vocabularies.OUTCOME, f"outcome.{k}") for k, s in v.items()}
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "Pathway":
+        for name in ("interview_lag_days", "decision_lag_days", "service_lag_days", "child_notice_lag_days", "closure_lag_days"):
+            _day_range(getattr(self, name), name)
+        missing = {"F08", "F09", "F10", "F11", "F12"} - set(self.services)
+        if missing:
+            raise ValueError(f"services: missing {sorted(missing)}")
+        return self
+
+
+class Dialect(_Strict):
+    """How one raw CSV file is spelled (values checked against the form catalogue's export rules)."""
+
+    name: str
+    weight: float = Field(gt=0)
+    separator: Literal[",", ";", "\t"]
+    encoding: Literal["utf-8", "utf-8-sig", "cp1252"]
+    date_format: str
+    decimal: Literal[".", ","]
+    true: str
+    false: str
+    line_end: Literal["\n", "\r\n"]
+
+    @model_validator(mode="after")
+    def _catalogue_spellings(self) -> "Dialect":
+        export = form_catalogue().export
+        if self.date_format not in export.date_formats:
+            raise ValueError(f"date_format {self.date_format!r} is not one of the catalogue's {list(export.date_formats)}")
+        if self.true not in export.booleans[True] or self.false not in export.booleans[False]:
+            raise ValueError(f"true/false spellings must be among the catalogue's booleans {dict(export.booleans)}")
+        if self.separator == self.decimal:
+            raise ValueError("separator and decimal mark must differ")
+        return self
+
+
+class Messy(_Strict):
+    name_variant_rate: Probability
+    missing_field_rate: Probability
+    missing_key_rate: Probability
+    broken_person_rate: Annotated[float, Field(ge=0, le=0.05)]
+    duplicate_rate: Annotated[float, Field(ge=0, le=0.5)]
+    missing_spellings: dict[str, float]
+    dialects: tuple[Dialect, ...] = Field(min_length=1)
+
+    @field_validator("missing_spellings")
+    @classmethod
+    def _missing(cls, v):
+        return _shares(v, form_catalogue().export.missing, "missing_spellings")
+
+
+class Scenario(_Strict):
+    """Years, registered persons, sector mix, capture, pathway through the forms, messiness."""
+
+    name: str
+    description: str = ""
+    years: str
+    registered_per_year: dict[int, Annotated[int, Field(ge=0)]]
+    other_years: int = Field(ge=0)
+    sector_mix: dict[str, float]
+    age_limits: dict[Literal["min", "max"], Annotated[int, Field(ge=0, le=110)]]
+    capture: Capture
+    pathway: Pathway
+    messy: Messy
+    clean_dialect: Dialect
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, v):
+        parse_years(v, "years")
+        return v
+
+    @field_validator("sector_mix")
+    @classmethod
+    def _mix(cls, v):
+        return _shares(v, vocabularies.SECTOR, "sector_mix")
+
+    @model_validator(mode="after")
+    def _limits(self) -> "Scenario":
+        if set(self.age_limits) != {"min", "max"} or self.age_limits["min"] >= self.age_limits["max"]:
+            raise ValueError("age_limits: needs min < max")
+        return self
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """A loaded profile folder: the scenario and the sector profiles it may use."""
+
+    folder: Path
+    scenario: Scenario
+    sectors: dict[str, SectorProfile]
+
+
+@lru_cache(maxsize=1)
+def indicator_dimensions() -> tuple[str, ...]:
+    """Dimension codes of the indicator catalogue (studylib.indicators)."""
+    from studylib.indicators import dimensions
+
+    return tuple(dimensions()["dimension"])
+
+
+_YEARS = re.compile(r"^\s*(\d{4})\s*(?:-\s*(\d{4})\s*)?$")
+
+
+def parse_years(text: str | int, where: str = "--years") -> tuple[int, ...]:
+    """``"2015-2024"`` or ``"2020"`` to a tuple of years; a clear error otherwise."""
+    m = _YEARS.match(str(text))
+    if not m:
+        raise ConfigError(f"{where}: {text!r} is not a year range like 2015-2024")
+    first = int(m.group(1))
+    last = int(m.group(2) or first)
+    if last < first:
+        raise ConfigError(f"{where}: {text!r} ends before it starts")
+    if first < YEAR_MIN or last > YEAR_MAX:
+        raise ConfigError(f"{where}: {text!r} is outside {YEAR_MIN}-{YEAR_MAX}")
+    return tuple(range(first, last + 1))
+
+
+def _pydantic_problems(path: Path, err: PydanticValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top)"
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append(f"{path}: key {key}: {msg}")
+    return out
+
+
+def _read(path: Path, problems: list[str]) -> dict | None:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        problems.append(f"{path}: not valid YAML: {exc}")
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read: {exc}")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: key (top): must be a mapping of keys to values")
+        return None
+    return raw
+
+
+def load_profiles(folder: str | Path) -> ProfileSet:
+    """Load and check a profile folder; every problem of every file is reported together."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: profile folder not found")
+    problems: list[str] = []
+    scenario = None
+    scenario_path = folder / SCENARIO_FILE
+    if not scenario_path.is_file():
+        problems.append(f"{scenario_path}: scenario file not found (every profile folder needs {SCENARIO_FILE})")
+    else:
+        raw = _read(scenario_path, problems)
+        if raw is not None:
+            try:
+                scenario = Scenario.model_validate(raw)
+            except PydanticValidationError as err:
+                problems += _pydantic_problems(scenario_path, err)
+    sectors: dict[str, SectorProfile] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name == SCENARIO_FILE:
+            continue
+        if path.stem not in vocabularies.SECTOR:
+            problems.append(f"{path}: unknown profile {path.stem!r}: a sector profile is named after its sector "
+                            f"({', '.join(vocabularies.SECTOR)}); the scenario is {SCENARIO_FILE}")
+            continue
+        raw = _read(path, problems)
+        if raw is None:
+            continue
+        try:
+            profile = SectorProfile.model_validate(raw)
+        except PydanticValidationError as err:
+            problems += _pydantic_problems(path, err)
+            continue
+        if profile.sector != path.stem:
+            problems.append(f"{path}: key sector: {profile.sector!r} differs from the file name {path.stem!r}")
+            continue
+        sectors[profile.sector] = profile
+    if scenario is not None:
+        for sector in scenario.sector_mix:
+            if sector not in sectors and not any(p.startswith(f"{folder / sector}.yaml") for p in problems):
+                problems.append(f"{scenario_path}: key sector_mix.{sector}: no profile file {folder / (sector + '.yaml')}")
+    if problems:
+        raise ConfigError(f"{folder}: {len(problems)} problem(s) in the profiles:\n" + "\n".join(f"  - {p}" for p in problems))
+    return ProfileSet(folder=folder, scenario=scenario, sectors=sectors)
+
+
+def select_sectors(profiles: ProfileSet, sectors: list[str] | None) -> dict[str, float]:
+    """The sector mix to simulate: the scenario's, or the named sectors (renormalised)."""
+    mix = profiles.scenario.sector_mix
+    if not sectors:
+        return dict(mix)
+    problems = []
+    for s in sectors:
+        if s not in vocabularies.SECTOR:
+            problems.append(f"--sectors: unknown sector {s!r}; sectors are {', '.join(vocabularies.SECTOR)}")
+        elif s not in profiles.sectors:
+            problems.append(f"--sectors: no profile for sector {s!r} in {profiles.folder} (expected {profiles.folder / (s + '.yaml')})")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    weights = {s: mix.get(s, 0.0) for s in dict.fromkeys(sectors)}
+    if sum(weights.values()) <= 0:
+        weights = {s: 1.0 for s in weights}
+    else:  # a sector outside the scenario mix gets the smallest share present
+        floor = min(v for v in weights.values() if v > 0)
+        weights = {s: (v if v > 0 else floor) for s, v in weights.items()}
+    total = sum(weights.values())
+    return {s: v / total for s, v in weights.items()}
