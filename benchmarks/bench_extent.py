@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timings of stepwise (median reported)")
     parser.add_argument("--boot", type=int, default=1000, help="resamples for the BCa timing")
     parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
-    parser.add_argument("--replicates", type=int, default=40, help="simulated data sets per coverage scenario")
+    parser.add_argument("--replicates", type=int, default=30, help="simulated data sets per coverage scenario")
     parser.add_argument("--coverage-boot", type=int, default=200, help="BCa resamples per simulated data set")
     parser.add_argument("--population", type=int, default=2000, help="true population of each simulated data set")
     parser.add_argument("--lists", type=int, default=4, choices=(4, 5), help="lists in the coverage study")
