@@ -1,0 +1,436 @@
+"""Disclosure control of count tables: what may be published of a table, and proof of it.
+
+:func:`protect_table` takes a pandas count table (a Series for one dimension, a DataFrame
+for two, a Series or DataFrame with a MultiIndex for more), adds Totals, marks the primary
+cells (counts ``1..min_cell-1``; zeros too when ``zeros_disclosive``), and either
+suppresses further cells until the attacker's linear programme can neither recover a
+hidden cell nor narrow it into the sensitive range (:mod:`studylib.privacy.suppression`),
+or applies controlled rounding (:mod:`studylib.privacy.rounding`). It runs :func:`attack`
+on its own result before returning. Percentages and rates come only from published cells
+(:func:`published_shares`, :func:`published_rates`).
+
+A :class:`ProtectedTable` shows itself only as a summary: its true counts never reach a
+notebook output by accident. Tables for readers are drawn by :mod:`studylib.report`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from studylib.errors import Problem, StudylibError, ValidationError
+from studylib.privacy.intruder import intruder_bounds, relation_matrix
+from studylib.privacy.marker import marker_for
+from studylib.privacy.rounding import BASES, controlled_rounding
+from studylib.privacy.suppression import Rule, add_hypercubes, cell_costs, protect_linked
+
+TOTAL = "Total"
+
+
+class DisclosureError(StudylibError):
+    """A table cannot be protected as asked, or a protection does not meet the study's settings."""
+
+
+@dataclass(frozen=True)
+class DisclosureSettings:
+    """A study's disclosure settings: minimum cell, optional rounding base, margins, zeros."""
+
+    min_cell: int = 5
+    rounding: int | None = None
+    margins: bool = True
+    zeros_disclosive: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if isinstance(self.min_cell, bool) or not isinstance(self.min_cell, (int, np.integer)) or self.min_cell < 2:
+            problems.append(f"min_cell must be a whole number of at least 2, not {self.min_cell!r}")
+        if self.rounding is not None and self.rounding not in BASES:
+            problems.append(f"rounding must be one of {BASES} or none, not {self.rounding!r}")
+        if self.rounding is not None and self.zeros_disclosive:
+            problems.append("rounding publishes zeros as zero, so it cannot protect disclosive zeros; use suppression")
+        if problems:
+            raise DisclosureError("invalid disclosure settings: " + "; ".join(problems))
+
+    @property
+    def rule(self) -> str:
+        return "suppression" if self.rounding is None else "rounding"
+
+    def marker(self) -> dict[str, Any]:
+        """The machine marker that safe tables and figures carry (see :mod:`studylib.privacy.marker`)."""
+        return marker_for(self.rule, self.min_cell, self.rounding, self.margins, self.zeros_disclosive)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How an N-dimensional array with Totals maps to and from pandas objects."""
+
+    names: tuple
+    labels: tuple[tuple, ...]
+    margins: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(level) for level in self.labels)
+
+    def frame(self, array: np.ndarray, dtype=None) -> pd.Series | pd.DataFrame:
+        array = np.asarray(array)
+        if len(self.labels) == 1:
+            out = pd.Series(array, index=pd.Index(self.labels[0], name=self.names[0]))
+        elif len(self.labels) == 2:
+            out = pd.DataFrame(
+                array,
+                index=pd.Index(self.labels[0], name=self.names[0]),
+                columns=pd.Index(self.labels[1], name=self.names[1]),
+            )
+        else:
+            index = pd.MultiIndex.from_product(self.labels[:-1], names=self.names[:-1])
+            columns = pd.Index(self.labels[-1], name=self.names[-1])
+            out = pd.DataFrame(array.reshape(-1, array.shape[-1]), index=index, columns=columns)
+        return out if dtype is None else out.astype(dtype)
+
+    def cell_index(self, cells: np.ndarray) -> pd.Index:
+        """Labels of the cells at the given flat positions."""
+        coords = np.unravel_index(np.asarray(cells, dtype=np.int64), self.shape)
+        columns = [np.asarray(self.labels[a], dtype=object)[coords[a]] for a in range(len(self.labels))]
+        if len(columns) == 1:
+            return pd.Index(columns[0], name=self.names[0], dtype=object)
+        return pd.MultiIndex.from_arrays(columns, names=list(self.names))
+
+
+@dataclass(frozen=True, repr=False)
+class ProtectedTable:
+    """A count table with its protection: true counts, primary and hidden cells, what is published.
+
+    ``counts`` holds the true counts (with a ``Total`` on every axis when ``margins``);
+    ``primary`` and ``suppressed`` are boolean tables of the same shape; ``published`` is
+    what may be shown (suppressed cells missing, or rounded counts when ``settings.rounding``).
+    """
+
+    counts: pd.Series | pd.DataFrame
+    primary: pd.Series | pd.DataFrame
+    suppressed: pd.Series | pd.DataFrame
+    published: pd.Series | pd.DataFrame
+    settings: DisclosureSettings
+    _layout: _Layout = field(compare=False)
+    _values: np.ndarray = field(compare=False)
+    _primary: np.ndarray = field(compare=False)
+    _hidden: np.ndarray = field(compare=False)
+    _published: np.ndarray = field(compare=False)
+
+    @property
+    def min_cell(self) -> int:
+        return self.settings.min_cell
+
+    @property
+    def margins(self) -> bool:
+        return self.settings.margins
+
+    @property
+    def zeros_disclosive(self) -> bool:
+        return self.settings.zeros_disclosive
+
+    @property
+    def rounding(self) -> int | None:
+        return self.settings.rounding
+
+    @property
+    def rule(self) -> str:
+        return self.settings.rule
+
+    @property
+    def dims(self) -> tuple:
+        return self._layout.names
+
+    def marker(self) -> dict[str, Any]:
+        return self.settings.marker()
+
+    def __repr__(self) -> str:  # never the true counts
+        shape = "x".join(str(n - (1 if self.margins else 0)) for n in self._layout.shape)
+        hidden = int(self._hidden.sum())
+        return (
+            f"<ProtectedTable {shape} by {list(self.dims)}: {self.rule}, min cell {self.min_cell}, "
+            f"{int(self._primary.sum())} primary, {hidden - int((self._primary & self._hidden).sum())} secondary>"
+        )
+
+
+def protect_table(
+    table: pd.Series | pd.DataFrame,
+    min_cell: int = 5,
+    margins: bool = True,
+    zeros_disclosive: bool = False,
+    rounding: int | None = None,
+) -> ProtectedTable:
+    """Protect a count table: primary and secondary suppression (or controlled rounding).
+
+    Secondary suppression hides hypercubes around every hidden cell, asks the attacker
+    (:func:`attack`) which cells it can still narrow, hides more until it finds none, and
+    for small tables (at most :data:`PRUNE_MAX_CELLS` cells) then gives back every
+    secondary cell whose release the attacker cannot exploit. The final result is attacked
+    once more before it is returned; a cell the attacker could pin or narrow into
+    ``1..min_cell-1`` is an error, never a published table.
+    """
+    settings = DisclosureSettings(min_cell, rounding, margins, zeros_disclosive)
+    values, layout = _table_array(table, margins)
+    rule = Rule(settings.min_cell, settings.zeros_disclosive)
+    primary = rule.is_sensitive(values)
+    if settings.rounding is not None:
+        hidden = np.zeros(values.shape, dtype=bool)
+        published = controlled_rounding(values, settings.rounding, margins)
+    else:
+        hidden, published = primary.copy(), values
+        if margins and primary.any():
+            _suppress_secondary(values, hidden, settings)
+    protected = _assemble(values, primary, hidden, published, settings, layout)
+    bounds = attack(protected, exact=False)
+    if not bounds["safe"].all():
+        unsafe = bounds.index[~bounds["safe"].to_numpy()]
+        raise DisclosureError(
+            f"{settings.rule} leaves {len(unsafe)} cell(s) that an attacker can narrow into "
+            f"{rule.sensitive_low}..{settings.min_cell - 1} or recover (first: {unsafe[0]!r})"
+            + ("; use suppression" if settings.rounding else "")
+        )
+    return protected
+
+
+#: Tables up to this many cells (Totals included) get the pruning pass of protect_table.
+PRUNE_MAX_CELLS = 400
+
+
+def _suppress_secondary(values: np.ndarray, hidden: np.ndarray, settings: DisclosureSettings) -> None:
+    """Hide secondary cells in place until the attacker finds no unsafe cell, then prune."""
+    rule = Rule(settings.min_cell, settings.zeros_disclosive)
+    cost = cell_costs(values, settings.margins)
+    relations = relation_matrix(values.shape)
+    protect_linked(values, hidden, cost, rule, list(zip(*np.nonzero(hidden))))
+    while True:
+        targets, _, _, safe = _bounds(values, hidden, values, settings, relations, exact=False)
+        if safe.all():
+            break
+        cells = np.array(np.unravel_index(targets[~safe], values.shape)).T
+        added = add_hypercubes(values, hidden, cost, rule, [tuple(int(i) for i in c) for c in cells])
+        protect_linked(values, hidden, cost, rule, added)
+    if values.size > PRUNE_MAX_CELLS:
+        return
+    primary = rule.is_sensitive(values)
+    secondary = np.flatnonzero((hidden & ~primary).ravel())
+    for flat in secondary[np.argsort(-cost.ravel()[secondary], kind="stable")]:
+        cell = np.unravel_index(flat, values.shape)
+        hidden[cell] = False
+        if not _bounds(values, hidden, values, settings, relations, exact=False)[3].all():
+            hidden[cell] = True
+
+
+def _bounds(values, hidden, published, settings, relations, exact: bool):
+    """Array-level attack: (target flat indices, lower, upper, safe) for a protection."""
+    rule = Rule(settings.min_cell, settings.zeros_disclosive)
+    flat_values = values.ravel().astype(float)
+    if settings.rounding is None:
+        known = ~hidden.ravel()
+        lower = np.zeros(values.size)
+        upper = np.full(values.size, np.inf)
+        targets = np.flatnonzero(~known)
+        safe = rule.is_safe
+    else:
+        base = settings.rounding
+        shown = np.asarray(published, dtype=float).ravel()
+        known = np.zeros(values.size, dtype=bool)
+        lower = np.maximum(shown - (base - 1), 0.0)
+        upper = shown + (base - 1)
+        targets = np.flatnonzero(lower <= settings.min_cell - 1)
+        safe = partial(_rounding_safe, rule)
+    lo, hi = intruder_bounds(flat_values, known, lower, upper, targets, relations, None if exact else safe)
+    return targets, lo, hi, safe(lo, hi)
+
+
+def apply_suppression(
+    table: pd.Series | pd.DataFrame,
+    suppressed: pd.Series | pd.DataFrame,
+    min_cell: int = 5,
+    margins: bool = True,
+    zeros_disclosive: bool = False,
+) -> ProtectedTable:
+    """A table with a given suppression pattern, unchecked: for testing a pattern with :func:`attack`.
+
+    ``suppressed`` is a boolean table labelled like the table (Totals may be included);
+    cells it does not name stay published.
+    """
+    settings = DisclosureSettings(min_cell, None, margins, zeros_disclosive)
+    values, layout = _table_array(table, margins)
+    rule = Rule(settings.min_cell, settings.zeros_disclosive)
+    shape_frame = layout.frame(np.zeros(layout.shape, dtype=bool))
+    mask = suppressed.reindex_like(shape_frame).fillna(False).astype(bool).to_numpy().reshape(layout.shape)
+    return _assemble(values, rule.is_sensitive(values), mask, values, settings, layout)
+
+
+def attack(protected: ProtectedTable, exact: bool = True) -> pd.DataFrame:
+    """The attacker's bounds for every hidden cell, from the published table alone.
+
+    Suppressed cells are unknown (at least 0); rounded cells lie within ``base - 1`` of
+    their published value. The attacker solves linear programmes (scipy HiGHS) over the
+    additivity of the table and rounds the results inward to whole numbers. Returns one
+    row per suppressed cell (for a rounded table: per cell whose rounding interval reaches
+    below ``min_cell``) with the true ``count``, ``lower``, ``upper``, ``primary`` and
+    ``safe`` (the interval is wider than a point and not inside the sensitive range).
+    The true counts are in the result: it is for the data owner, not for a report.
+
+    With ``exact=False`` (what :func:`protect_table` uses) a cell stops being refined once
+    the values it can take already make it safe; unsafe cells still get exact bounds.
+    """
+    values = protected._values
+    relations = relation_matrix(values.shape) if protected.margins else sparse.csr_matrix((0, values.size))
+    targets, lo, hi, safe = _bounds(values, protected._hidden, protected._published, protected.settings, relations, exact)
+    result = pd.DataFrame(
+        {
+            "count": values.ravel()[targets].astype(np.int64),
+            "lower": lo,
+            "upper": hi,
+            "primary": protected._primary.ravel()[targets],
+            "safe": safe,
+        },
+        index=protected._layout.cell_index(targets),
+    )
+    return result
+
+
+def published_shares(protected: ProtectedTable, of: str = "total") -> pd.Series | pd.DataFrame:
+    """Percentages computed from published cells only: of the grand ``"total"``, of each
+    row's Total (``"rows"``) or of each column's Total (``"columns"``, 2-D tables).
+
+    A share is missing where its cell or its Total is not published. Needs ``margins``.
+    """
+    if not protected.margins:
+        raise DisclosureError("shares need published Totals: protect the table with margins=True")
+    shown = protected._published.astype(float)
+    shown = np.where(protected._hidden, np.nan, shown)
+    ndim = shown.ndim
+    if of == "total":
+        denominator = shown[(-1,) * ndim]
+    elif of == "rows" and ndim >= 2:
+        denominator = shown[..., -1:]
+    elif of == "columns" and ndim == 2:
+        denominator = shown[-1:, :]
+    else:
+        raise DisclosureError(f"shares 'of' must be 'total', 'rows' (2-D and more) or 'columns' (2-D), not {of!r}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(denominator > 0, 100.0 * shown / denominator, np.nan)
+    return protected._layout.frame(share, dtype="Float64")
+
+
+def published_rates(protected: ProtectedTable, population, per: float = 100_000) -> pd.Series | pd.DataFrame:
+    """Rates per ``per`` of a population (a number, or a table labelled like the published
+    table, e.g. residents per region) from published cells only; missing where hidden."""
+    shown = protected.published.astype("Float64")
+    if isinstance(population, (pd.Series, pd.DataFrame)):
+        population = population.reindex_like(shown).astype("Float64")
+    rates = shown / population * per
+    return rates.where(~protected.suppressed)
+
+
+def _rounding_safe(rule: Rule, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """For rounded tables only narrowing matters: a big count known exactly discloses nothing."""
+    inside = (np.asarray(lower) >= rule.sensitive_low) & (np.asarray(upper) <= rule.min_cell - 1)
+    return ~inside
+
+
+def _assemble(values, primary, hidden, published, settings, layout) -> ProtectedTable:
+    shown = np.asarray(published, dtype=np.int64)
+    published_frame = layout.frame(shown, dtype="Int64")
+    published_frame = published_frame.mask(layout.frame(hidden))
+    return ProtectedTable(
+        counts=layout.frame(values.astype(np.int64)),
+        primary=layout.frame(primary),
+        suppressed=layout.frame(hidden),
+        published=published_frame,
+        settings=settings,
+        _layout=layout,
+        _values=values.astype(np.int64),
+        _primary=primary,
+        _hidden=hidden,
+        _published=shown,
+    )
+
+
+def _table_array(table, margins: bool) -> tuple[np.ndarray, _Layout]:
+    """The counts as an N-D array (with Totals appended when ``margins``) and its layout."""
+    if isinstance(table, pd.DataFrame) and (
+        isinstance(table.index, pd.MultiIndex) or isinstance(table.columns, pd.MultiIndex)
+    ):
+        table = _frame_to_series(table)
+    if not isinstance(table, (pd.Series, pd.DataFrame)):
+        raise DisclosureError(f"a count table must be a pandas Series or DataFrame, not {type(table).__name__}")
+    if table.size == 0:
+        raise DisclosureError("the table is empty")
+    for axis in table.axes:
+        if axis.has_duplicates:
+            raise DisclosureError(f"the table has the label {axis[axis.duplicated()][0]!r} more than once")
+
+    if isinstance(table, pd.DataFrame):
+        levels = [tuple(table.index), tuple(table.columns)]
+        names = (table.index.name, table.columns.name)
+        values = _counts(table)
+    elif isinstance(table.index, pd.MultiIndex):
+        levels = [tuple(dict.fromkeys(table.index.get_level_values(i))) for i in range(table.index.nlevels)]
+        names = tuple(table.index.names)
+        full = pd.MultiIndex.from_product(levels, names=table.index.names)
+        flat = pd.Series(_counts(table), index=table.index).reindex(full, fill_value=0.0).to_numpy()
+        values = flat.reshape([len(level) for level in levels])
+    else:
+        levels = [tuple(table.index)]
+        names = (table.index.name,)
+        values = _counts(table)
+
+    values = np.rint(values).astype(np.int64)
+    if margins:
+        clash = [(names[a], label) for a, level in enumerate(levels) for label in level if str(label) == TOTAL]
+        if clash:
+            raise DisclosureError(
+                f"the table already has a {TOTAL!r} label on {clash[0][0] or 'an axis'}; "
+                "pass the table without margins, protect_table adds them"
+            )
+        for axis in range(values.ndim):
+            values = np.concatenate([values, values.sum(axis=axis, keepdims=True)], axis=axis)
+        levels = [level + (TOTAL,) for level in levels]
+    return values, _Layout(tuple(names), tuple(levels), margins)
+
+
+def _frame_to_series(frame: pd.DataFrame) -> pd.Series:
+    """A DataFrame with MultiIndex rows or columns as one Series over all its dimensions."""
+    rows = [r if isinstance(r, tuple) else (r,) for r in frame.index]
+    cols = [c if isinstance(c, tuple) else (c,) for c in frame.columns]
+    keys = [r + c for r in rows for c in cols]
+    names = list(frame.index.names) + list(frame.columns.names)
+    return pd.Series(frame.to_numpy(dtype=object).ravel(), index=pd.MultiIndex.from_tuples(keys, names=names))
+
+
+def _counts(table: pd.Series | pd.DataFrame) -> np.ndarray:
+    """The cells as floats, each checked to be a whole number of at least zero (all problems together)."""
+    frame = table.to_frame() if isinstance(table, pd.Series) else table
+    problems, columns = [], []
+    for position, column in enumerate(frame.columns):
+        raw = frame.iloc[:, position]
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            numeric = pd.Series(np.nan, index=raw.index)
+        else:
+            numeric = pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
+        for label, value, number in zip(frame.index, raw.tolist(), numeric.tolist()):
+            if math.isnan(number):
+                rule = "is missing or not a number"
+            elif number < 0:
+                rule = "is negative; a count is at least 0"
+            elif number != int(number):
+                rule = "is not a whole number"
+            else:
+                continue
+            where = f"table cell {label!r}" if isinstance(table, pd.Series) else f"table row {label!r}, column {column!r}"
+            problems.append(Problem(where, rule, value=value))
+        columns.append(numeric.to_numpy())
+    if problems:
+        raise ValidationError(problems, summary="not a table of counts")
+    array = np.column_stack(columns)
+    return array[:, 0] if isinstance(table, pd.Series) else array

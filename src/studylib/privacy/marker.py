@@ -1,0 +1,66 @@
+"""The safe marker: how a table or figure says which disclosure rule made it publishable.
+
+In HTML the marker is an attribute on the ``<table>`` (or the ``<figure>`` that wraps a
+figure's ``<img>``)::
+
+    <table data-studylib-safe='{"version": 1, "rule": "suppression", "min_cell": 5,
+                                "rounding": null, "margins": true, "zeros_disclosive": false}'>
+
+In a notebook the same object sits in the output's metadata under ``studylib_safe``.
+``rule`` is ``suppression`` or ``rounding``; ``min_cell`` is the minimum cell applied;
+``rounding`` the base (3 or 5) or null. :func:`studylib.report.safe_table` and
+:func:`studylib.report.safe_figure` write it; :mod:`studylib.privacy.audit` reads it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+MARKER_ATTRIBUTE = "data-studylib-safe"
+MARKER_METADATA_KEY = "studylib_safe"
+MARKER_VERSION = 1
+RULES = ("suppression", "rounding")
+
+
+class MarkerError(ValueError):
+    """A marker that cannot be read: not JSON, an unknown rule, or missing settings."""
+
+
+def marker_for(rule: str, min_cell: int, rounding: int | None, margins: bool, zeros_disclosive: bool) -> dict[str, Any]:
+    """The marker object for a table or figure protected with these settings."""
+    return {
+        "version": MARKER_VERSION,
+        "rule": rule,
+        "min_cell": int(min_cell),
+        "rounding": None if rounding is None else int(rounding),
+        "margins": bool(margins),
+        "zeros_disclosive": bool(zeros_disclosive),
+    }
+
+
+def marker_attribute(marker: dict[str, Any]) -> str:
+    """The marker as an HTML attribute (leading space included), escaped for double quotes."""
+    return f' {MARKER_ATTRIBUTE}="{html.escape(json.dumps(marker, sort_keys=True), quote=True)}"'
+
+
+def parse_marker(value: str | dict) -> dict[str, Any]:
+    """A marker read from an attribute value (already unescaped) or metadata; MarkerError if invalid."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise MarkerError(f"marker is not JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise MarkerError("marker is not a JSON object")
+    rule = value.get("rule")
+    if rule not in RULES:
+        raise MarkerError(f"marker rule must be one of {RULES}, not {rule!r}")
+    min_cell = value.get("min_cell")
+    if isinstance(min_cell, bool) or not isinstance(min_cell, int) or min_cell < 2:
+        raise MarkerError(f"marker min_cell must be a whole number of at least 2, not {min_cell!r}")
+    rounding = value.get("rounding")
+    if rule == "rounding" and rounding not in (3, 5):
+        raise MarkerError(f"marker of rule 'rounding' needs base 3 or 5, not {rounding!r}")
+    return value

@@ -1,0 +1,271 @@
+"""Disclosure control: suppression that an attacker's linear programme cannot undo, and rounding.
+
+The attacker used to check protect_table here is written independently of the library:
+its unknowns are the inner cells only, every published cell or Total is one equation,
+and the bounds of a hidden Total are bounds of a sum. It agrees with studylib's own
+attack (which treats Totals as cells of a linked system) and finds every protected table
+safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from studylib.errors import ValidationError
+from studylib.privacy import (
+    DisclosureError,
+    apply_suppression,
+    attack,
+    protect_table,
+    published_rates,
+    published_shares,
+)
+
+# ---------------------------------------------------------------- an independent attacker
+
+
+def _augmented_rows(inner_shape):
+    """For every cell of the table with Totals, its 0/1 weights over the inner cells."""
+    inner = np.arange(math.prod(inner_shape)).reshape(inner_shape)
+    rows = {}
+    for cell in itertools.product(*[range(n + 1) for n in inner_shape]):
+        index = tuple(slice(None) if i == n else i for i, n in zip(cell, inner_shape))
+        weights = np.zeros(inner.size)
+        weights[np.atleast_1d(inner[index]).ravel()] = 1.0
+        rows[cell] = weights
+    return rows
+
+
+def independent_bounds(inner: np.ndarray, hidden: dict) -> dict:
+    """Integer LP bounds of each hidden cell (cell tuple -> (lo, hi)); inner cells as unknowns."""
+    rows = _augmented_rows(inner.shape)
+    truth = inner.ravel().astype(float)
+    published = [cell for cell in rows if not hidden.get(cell, False)]
+    a_eq = np.array([rows[c] for c in published]) if published else None
+    b_eq = np.array([rows[c] @ truth for c in published]) if published else None
+    out = {}
+    for cell, is_hidden in hidden.items():
+        if not is_hidden:
+            continue
+        bounds = []
+        for sign in (1.0, -1.0):
+            res = linprog(sign * rows[cell], A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+            if res.status == 3:
+                bounds.append(math.inf)
+            else:
+                assert res.status == 0, res.message
+                bounds.append(sign * res.fun)
+        out[cell] = (math.ceil(bounds[0] - 1e-6), math.floor(bounds[1] + 1e-6) if bounds[1] != math.inf else math.inf)
+    return out
+
+
+def _hidden_cells(protected, inner_shape) -> dict:
+    mask = protected.suppressed.to_numpy().reshape([n + 1 for n in inner_shape])
+    return {cell: bool(mask[cell]) for cell in itertools.product(*[range(n + 1) for n in inner_shape])}
+
+
+def _unsafe(lo, hi, min_cell, zeros_disclosive) -> bool:
+    low = 0 if zeros_disclosive else 1
+    return hi <= lo or (lo >= low and hi <= min_cell - 1)
+
+
+# ---------------------------------------------------------------- strategies
+
+counts = st.one_of(st.integers(0, 6), st.integers(0, 60))
+
+
+@st.composite
+def tables(draw, max_dims: int = 2):
+    dims = draw(st.integers(1, max_dims))
+    shape = tuple(draw(st.integers(1, 5)) for _ in range(dims))
+    values = np.array(draw(st.lists(counts, min_size=math.prod(shape), max_size=math.prod(shape)))).reshape(shape)
+    if dims == 1:
+        return pd.Series(values, index=pd.Index([f"r{i}" for i in range(shape[0])], name="row"))
+    return pd.DataFrame(
+        values,
+        index=pd.Index([f"r{i}" for i in range(shape[0])], name="row"),
+        columns=pd.Index([f"c{j}" for j in range(shape[1])], name="col"),
+    )
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=tables(), min_cell=st.integers(2, 10), zeros=st.booleans())
+def test_attacker_never_pins_or_narrows_a_hidden_cell(table, min_cell, zeros):
+    protected = protect_table(table, min_cell=min_cell, zeros_disclosive=zeros)
+    inner = table.to_numpy().reshape(table.shape)
+    hidden = _hidden_cells(protected, inner.shape)
+    theirs = independent_bounds(inner, hidden)
+    ours = attack(protected)
+    assert len(ours) == len(theirs)
+    for cell, (lo, hi) in theirs.items():
+        assert not _unsafe(lo, hi, min_cell, zeros), f"cell {cell} narrowed to [{lo}, {hi}]"
+    # studylib's own attack gives exactly the independent attacker's bounds
+    flat = [theirs[c] for c in sorted(theirs)]
+    assert [(r.lower, r.upper) for r in ours.itertuples()] == [(float(lo), float(hi)) for lo, hi in flat]
+    assert ours["safe"].all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(table=tables(), min_cell=st.integers(2, 10), zeros=st.booleans())
+def test_primary_cells_are_the_small_counts_and_published_cells_add_up(table, min_cell, zeros):
+    protected = protect_table(table, min_cell=min_cell, zeros_disclosive=zeros)
+    counts = protected.counts.to_numpy()
+    low = 0 if zeros else 1
+    assert (protected.primary.to_numpy() == ((counts >= low) & (counts < min_cell))).all()
+    assert not (protected.primary.to_numpy() & ~protected.suppressed.to_numpy()).any()
+    published = protected.published
+    assert published.isna().to_numpy().tolist() == protected.suppressed.to_numpy().tolist()
+    shown = published.to_numpy(dtype="float64", na_value=np.nan)
+    assert np.array_equal(np.where(np.isnan(shown), counts, shown), counts)
+    # every fully published line adds up to its published Total
+    grid = shown if shown.ndim > 1 else shown[None, :]
+    for line in list(grid) + (list(grid.T) if shown.ndim > 1 else []):
+        if not np.isnan(line).any():
+            assert line[:-1].sum() == line[-1]
+
+
+def test_a_small_count_next_to_a_total_is_not_left_alone():
+    table = pd.Series([3, 40, 57], index=pd.Index(["hovedstaden", "sjaelland", "syddanmark"], name="region"))
+    protected = protect_table(table)
+    assert protected.suppressed.sum() >= 2
+    assert protected.published["Total"] == 100
+    assert attack(protected)["safe"].all()
+
+
+def _bridge_pattern():
+    cells = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2), (2, 3), (3, 2), (3, 3), (1, 2)]
+    return cells, (1, 2)
+
+
+def test_attack_recovers_the_joining_cell_of_the_bridge_pattern():
+    """Two hidden 2x2 rectangles joined by one hidden cell: every affected row and column
+    holds at least two suppressions, yet the joining cell is exactly recoverable."""
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame(rng.integers(10, 30, size=(5, 5)))
+    cells, joint = _bridge_pattern()
+    mask = pd.DataFrame(False, index=table.index, columns=table.columns)
+    for r, c in cells:
+        mask.iloc[r, c] = True
+    assert (mask.sum(axis=0)[mask.any(axis=0)] >= 2).all() and (mask.sum(axis=1)[mask.any(axis=1)] >= 2).all()
+    bounds = attack(apply_suppression(table, mask))
+    row = bounds.loc[joint]
+    assert row["lower"] == row["upper"] == table.iloc[joint]
+    assert not row["safe"]
+    others = bounds.drop(index=[joint])
+    assert (others["upper"] > others["lower"]).all()
+
+
+def test_protect_table_never_returns_the_bridge_pattern():
+    # the small counts sit exactly on the bridge pattern
+    table = pd.DataFrame(np.full((5, 5), 40))
+    cells, joint = _bridge_pattern()
+    for k, (r, c) in enumerate(cells):
+        table.iloc[r, c] = 1 + k % 4
+    protected = protect_table(table)
+    hidden = _hidden_cells(protected, (5, 5))
+    for cell, (lo, hi) in independent_bounds(table.to_numpy(), hidden).items():
+        assert not _unsafe(lo, hi, 5, False), f"cell {cell} narrowed to [{lo}, {hi}]"
+    assert protected.suppressed.iloc[joint]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_three_dimensional_tables_are_protected_as_linked_tables(seed):
+    rng = np.random.default_rng(seed)
+    shape = (3, 2, 3)
+    values = rng.choice([0, 1, 2, 3, 7, 12, 20], size=shape)
+    index = pd.MultiIndex.from_product([["a", "b", "c"], ["female", "male"], [2021, 2022, 2023]], names=["sector", "sex", "year"])
+    table = pd.Series(values.ravel(), index=index)
+    protected = protect_table(table, min_cell=5)
+    assert protected.counts.shape == (4 * 3, 4)  # rows: sector x sex with Totals; columns: years + Total
+    hidden = _hidden_cells(protected, shape)
+    theirs = independent_bounds(values, hidden)
+    for cell, (lo, hi) in theirs.items():
+        assert not _unsafe(lo, hi, 5, False), f"cell {cell} narrowed to [{lo}, {hi}]"
+    assert attack(protected)["safe"].all()
+    # the same table given as a DataFrame with MultiIndex rows is the same table
+    again = protect_table(table.unstack("year"), min_cell=5)
+    assert again.suppressed.to_numpy().tolist() == protected.suppressed.to_numpy().tolist()
+
+
+def test_without_margins_only_primary_cells_are_hidden():
+    table = pd.DataFrame([[1, 9], [8, 30]])
+    protected = protect_table(table, margins=False)
+    assert protected.suppressed.to_numpy().tolist() == [[True, False], [False, False]]
+    bounds = attack(protected)
+    assert bounds["upper"].iloc[0] == math.inf and bounds["lower"].iloc[0] == 0
+
+
+# ---------------------------------------------------------------- rounding
+
+
+@settings(max_examples=80, deadline=None)
+@given(table=tables(), base=st.sampled_from([3, 5]))
+def test_controlled_rounding_keeps_margins_additive_in_multiples_of_the_base(table, base):
+    protected = protect_table(table, rounding=base)
+    shown = protected.published.to_numpy(dtype="int64")
+    counts = protected.counts.to_numpy()
+    assert (shown % base == 0).all()
+    assert (np.abs(shown - counts) < base).all()
+    assert (shown[counts % base == 0] == counts[counts % base == 0]).all()  # zero-restricted
+    grid = shown if shown.ndim > 1 else shown[None, :]
+    assert (grid[..., :-1].sum(axis=-1) == grid[..., -1]).all()
+    if shown.ndim > 1:
+        assert (grid[:-1].sum(axis=0) == grid[-1]).all()
+    assert not protected.suppressed.to_numpy().any()
+    assert attack(protected)["safe"].all()
+
+
+def test_rounding_refuses_disclosive_zeros():
+    with pytest.raises(DisclosureError, match="zeros"):
+        protect_table(pd.Series([1, 2, 3]), rounding=5, zeros_disclosive=True)
+
+
+# ---------------------------------------------------------------- shares, rates, input
+
+
+def test_shares_come_only_from_published_cells():
+    table = pd.DataFrame([[2, 20, 30], [25, 30, 45]], index=["a", "b"], columns=["x", "y", "z"])
+    protected = protect_table(table)
+    shares = published_shares(protected, of="rows")
+    hidden = protected.suppressed.to_numpy()
+    assert shares.isna().to_numpy()[hidden].all()
+    shown = protected.published.astype("float64")
+    expected = 100 * shown.div(shown["Total"], axis=0)
+    assert np.allclose(shares.to_numpy(dtype="float64", na_value=np.nan), expected.to_numpy(), equal_nan=True)
+    assert shares.loc["b", "Total"] == pytest.approx(100)
+    assert shares.notna().to_numpy().sum() >= 6
+    rates = published_rates(protected, 1000, per=100)
+    assert rates.isna().to_numpy()[hidden].all()
+    assert rates.loc["Total", "Total"] == pytest.approx(152 / 1000 * 100)
+
+
+def test_bad_tables_are_refused_with_every_problem_named():
+    table = pd.DataFrame({"x": [1.5, -2, None], "y": [3, 4, 5]}, index=["a", "b", "c"])
+    with pytest.raises(ValidationError) as err:
+        protect_table(table)
+    text = str(err.value)
+    assert "row 'a', column 'x'" in text and "whole number" in text
+    assert "row 'b', column 'x'" in text and "negative" in text
+    assert "row 'c', column 'x'" in text and "missing" in text
+    with pytest.raises(DisclosureError, match="Total"):
+        protect_table(pd.Series([5, 6], index=["a", "Total"]))
+    with pytest.raises(DisclosureError, match="min_cell"):
+        protect_table(pd.Series([5, 6]), min_cell=1)
+
+
+def test_a_protected_table_never_shows_its_true_counts():
+    protected = protect_table(pd.Series([1, 2, 50, 60], index=list("abcd")))
+    text = repr(protected)
+    assert "suppression" in text and "min cell 5" in text
+    assert "50" not in text and "60" not in text
