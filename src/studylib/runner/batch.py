@@ -354,11 +354,25 @@ def _manifest(report, run_id, started_at, print_, template_sha, data, timings, v
     }
 
 
+def _is_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id: str, kind: str, message: str, print_: str) -> bool:
     """Move the executed notebook and log of a failed run into ``reports/<key>/failed/``."""
     try:
         for name in ("report.html", "report.pdf"):
             (stage / name).unlink(missing_ok=True)
+        notebook = stage / "notebook.ipynb"
+        if notebook.exists() and not _is_json(notebook):
+            notebook.unlink()  # cut short (disk full): a partial file is never kept
+            message += " (the executed notebook could not be saved)"
         publish.write_json(stage / publish.FAILURE, {
             "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
             "kind": kind, "message": message, "fingerprint": print_,
@@ -428,6 +442,8 @@ def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: thre
         while pending:
             finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in finished:
+                if future.cancelled():
+                    continue  # never started; reported as cancelled by run_batch
                 outcome = future.result()
                 result.outcomes.append(outcome)
                 progress(outcome.key, outcome)

@@ -1,0 +1,255 @@
+"""Faults on real kernels and real files: a cell that raises, a dying kernel, a hanging cell, a
+report past its timeout, SIGTERM to a batch, two batches at once, a full disk. The other reports
+complete, the last good reports stay intact, nothing partial is published, and the message says
+which study, which cell and why."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from runner_fixtures import make_dataset, write_study
+from studylib.runner.batch import BatchSettings, run_batch
+from studylib.runner.study import find_studies
+
+pytestmark = pytest.mark.slow
+
+DRILL = [
+    ("md", "# Fault drill", "remove-cell"),
+    ("code", "data_dir: str = ''  # dataset folder\nmode: str = 'ok'  # ok, raise, die, hang or big\nseconds: float = 0  # sleep this long in cell 5", "parameters"),
+    ("md", "## Work"),
+    ("code", "import os, time\nprint('study', os.environ['STUDYLIB_STUDY_ID'], 'min cell', os.environ['STUDYLIB_MIN_CELL'])"),
+    ("code", "time.sleep(seconds)"),
+    ("code", "if mode == 'raise':\n    raise ValueError('the data say no')\nif mode == 'die':\n    os._exit(3)\n"
+             "if mode == 'hang':\n    time.sleep(3600)\nif mode == 'big':\n    print('x' * 3_000_000)"),
+    ("md", "## Done"),
+    ("code", "print('done')"),
+]
+
+
+def _template(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for kind, source, *tags in DRILL:
+        cell = nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source)
+        if tags:
+            cell.metadata["tags"] = tags
+        nb.cells.append(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def _study(root: Path, study_id: str, data: Path, cell: float = 60, report: float = 120, **parameters) -> Path:
+    return write_study(root, {
+        "id": study_id, "title": f"Drill {study_id}", "template": "../templates/drill.ipynb", "data": str(data),
+        "parameters": parameters, "disclosure": {"min_cell": 5}, "formats": ["html", "pdf"],
+        "timeout": {"cell": cell, "report": report},
+    })
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _good(reports: Path, key: str) -> dict[str, str]:
+    return {name: _sha(reports / key / name) for name in ("report.html", "report.pdf", "manifest.json")}
+
+
+def _leftovers(reports: Path) -> list[Path]:
+    return [p for p in (reports / ".staging").glob("*")] + [p for p in reports.rglob(".*.old-*")]
+
+
+def _kernel_folders(tmp: Path) -> list[Path]:
+    return list(tmp.glob("studylib-kernel-*"))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory):
+    """A project with five drill studies, all published once in good shape."""
+    root = tmp_path_factory.mktemp("drill")
+    data = make_dataset(root / "dataset", n=60)
+    _template(root / "templates" / "drill.ipynb")
+    for name in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow"):
+        _study(root, name, data)
+    tmp = root / "tmp"
+    tmp.mkdir()
+    settings = BatchSettings(reports=root / "reports", workers=2, studies_dir=root / "studies")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        first = run_batch(find_studies(root / "studies"), settings)
+    assert [o.status for o in first.outcomes] == ["published"] * 5, [o.message for o in first.outcomes]
+    return root, data, settings, tmp
+
+
+@pytest.fixture(scope="module")
+def faulty(drill):
+    """The same studies gone wrong in four ways, run as one batch."""
+    root, data, settings, tmp = drill
+    before = {k: _good(settings.reports, k) for k in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow")}
+    _study(root, "f_ok", data, seconds=0.1)
+    _study(root, "f_raise", data, mode="raise")
+    _study(root, "f_die", data, mode="die")
+    _study(root, "f_hang", data, cell=2, mode="hang")
+    _study(root, "f_slow", data, report=3, seconds=60)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        result = run_batch(find_studies(root / "studies"), settings)
+    return result, before
+
+
+def test_other_reports_complete_and_each_failure_names_study_cell_and_why(faulty):
+    result, _ = faulty
+    by_key = {o.key: o for o in result.outcomes}
+    assert by_key["f_ok"].status == "published"
+    assert {k: by_key[k].status for k in ("f_raise", "f_die", "f_hang", "f_slow")} == dict.fromkeys(("f_raise", "f_die", "f_hang", "f_slow"), "failed")
+    assert not result.ok
+    cell = "cell 6 (\"if mode == 'raise':\", section 'Work')"
+    assert by_key["f_raise"].message == f"f_raise: {cell}: raised ValueError: the data say no"
+    assert by_key["f_die"].message.startswith(f"f_die: {cell}: the kernel died")
+    assert by_key["f_hang"].message == f"f_hang: {cell}: ran longer than the cell timeout of 2 s"
+    assert by_key["f_slow"].message.startswith("f_slow: cell 5 ('time.sleep(seconds)', section 'Work'): the report ran longer than its timeout of 3 s")
+    assert [by_key[k].kind for k in ("f_raise", "f_die", "f_hang", "f_slow")] == ["error", "kernel_died", "cell_timeout", "report_timeout"]
+
+
+def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, drill):
+    result, before = faulty
+    root, _, settings, tmp = drill
+    reports = settings.reports
+    for key in ("f_raise", "f_die", "f_hang", "f_slow"):
+        assert _good(reports, key) == before[key], f"{key}: the last good report changed"
+        failed = reports / key / "failed"
+        assert sorted(p.name for p in failed.iterdir()) == ["failure.json", "notebook.ipynb", "run.log"]
+        record = json.loads((failed / "failure.json").read_text())
+        assert record["study"] == key and record["message"] == next(o.message for o in result.outcomes if o.key == key)
+        nb = nbformat.read(failed / "notebook.ipynb", as_version=4)
+        banner = nb.cells[0].source
+        assert "papermill-error-cell-tag" in nb.cells[0].metadata.get("tags", []) or "studylib-error" in nb.cells[0].metadata.get("tags", []), banner
+        assert f"study {key} min cell 5" in (failed / "run.log").read_text()
+    assert _good(reports, "f_ok") != before["f_ok"]
+    assert not (reports / "f_ok" / "failed").exists()
+    assert _leftovers(reports) == []
+    assert _kernel_folders(tmp) == []
+    index = (reports / "index.html").read_text()
+    assert index.count("class=\"status-failed\"") == 4 and "f_raise/failed/run.log" in index
+
+
+def test_a_failure_is_superseded_by_the_next_good_run(drill, faulty):
+    root, data, settings, tmp = drill
+    _study(root, "f_raise", data, mode="ok", seconds=0.2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        again = run_batch([root / "studies" / "f_raise.yaml"], settings)
+    assert [o.status for o in again.outcomes] == ["published"]
+    assert not (settings.reports / "f_raise" / "failed").exists()
+
+
+# --- whole batches in their own processes ----------------------------------------------------------
+
+
+def _cli(*args: str, env: dict | None = None, limit_bytes: int | None = None) -> subprocess.Popen:
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "studylib.cli", "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "250", **(env or {})}, preexec_fn=limit,
+    )
+
+
+@pytest.fixture(scope="module")
+def sleepers(tmp_path_factory):
+    """Three studies that take a few seconds each, published once."""
+    root = tmp_path_factory.mktemp("sleepers")
+    data = make_dataset(root / "dataset", n=60)
+    _template(root / "templates" / "drill.ipynb")
+    for name in ("s1", "s2", "s3"):
+        _study(root, name, data, seconds=0)
+    settings = BatchSettings(reports=root / "reports", workers=2, studies_dir=root / "studies")
+    assert run_batch(find_studies(root / "studies"), settings).ok
+    for name in ("s1", "s2", "s3"):
+        _study(root, name, data, seconds=3)
+    return root, settings
+
+
+def test_sigterm_stops_a_batch_without_publishing_anything_half_done(sleepers):
+    root, settings = sleepers
+    before = {k: _good(settings.reports, k) for k in ("s1", "s2", "s3")}
+    tmp = root / "tmp-sigterm"
+    tmp.mkdir()
+    proc = _cli("--all", "--studies", str(root / "studies"), "--reports", str(settings.reports), "--workers", "2", env={"TMPDIR": str(tmp)})
+    deadline = time.monotonic() + 60
+    while not _kernel_folders(tmp) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _kernel_folders(tmp), "no kernel started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert "cancelled" in out and "cancelled by signal" in err
+    assert {k: _good(settings.reports, k) for k in ("s1", "s2", "s3")} == before
+    assert _leftovers(settings.reports) == []
+    assert _kernel_folders(tmp) == []
+    time.sleep(0.5)
+    assert _processes_mentioning(str(tmp)) == [], "a kernel outlived its batch"
+
+
+def test_two_batches_at_once_write_each_report_once(sleepers):
+    root, settings = sleepers
+    reports = root / "reports-twice"
+    args = ("--all", "--studies", str(root / "studies"), "--reports", str(reports))
+    first, second = _cli(*args), _cli(*args)
+    outputs = [p.communicate(timeout=240) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    text = "\n".join(out for out, _ in outputs)
+    assert len(re.findall(r"│ s\d\s+│ published", text)) == 3, text
+    assert len(re.findall(r"│ s\d\s+│ skipped", text)) == 3, text
+    for key in ("s1", "s2", "s3"):
+        manifest = json.loads((reports / key / "manifest.json").read_text())
+        assert manifest["files"]["report.pdf"]["sha256"] == _sha(reports / key / "report.pdf")
+    assert _leftovers(reports) == []
+
+
+def test_a_full_disk_fails_the_report_and_keeps_the_last_good_one(sleepers):
+    root, settings = sleepers
+    data = Path(yaml.safe_load((root / "studies" / "s1.yaml").read_text())["data"])
+    before = _good(settings.reports, "s1")
+    _study(root, "s1", data, mode="big")
+    try:
+        proc = _cli(str(root / "studies" / "s1.yaml"), "--reports", str(settings.reports), limit_bytes=1_000_000)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        _study(root, "s1", data, seconds=3)
+    assert proc.returncode == 1, out + err
+    assert "s1" in out and "File too large" in out and "could not write the report" in out
+    assert _good(settings.reports, "s1") == before
+    failed = settings.reports / "s1" / "failed"
+    for path in failed.iterdir():  # whatever was kept of the failed run is complete
+        if path.suffix in (".json", ".ipynb"):
+            json.loads(path.read_text())
+    assert _leftovers(settings.reports) == []

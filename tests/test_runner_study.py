@@ -1,0 +1,143 @@
+"""Study files and templates are checked before any kernel starts: errors name file, line and key."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from runner_fixtures import ROOT, make_dataset, make_project, write_study
+from studylib.cli import app
+from studylib.errors import ValidationError
+from studylib.privacy.rounding import BASES
+from studylib.runner.batch import BatchSettings, plan_batch
+from studylib.runner.study import Disclosure, accepts, combination_name, parameter_problems, read_study, reports_of
+from studylib.runner.template import TemplateError, template_parameters
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "dataset", n=120)
+
+
+def _study(**over) -> dict:
+    base = {
+        "id": "cleaning", "title": "Cleaning", "template": str(ROOT / "templates" / "sector_study.ipynb"), "data": "demo",
+        "parameters": {"sector": "cleaning"}, "disclosure": {"min_cell": 5, "rounding": None}, "formats": ["html", "pdf"],
+    }
+    base.update(over)
+    return base
+
+
+def _problems(path: Path) -> str:
+    with pytest.raises(ValidationError) as info:
+        read_study(path)
+    return str(info.value)
+
+
+def test_every_study_in_the_project_reads_and_fits_its_template(tmp_path, dataset):
+    files = sorted((ROOT / "studies").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"au_pair", "agriculture", "cleaning", "overview"}
+    project = make_project(tmp_path, dataset, studies=tuple(f.stem for f in files))
+    for file in files:
+        raw = yaml.safe_load(file.read_text())
+        assert raw["data"] == "demo", f"{file.name}: default studies run on the demo dataset"
+        study = read_study(project / "studies" / file.name)
+        assert parameter_problems(study, template_parameters(study.template)) == []
+
+
+def test_unknown_key_wrong_type_and_missing_files_are_all_reported_with_line_and_key(tmp_path, dataset):
+    path = write_study(tmp_path, _study(data=str(tmp_path / "nowhere"), template="missing.ipynb", colour="red",
+                                        disclosure={"min_cell": "5", "rounding": 4}, formats=["html", "docx"]))
+    text = _problems(path)
+    lines = {k: i + 1 for i, line in enumerate(path.read_text().splitlines()) for k in [line.split(":")[0].strip()]}
+    assert f"{path} line {lines['colour']}, key 'colour': unknown key" in text
+    assert "key 'disclosure.min_cell'" in text and "valid integer" in text
+    assert "key 'disclosure.rounding'" in text
+    assert "key 'formats.1'" in text
+    # schema problems come first; files are checked once the schema is right
+    path = write_study(tmp_path, _study(data=str(tmp_path / "nowhere"), template="missing.ipynb"))
+    text = _problems(path)
+    assert "key 'template': template not found" in text and "key 'data': not a dataset folder" in text
+    assert "2 problem(s)" in text
+
+
+def test_id_must_match_the_file_and_data_goes_through_the_data_key(tmp_path, dataset):
+    path = write_study(tmp_path, _study(data=str(dataset), parameters={"data_dir": "/elsewhere"}))
+    path.rename(tmp_path / "studies" / "other.yaml")
+    text = _problems(tmp_path / "studies" / "other.yaml")
+    assert "key 'id': id must equal the file name 'other'" in text
+    assert "key 'parameters.data_dir'" in text
+
+
+def test_parameters_are_checked_against_the_parameters_cell_before_any_kernel(tmp_path, dataset):
+    path = write_study(tmp_path, _study(data=str(dataset), parameters={"sector": 3, "colour": "red"}, matrix={"year_from": ["2019"]}))
+    study = read_study(path)
+    problems = parameter_problems(study, template_parameters(study.template))
+    text = "\n".join(map(str, problems))
+    assert "key 'parameters.colour': template sector_study.ipynb has no parameter 'colour'" in text
+    assert "key 'parameters.sector': template sector_study.ipynb declares sector: str" in text
+    assert "key 'matrix.year_from'" in text and "Optional[int]" in text
+    # the batch reports it as an invalid study, and starts no kernel for it
+    plan = plan_batch([path], BatchSettings(reports=tmp_path / "reports"))
+    assert plan.run == [] and plan.done[0].status == "invalid" and "colour" in plan.done[0].message
+
+
+def test_matrix_fans_out_into_one_report_per_combination(tmp_path, dataset):
+    path = write_study(tmp_path, _study(data=str(dataset), matrix={"region": ["hovedstaden", "sjaelland"], "year_from": [2016, 2020]}))
+    reports = reports_of(read_study(path))
+    assert [r.key for r in reports] == [
+        "cleaning/region-hovedstaden__year_from-2016", "cleaning/region-hovedstaden__year_from-2020",
+        "cleaning/region-sjaelland__year_from-2016", "cleaning/region-sjaelland__year_from-2020",
+    ]
+    assert reports[1].parameters == {"sector": "cleaning", "region": "hovedstaden", "year_from": 2020, "data_dir": str(dataset)}
+    assert combination_name({"region": "a b/c"}) == "region-a_b_c"
+    text = _problems(write_study(tmp_path, _study(data=str(dataset), matrix={"sector": ["x"]})))
+    assert "key 'matrix.sector'" in text and "not both" in text
+
+
+def test_type_annotations_accept_what_papermill_would_inject():
+    assert accepts("int", 3) and not accepts("int", "3") and not accepts("int", True)
+    assert accepts("Optional[int]", None) and accepts("Optional[int]", 2020) and not accepts("Optional[int]", "2020")
+    assert accepts("float", 1) and accepts("list[str]", ["a"]) and accepts("None", object()) and accepts("Whatever", 1)
+
+
+def test_rounding_bases_agree_with_disclosure_control():
+    rounding = Disclosure.model_fields["rounding"].annotation
+    allowed = {a for arg in typing.get_args(rounding) for a in typing.get_args(arg)}
+    assert allowed == set(BASES)
+
+
+def test_template_without_parameters_cell_is_a_clear_error(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    with pytest.raises(TemplateError, match="no cell tagged 'parameters'"):
+        template_parameters(tmp_path / "t.ipynb")
+
+
+def test_inspect_and_new_study_commands(tmp_path, dataset):
+    runner = CliRunner(env={"COLUMNS": "240"})
+    shown = runner.invoke(app, ["inspect", str(ROOT / "templates" / "sector_study.ipynb")])
+    assert shown.exit_code == 0, shown.output
+    assert "sector" in shown.output and "data_dir" in shown.output and "Optional[int]" in shown.output
+    made = runner.invoke(app, ["new-study", "hotels", "--template", str(ROOT / "templates" / "sector_study.ipynb"),
+                               "--data", str(dataset), "--studies", str(tmp_path)])
+    assert made.exit_code == 0, made.output
+    study = read_study(tmp_path / "hotels.yaml")
+    assert study.spec.parameters == {} and study.template == ROOT / "templates" / "sector_study.ipynb"
+    again = runner.invoke(app, ["new-study", "hotels", "--studies", str(tmp_path)])
+    assert again.exit_code != 0 and "exists already" in again.output
+    listed = runner.invoke(app, ["list", "--studies", str(tmp_path), "--reports", str(tmp_path / "reports")])
+    assert listed.exit_code == 0 and "hotels" in listed.output and "never run" in listed.output
+
+
+def test_every_template_and_study_is_stored_as_data():
+    for path in (ROOT / "templates").glob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]), path.name
+        assert "data_dir" in template_parameters(path), path.name
