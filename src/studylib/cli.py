@@ -252,6 +252,7 @@ def run_command(
     """Run studies: execute, export HTML and PDF, audit, publish into reports/."""
     import logging
 
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
@@ -287,8 +288,8 @@ def run_command(
     for col in ("report", "status", "seconds", "message"):
         table.add_column(col, overflow="fold")
     for o in result.outcomes:
-        message = "" if o.status == "published" else o.message
-        table.add_row(o.key, f"[{colour.get(o.status, 'white')}]{o.status}[/]", f"{o.seconds:.1f}", message)
+        message = "" if o.status == "published" else escape(o.message)
+        table.add_row(escape(o.key), f"[{colour.get(o.status, 'white')}]{o.status}[/]", f"{o.seconds:.1f}", message)
     Console().print(table)
     Console().print(f"index: {result.index}", highlight=False, soft_wrap=True)
     if result.signal is not None:
@@ -304,6 +305,7 @@ def list_command(
     studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
 ) -> None:
     """List the studies, their templates and the state of their reports."""
+    from rich.markup import escape
     from rich.table import Table
 
     from studylib import paths
@@ -319,18 +321,19 @@ def list_command(
         try:
             study = read_study(file)
         except StudylibError as err:
-            table.add_row(file.stem, "", "", "", "[red]invalid[/red]", str(err).splitlines()[-1].strip())
+            table.add_row(file.stem, "", "", "", "[red]invalid[/red]", escape(str(err).splitlines()[-1].strip()))
             continue
         states = [report_state(reports, r.key, r.title) for r in reports_of(study)]
         statuses = sorted({s.status for s in states})
         last = max((s.last_success or "" for s in states), default="") or "-"
-        table.add_row(study.id, study.title, study.template.name, str(len(states)), ", ".join(statuses), last)
+        table.add_row(study.id, escape(study.title), study.template.name, str(len(states)), ", ".join(statuses), last)
     Console().print(table)
 
 
 @app.command("inspect")
 def inspect_command(template: str = typer.Argument(..., help="A template notebook (path, or name in templates/).")) -> None:
     """Show a template's parameters: name, type, default and help."""
+    from rich.markup import escape
     from rich.table import Table
 
     from studylib.runner.template import template_parameters
@@ -341,12 +344,12 @@ def inspect_command(template: str = typer.Argument(..., help="A template noteboo
     try:
         declared = template_parameters(path)
     except StudylibError as err:
-        fail(err)
+        fail(escape(str(err)))
     table = Table(title=f"Parameters of {path.name}")
     for col in ("name", "type", "default", "help"):
         table.add_column(col, overflow="fold")
     for p in declared.values():
-        table.add_row(p.name, p.inferred_type_name, p.default, p.help)
+        table.add_row(*(escape(x) for x in (p.name, p.inferred_type_name, p.default, p.help)))
     Console().print(table)
 
 
@@ -361,6 +364,8 @@ def new_study_command(
     """Write studies/<id>.yaml for a template, listing its parameters; then edit and run it."""
     import os
     import re
+
+    from rich.markup import escape
 
     from studylib.runner.study import new_study_text, read_study
     from studylib.runner.template import template_parameters
@@ -385,9 +390,9 @@ def new_study_command(
         try:
             read_study(target)
         except StudylibError as err:
-            console.print(f"[yellow]note:[/yellow] {err}", highlight=False)
+            console.print(f"[yellow]note:[/yellow] {escape(str(err))}", highlight=False)
     except StudylibError as err:
-        fail(err)
+        fail(escape(str(err)))
     typer.echo(f"wrote {target}")
 
 
