@@ -7,7 +7,7 @@ without lawful residence) and a safe-house stay (F07) after the decision, servic
 F12), a child protection notification (F13) for every minor, and the closure with its
 outcome (F14) after everything else. Events after the export date are not in the export.
 
-Each form comes out as a DataFrame with ``person`` (row of the registered persons),
+Each form comes out as a dict of columns with ``person`` (row of the registered persons),
 ``date`` (days since 1970), ``organisation``, ``region`` and the form's own fields, typed:
 codes and text as strings (None when empty), booleans as ``boolean``, integers and dates
 (days) as ``Int64``, decimals as ``Float64``. Personal data is added later (:mod:`pii`).
@@ -115,7 +115,7 @@ def _sector_seen(rng, sector: np.ndarray, p_unknown: float) -> np.ndarray:
     return out
 
 
-def contact_forms(reg: pd.DataFrame, contacts: pd.DataFrame, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+def contact_forms(reg: pd.DataFrame, contacts: pd.DataFrame, rng: np.random.Generator) -> dict[str, dict]:
     """F01, F02 and F03 from the contacts."""
     fv = form_values()
     out = {}
@@ -157,7 +157,7 @@ def contact_forms(reg: pd.DataFrame, contacts: pd.DataFrame, rng: np.random.Gene
                 "exploitation_suspected": _code(exp),
                 "urgent": _bool(chance(rng, cfg["urgent"], n)),
             }
-        out[code] = pd.DataFrame({**base, **fields})
+        out[code] = {**base, **fields}
     return out
 
 
@@ -201,15 +201,18 @@ def _indicator_lists(reg: pd.DataFrame, who: np.ndarray, profiles: ProfileSet, r
             part = slice(start, start + 100_000)
             p = probs[s_idx[part], v_idx[part]]
             ticked = rng.random(p.shape, dtype=np.float32) < p
-            r, c = np.nonzero(ticked)
+            r, c = np.nonzero(ticked)  # row-major: each row's codes are contiguous
             if r.size == 0:
                 continue
-            joined = pd.Series(codes[c]).groupby(r, sort=True).agg(sep.join)
-            out[rows[part][joined.index.to_numpy()]] = joined.to_numpy(object)
+            cut = np.flatnonzero(np.diff(r)) + 1
+            starts, ends = np.r_[0, cut], np.r_[cut, r.size]
+            chosen = codes[c].tolist()
+            joined = [sep.join(chosen[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
+            out[rows[part][r[starts]]] = np.array(joined, dtype=object)
     return out
 
 
-def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, rng: np.random.Generator, export_day: int) -> dict[str, pd.DataFrame]:
+def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, rng: np.random.Generator, export_day: int) -> dict[str, dict]:
     """F04 to F14 for the registered persons."""
     pw = profiles.scenario.pathway
     fv = form_values()
@@ -224,7 +227,7 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     foreign = nationality != DK
     sector = reg["sector"].to_numpy(object)
     exploitation = np.array(V.EXPLOITATION, dtype=object)[reg["exploitation"].to_numpy()]
-    out: dict[str, pd.DataFrame] = {}
+    out: dict[str, dict] = {}
 
     # F04 identification interview
     interviewed = rng.random(n) < np.where(victim, pw.interview["victim"], pw.interview["non_victim"])
@@ -237,7 +240,7 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     debt = np.round(debt_median * np.exp(cfg["claimed_debt_sigma"] * rng.standard_normal(m)), 2)
     informed = chance(rng, pw.research_informed, m)
     agree = chance(rng, pw.research_agree, m)
-    out["F04"] = pd.DataFrame({
+    out["F04"] = {
         "person": iv,
         "date": iv_date,
         "organisation": pick(rng, pw.interview_by, m),
@@ -250,20 +253,20 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
         "indicators": _indicator_lists(reg, iv, profiles, rng),
         "research_informed": _bool(informed),
         "research_consent": _code(np.where(informed, np.where(agree, "yes", "no"), "unknown")),
-    })
+    }
 
     # F05 identification decision
     decision = np.where(victim[iv], pick(rng, pw.decision["victim"], m), pick(rng, pw.decision["non_victim"], m))
     dec_date = iv_date + lag(rng, pw.decision_lag_days, m)
     by_immigration = undocumented[iv] & (year_of(dec_date) >= pw.immigration_decides_since)
-    out["F05"] = pd.DataFrame({
+    out["F05"] = {
         "person": iv,
         "date": dec_date,
         "organisation": _code(np.where(by_immigration, "immigration_service", "centre_outreach")),
         "decision": _code(decision),
         "exploitation": _code(exploitation[iv]),
         "sector": _code(sector[iv]),
-    })
+    }
     identified = decision == "identified"
     idp = iv[identified]
     id_date = dec_date[identified]
@@ -283,7 +286,7 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     ext = np.where(before, ext_b, ext_s)
     days = np.where(before, np.array(cfg["days_before"])[np.minimum(ext_b, len(cfg["days_before"]) - 1)],
                     np.array(cfg["days_since"])[np.minimum(ext_s, len(cfg["days_since"]) - 1)])
-    out["F06"] = pd.DataFrame({
+    out["F06"] = {
         "person": rp,
         "date": r_date,
         "organisation": pick(rng, cfg["organisation"], j),
@@ -292,7 +295,7 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
         "start_date": _int(start, mask=~accepted),
         "days_granted": _int(days, mask=~accepted),
         "extensions": _int(ext, mask=~accepted),
-    })
+    }
     reflection_end = np.full(n, np.iinfo(np.int64).min)
     reflection_end[rp[accepted]] = (start + days)[accepted]
 
@@ -308,14 +311,14 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     house = np.where(sex == "male", "men", np.where(sex == "female", "women", np.where(chance(rng, 0.5, j), "women", "men")))
     house = np.where((house == "women") & chance(rng, cfg["families"], j), "families", house)
     house = np.where(minor, "minors", house)
-    out["F07"] = pd.DataFrame({
+    out["F07"] = {
         "person": sp,
         "date": s_start,
         "organisation": pick(rng, cfg["organisation"], j),
         "house_type": _code(house),
         "start_date": _int(s_start),
         "end_date": _int(s_end, mask=s_end > export_day),
-    })
+    }
     safe_end = np.full(n, np.iinfo(np.int64).min)
     safe_end[sp] = s_end
 
@@ -354,19 +357,19 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
             returned[sp] = True
             np.maximum.at(service_last, sp, ret)
         np.maximum.at(service_last, sp, s_date)
-        out[code] = pd.DataFrame({**base, **fields})
+        out[code] = {**base, **fields}
 
     # F13 child protection notification: every registered minor
     cfg = fv["F13"]
     minors = persons[reg["age"].to_numpy() < 18]
     j = minors.size
-    out["F13"] = pd.DataFrame({
+    out["F13"] = {
         "person": minors,
         "date": np.minimum(first[minors] + lag(rng, pw.child_notice_lag_days, j), export_day),
         "organisation": pick(rng, cfg["organisation"], j),
         "unaccompanied": _bool(chance(rng, pw.unaccompanied, j)),
         "guardian_appointed": _bool(chance(rng, fv["F13"]["guardian_appointed"], j)),
-    })
+    }
 
     # F14 closure after everything else, for decided cases
     end = np.full(n, np.iinfo(np.int64).min)
@@ -377,24 +380,30 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     c_date = end[cp] + lag(rng, pw.closure_lag_days, j)
     outcome = np.where(d_ident, pick(rng, pw.outcome["identified"], j), pick(rng, pw.outcome["not_identified"], j))
     outcome = np.where(returned[cp], "prepared_return", outcome)
-    out["F14"] = pd.DataFrame({
+    out["F14"] = {
         "person": cp,
         "date": c_date,
         "organisation": pick(rng, fv["F14"]["organisation"], j),
         "outcome": _code(outcome),
         "closure_reason": np.full(j, None, dtype=object),
-    })
+    }
     return out
 
 
-def all_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, rng: np.random.Generator, export_day: int) -> dict[str, pd.DataFrame]:
-    """Every form's rows (before personal data), only events up to the export day, with region."""
+def take(columns: dict, rows: np.ndarray) -> dict:
+    """The given rows of a form's columns (numpy or pandas nullable arrays)."""
+    return {k: v[rows] for k, v in columns.items()}
+
+
+def all_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, rng: np.random.Generator, export_day: int) -> dict[str, dict]:
+    """Every form's columns (before personal data), only events up to the export day, with region."""
     forms = {**contact_forms(reg, contacts, rng), **pathway_forms(reg, contacts, profiles, rng, export_day)}
     region = np.array(V.REGION, dtype=object)[reg["region"].to_numpy()]
     out = {}
     for code in V.FORM_CODES:
-        df = forms[code]
-        df = df[df["date"].to_numpy() <= export_day].reset_index(drop=True)
-        df.insert(3, "region", region[df["person"].to_numpy()])
-        out[code] = df
+        cols = take(forms[code], np.flatnonzero(np.asarray(forms[code]["date"]) <= export_day))
+        ordered = {k: cols[k] for k in ("person", "date", "organisation")}
+        ordered["region"] = region[cols["person"]]
+        ordered.update({k: v for k, v in cols.items() if k not in ordered})
+        out[code] = ordered
     return out

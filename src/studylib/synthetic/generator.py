@@ -28,6 +28,9 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from studylib import __version__
 from studylib.data import vocabularies as V
@@ -141,15 +144,16 @@ def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.Pers
     # duplicates and row order, per form
     ordered = {}
     for code in V.FORM_CODES:
-        df = forms[code]
-        rows = messy.duplicate_rows(len(df), mcfg.duplicate_rate, rng) if options.messy else np.arange(len(df))
+        df = forms.pop(code)
+        size = len(df["person"])
+        rows = messy.duplicate_rows(size, mcfg.duplicate_rate, rng) if options.messy else np.arange(size)
         dup = np.r_[False, rows[1:] == rows[:-1]] if rows.size else np.zeros(0, bool)
-        df = df.iloc[rows].reset_index(drop=True)
-        df["duplicate"] = dup
-        order = np.lexsort((rng.random(len(df)), df["date"].to_numpy()))
-        ordered[code] = df.iloc[order].reset_index(drop=True)
-    lengths = [len(ordered[c]) for c in V.FORM_CODES]
-    person = np.concatenate([ordered[c]["person"].to_numpy(np.int64) for c in V.FORM_CODES]) if sum(lengths) else np.zeros(0, np.int64)
+        order = np.lexsort((rng.random(rows.size), np.asarray(df["date"])[rows]))
+        df = events.take(df, rows[order])
+        df["duplicate"] = dup[order]
+        ordered[code] = df
+    lengths = [len(ordered[c]["person"]) for c in V.FORM_CODES]
+    person = np.concatenate([ordered[c]["person"] for c in V.FORM_CODES]).astype(np.int64)
     n = person.size
     # person fields for all records at once
     sex = np.array(V.SEX, dtype=object)[reg["sex"].to_numpy()][person]
@@ -197,38 +201,52 @@ def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.Pers
         df = ordered[code]
         part = slice(start, start + length)
         start += length
-        width = max(7, len(str(length)))
-        record_id = np.array([f"{code}-{i:0{width}d}" for i in range(1, length + 1)], dtype=object)
+        record_id = record_ids(code, length)
         data = {"record_id": record_id}
         for f in cat.fields_of(code):
             if f.name == "record_id":
                 continue
             if f.name in cols:
-                v = cols[f.name]
-                data[f.name] = v[part]
+                data[f.name] = cols[f.name][part]
             elif f.name == "closure_reason":
                 present = np.ones(length, bool) if people is not None else np.zeros(length, bool)
                 given = cols["first_name"][part]
                 data[f.name] = pii.free_text(pcfg["closure_reasons"], given, present & (rng.random(length) < 0.7), rng)
             else:
-                data[f.name] = df[f.name].to_numpy() if not isinstance(df[f.name].array, pd.api.extensions.ExtensionArray) else df[f.name].array
-        frame = pd.DataFrame(data, columns=cat.columns_of(code))
-        if options.messy:
+                data[f.name] = df[f.name]
+        if options.messy and length:
             for f in cat.fields_of(code):
-                if not f.required and not f.personal and length:
+                if not f.required and not f.personal:
                     gone = rng.random(length) < mcfg.missing_field_rate
-                    if gone.any():
-                        col = frame[f.name].copy()
-                        col[gone] = None if col.dtype == object else pd.NA
-                        frame[f.name] = col
-        out[code] = frame
-        truth.append(pd.DataFrame({
-            "form": code,
-            "record_id": record_id,
-            "true_id": reg["true_id"].to_numpy()[df["person"].to_numpy(np.int64)],
-            "duplicate": df["duplicate"].to_numpy(bool),
+                    data[f.name] = _blank(data[f.name], gone)
+        out[code] = data
+        truth.append(pa.table({
+            "form": pa.array(np.full(length, code, dtype=object), type=pa.string()).dictionary_encode(),
+            "record_id": record_id.cast(pa.string()),
+            "true_id": pa.array(reg["true_id"].to_numpy()[df["person"]]),
+            "duplicate": pa.array(df["duplicate"]),
         }))
-    return out, pd.concat(truth, ignore_index=True)
+    return out, pa.concat_tables(truth).combine_chunks()
+
+
+def record_ids(code: str, n: int) -> pa.Array:
+    """The database ids of a form's records: ``F01-0000001`` ... (unique per form)."""
+    width = max(7, len(str(n)))
+    seq = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1, dtype=np.int64)), pa.large_string()), width, "0")
+    return pc.binary_join_element_wise(pa.scalar(f"{code}-", pa.large_string()), seq, pa.scalar("", pa.large_string()))
+
+
+def _blank(values, gone: np.ndarray):
+    """A copy of ``values`` with the ``gone`` cells missing."""
+    if not gone.any():
+        return values
+    if isinstance(values, np.ndarray):
+        out = values.astype(object) if values.dtype != object else values.copy()
+        out[gone] = None
+        return out
+    out = values.copy()
+    out[gone] = pd.NA
+    return out
 
 
 # --- the whole run ----------------------------------------------------------------------------
@@ -294,25 +312,31 @@ def _generate_into(tmp: Path, options: SynthOptions, profiles: ProfileSet, years
 
     step("records")
     records, truth_records = _records(forms, reg, people, profiles, options, rng_records)
+    del forms, people
     lap("records")
 
     step("exports")
     dialects = (messy.choose_dialects(rng_files, profiles.scenario.messy.dialects, V.FORM_CODES) if options.messy
                 else {c: profiles.scenario.clean_dialect for c in V.FORM_CODES})
-    files = {}
+    files, rows = {}, {}
+    f05 = truth_records.filter(pc.equal(truth_records["form"].cast(pa.string()), "F05"))["true_id"].to_numpy()
+    identified = f05[np.asarray(records["F05"]["decision"], dtype=object) == "identified"]
     for code in V.FORM_CODES:
         name = cat.file_name(code, options.fmt)
         fields = cat.fields_of(code)
         dialect = dialects[code]
+        columns = records.pop(code)  # written, then released
+        rows[code] = len(columns["record_id"])
         if options.fmt == "csv":
-            text = spell(records[code], fields, dialect, cat.export.multi_separator)
+            text = spell(columns, fields, dialect)
             if options.messy:
                 text = messy.spell_missing(text, profiles.scenario.messy.missing_spellings, rng_files)
             write_csv(text, tmp / name, dialect)
-            files[code] = {"file": name, "rows": len(records[code]), "dialect": dialect.model_dump(exclude={"weight"})}
+            files[code] = {"file": name, "rows": rows[code], "dialect": dialect.model_dump(exclude={"weight"})}
         else:
-            write_xlsx(records[code], fields, tmp / name, dialect, sheet=code)
-            files[code] = {"file": name, "rows": len(records[code]), "booleans": [dialect.true, dialect.false]}
+            write_xlsx(columns, fields, tmp / name, dialect, sheet=code)
+            files[code] = {"file": name, "rows": rows[code], "booleans": [dialect.true, dialect.false]}
+        del columns
     lap("exports")
 
     step("truth")
@@ -320,16 +344,16 @@ def _generate_into(tmp: Path, options: SynthOptions, profiles: ProfileSet, years
     truth_dir.mkdir()
     truth_pop = population.truth_table(pop)
     truth_pop.to_parquet(truth_dir / "population.parquet", index=False)
-    truth_records.to_parquet(truth_dir / "records.parquet", index=False)
+    pq.write_table(truth_records, truth_dir / "records.parquet")
     (truth_dir / "README.md").write_text(TRUTH_README, encoding="utf-8")
-    counts = _counts(truth_pop, records, truth_records)
+    counts = _counts(truth_pop, rows, truth_records, identified)
     meta = {
         "generator": "studylib synth",
         "studylib_version": __version__,
         "seed": options.seed,
         "persons": options.persons,
         "years": [years[0], years[-1]],
-        "sectors": mix,
+        "sectors": {s: round(v, 6) for s, v in mix.items()},
         "messy": options.messy,
         "pii": options.pii,
         "format": options.fmt,
@@ -353,10 +377,8 @@ def _indicator_version() -> str:
     return str(catalogue().attrs["version"])
 
 
-def _counts(truth_pop: pd.DataFrame, records: dict[str, pd.DataFrame], truth_records: pd.DataFrame) -> dict:
-    f05 = records["F05"]
-    ident_ids = truth_records.loc[(truth_records["form"] == "F05") & ~truth_records["duplicate"], "true_id"].to_numpy()[
-        (f05["decision"].to_numpy(dtype=object) == "identified")[~truth_records.loc[truth_records["form"] == "F05", "duplicate"].to_numpy()]]
+def _counts(truth_pop: pd.DataFrame, records: dict[str, int], truth_records: pa.Table, identified: np.ndarray) -> dict:
+    ident_ids = identified
     years = truth_pop.set_index("true_id")["year"]
     ident_by_year = pd.Series(years.loc[np.unique(ident_ids)].to_numpy()).value_counts().sort_index() if ident_ids.size else pd.Series(dtype=int)
     return {
@@ -364,6 +386,6 @@ def _counts(truth_pop: pd.DataFrame, records: dict[str, pd.DataFrame], truth_rec
         "registered_persons": int(truth_pop["registered"].sum()),
         "victims": int(truth_pop["victim"].sum()),
         "identified_by_year": {str(k): int(v) for k, v in ident_by_year.items()},
-        "records": {code: int(len(df)) for code, df in records.items()},
-        "duplicates": int(truth_records["duplicate"].sum()),
+        "records": records,
+        "duplicates": int(pc.sum(truth_records["duplicate"]).as_py() or 0),
     }

@@ -129,48 +129,20 @@ def missing_spelling(rng: np.random.Generator, shares: dict[str, float], n: int)
     return codes[np.minimum(np.searchsorted(cum / cum[-1], rng.random(n), side="right"), len(codes) - 1)]
 
 
-def spell_missing(text: pd.DataFrame, shares: dict[str, float], rng: np.random.Generator) -> pd.DataFrame:
+def spell_missing(text: dict, shares: dict[str, float], rng: np.random.Generator) -> dict:
     """Empty cells spelled as the catalogue's missing spellings (empty, NA, -, ukendt)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = {}
-    for name in text.columns:
-        values = text[name].to_numpy(dtype=object).copy()
-        miss = pd.isna(values)
-        values[miss] = missing_spelling(rng, shares, int(miss.sum()))
-        out[name] = values
-    return pd.DataFrame(out, columns=list(text.columns))
+    for name, arr in text.items():
+        n = len(arr)
+        fill = pa.array(missing_spelling(rng, shares, n), type=arr.type) if n else arr
+        out[name] = pc.coalesce(arr, fill) if n else arr
+    return out
 
 
 def choose_dialects(rng: np.random.Generator, dialects, forms: tuple[str, ...]) -> dict:
     weights = np.array([d.weight for d in dialects], dtype=float)
     pick = np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(len(forms)), side="right")
     return {f: dialects[min(i, len(dialects) - 1)] for f, i in zip(forms, pick)}
-
-
-def encodable(values: pd.Series, encoding: str) -> pd.Series:
-    """Text that ``encoding`` can hold: letters it lacks lose their accents (or are transliterated)."""
-    if encoding.startswith("utf"):
-        return values
-    uniq = pd.unique(values.dropna())
-    mapping = {}
-    for s in uniq:
-        try:
-            s.encode(encoding)
-        except UnicodeEncodeError:
-            fixed = []
-            for ch in s:
-                try:
-                    ch.encode(encoding)
-                    fixed.append(ch)
-                except UnicodeEncodeError:
-                    alt = strip_accents(ch)
-                    try:
-                        alt.encode(encoding)
-                    except UnicodeEncodeError:
-                        from faker.decode import unidecode
-
-                        alt = unidecode(ch)
-                    fixed.append(alt)
-            mapping[s] = "".join(fixed)
-    if not mapping:
-        return values
-    return values.map(lambda v: mapping.get(v, v) if isinstance(v, str) else v)

@@ -111,7 +111,7 @@ def draw_persons(profile: SectorProfile, profiles: ProfileSet, year: int, n: int
     frame = pd.DataFrame(
         {
             "year": np.full(n, year, dtype=np.int16),
-            "sector": profile.sector,
+            "sector": pd.Categorical.from_codes(np.full(n, V.SECTOR.index(profile.sector), dtype=np.int8), categories=V.SECTOR),
             "sex": _draw(rng, profile.sex, V.SEX, n),
             "birth_day": birth,
             "first_contact": first,
