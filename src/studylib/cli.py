@@ -216,6 +216,37 @@ def ingest_command(
 
 # --- disclosure audit (studylib.privacy) ---------------------------------------------------
 
+
+@app.command("audit")
+def audit_command(
+    report: Path = typer.Argument(..., help="A report file (.ipynb, .html, .pdf) or a folder of them."),
+    min_cell: int = typer.Option(5, "--min-cell", help="The study's minimum cell: counts from 1 to N-1 may not be published."),
+    deny_list: Optional[Path] = typer.Option(None, "--deny-list", envvar="STUDYLIB_DENY_LIST", help="Deny list written by ingest (keyed hashes of names); needs the key."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", envvar="STUDYLIB_KEY_FILE", help="The pseudonymisation key: checks that it, and deny-listed names, appear nowhere."),
+) -> None:
+    """Check a report before publication: markers on tables and figures, small counts, personal data, key, tokens, names.
+
+    Exit 0 when nothing is found, 1 with one line per finding, 2 when the audit cannot run.
+    """
+    from studylib.privacy.audit import audit_path
+
+    if deny_list is not None and key_file is None:
+        fail("the deny list holds keyed hashes: give --key-file too (or set STUDYLIB_KEY_FILE)")
+    try:
+        result = audit_path(report, min_cell=min_cell, deny_list=deny_list, key=key_file)
+    except StudylibError as err:
+        fail(err)
+    for finding in result.findings:
+        typer.echo(str(finding))
+    checked = ", ".join(["markers", "small counts", "personal data", "tokens"]
+                        + (["key"] if result.key_checked else []) + (["deny list"] if result.deny_list_checked else []))
+    if result.passed:
+        console.print(f"[green]audit passed:[/green] {len(result.files)} file(s), min cell {min_cell} ({checked})", highlight=False, soft_wrap=True)
+        return
+    console.print(f"[bold red]audit failed:[/bold red] {len(result.findings)} finding(s) in {len(result.files)} file(s) ({checked})", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
 # --- studies and reports (studylib.runner) -------------------------------------------------
 
 

@@ -9,6 +9,8 @@
 - deny lists (:mod:`~studylib.privacy.denylist`): keyed hashes of the names ingest saw.
 """
 
+from studylib.privacy.audit import AuditError, AuditResult, Finding, audit_html, audit_notebook, audit_path
+from studylib.privacy.denylist import DenyList, make_deny_list, normalise_name
 from studylib.privacy.disclosure import (
     DisclosureError,
     DisclosureSettings,
@@ -22,13 +24,22 @@ from studylib.privacy.disclosure import (
 from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, parse_marker
 
 __all__ = [
+    "AuditError",
+    "AuditResult",
+    "DenyList",
     "DisclosureError",
     "DisclosureSettings",
+    "Finding",
     "MARKER_ATTRIBUTE",
     "MARKER_METADATA_KEY",
     "ProtectedTable",
     "apply_suppression",
     "attack",
+    "audit_html",
+    "audit_notebook",
+    "audit_path",
+    "make_deny_list",
+    "normalise_name",
     "parse_marker",
     "protect_table",
     "published_rates",

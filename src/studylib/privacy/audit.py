@@ -1,0 +1,475 @@
+"""The output audit: a report is published only if nothing in it can identify a person.
+
+:func:`audit_path` checks executed notebooks (``.ipynb``), HTML and PDF reports, a file or
+every such file under a folder, and returns an :class:`AuditResult` with one
+:class:`Finding` per problem (file, where, rule, a masked excerpt). Rules:
+
+- structure (notebooks and HTML): every ``<table>`` and every figure (``<img>``, ``<svg>``,
+  ``<canvas>``, ``<object>``, ``<embed>``, ``<video>``, ``<picture>``, ``<iframe>``, and
+  notebook image outputs) carries the safe marker (:mod:`studylib.privacy.marker`) on
+  itself or an element around it (``unmarked-table``, ``unmarked-figure``); a table
+  printed as text (a pandas frame or Series in a stream, ``<pre>`` or ``text/plain``
+  output, a Markdown pipe table) is ``unmarked-text-table``; a marker that cannot be read
+  is ``bad-marker``, one with a lower minimum cell than the study's ``weak-marker``;
+- small counts: a ``<td>`` of a marked table holding a whole number from 1 to
+  ``min_cell - 1`` (in a rounded table: one that is not a multiple of the base);
+- text anywhere (cell sources, outputs, tracebacks, captions, alt and title texts,
+  notebook and cell metadata, PDF text and document info): personal data, the key,
+  person tokens and deny-listed names (:mod:`studylib.privacy.personal_data`).
+
+PDF text has no markup, so only the text rules apply to PDF; the HTML it was printed from
+carries the structure and is audited too. Cells are counted from 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from studylib.errors import StudylibError
+from studylib.privacy.denylist import DenyList
+from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, MarkerError, parse_marker
+from studylib.privacy.personal_data import RULES as TEXT_RULES
+from studylib.privacy.personal_data import TextScanner
+
+SUFFIXES = (".ipynb", ".html", ".htm", ".pdf")
+
+RULES = {
+    "unmarked-table": "table without the safe marker",
+    "unmarked-figure": "figure without the safe marker",
+    "unmarked-text-table": "table printed as text (show it with safe_table)",
+    "small-count": "count below the minimum cell in a marked table",
+    "bad-marker": "safe marker that cannot be read",
+    "weak-marker": "safe marker with a lower minimum cell than the study's",
+    **TEXT_RULES,
+}
+
+_IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml", "image/webp", "image/bmp", "application/pdf")
+_FIGURE_TAGS = {"img", "svg", "canvas", "object", "embed", "video", "picture", "iframe"}
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_INTEGER = re.compile(r"\d{1,3}(?:[,\u00a0\u202f ]\d{3})+|\d+")
+_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?%?(?![\w])")
+_PIPE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(?:\|\s*:?-{3,}:?\s*)+\|?\s*$")
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_INVALID = {"invalid": True}
+#: Attributes that name things for the page itself (random cell ids, CSS), not text for readers.
+_MACHINE_ATTRIBUTES = {"id", "class", "style", "for", "headers", "aria-labelledby", "aria-describedby", "data-studylib-number"}
+
+
+class AuditError(StudylibError):
+    """The audit could not run: a path is missing, or a file cannot be read."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: the file, where in it, the rule broken, and a masked excerpt."""
+
+    file: str
+    where: str
+    rule: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        detail = f": {self.detail}" if self.detail else ""
+        return f"{self.file}: {self.where}: {RULES.get(self.rule, self.rule)}{detail}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"file": self.file, "where": self.where, "rule": self.rule, "detail": self.detail}
+
+
+@dataclass
+class AuditResult:
+    """The verdict on a report: the files audited, the findings, and what was checked."""
+
+    files: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    min_cell: int = 5
+    key_checked: bool = False
+    deny_list_checked: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+    def as_dict(self) -> dict[str, Any]:
+        """For a manifest: masked findings only, never the text that was found."""
+        return {
+            "status": "passed" if self.passed else "failed",
+            "files": list(self.files),
+            "min_cell": self.min_cell,
+            "key_checked": self.key_checked,
+            "deny_list_checked": self.deny_list_checked,
+            "counts": dict(Counter(f.rule for f in self.findings)),
+            "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+class Auditor:
+    """The rules of one audit: the study's minimum cell, and optionally the key and deny list."""
+
+    def __init__(self, min_cell: int = 5, key: bytes | None = None, deny_list: DenyList | None = None) -> None:
+        if isinstance(min_cell, bool) or not isinstance(min_cell, int) or min_cell < 2:
+            raise AuditError(f"the minimum cell must be a whole number of at least 2, not {min_cell!r}")
+        if deny_list is not None and key is None:
+            raise AuditError("the deny list holds keyed hashes: give the key file too (--key-file)")
+        self.min_cell = min_cell
+        self.scanner = TextScanner(key, deny_list)
+
+    # ---------------------------------------------------------------- files
+
+    def path(self, path: str | os.PathLike) -> AuditResult:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            if not files:
+                raise AuditError(f"{path}: no .ipynb, .html or .pdf file to audit")
+        elif path.is_file():
+            if path.suffix.lower() not in SUFFIXES:
+                raise AuditError(f"{path}: cannot audit a {path.suffix or 'suffix-less'} file (only {', '.join(SUFFIXES)})")
+            files = [path]
+        else:
+            raise AuditError(f"{path}: no such file or folder")
+        findings = []
+        for file in files:
+            findings += self.file(file, str(file))
+        return AuditResult(
+            [str(f) for f in files], findings, self.min_cell,
+            bool(self.scanner.key), self.scanner.deny_list is not None,
+        )
+
+    def file(self, path: Path, name: str) -> list[Finding]:
+        suffix = path.suffix.lower()
+        if suffix == ".pdf":
+            return self.pdf(path, name)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise AuditError(f"{path}: cannot read ({err})") from None
+        if suffix == ".ipynb":
+            try:
+                notebook = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise AuditError(f"{path}: not a notebook (JSON error at line {err.lineno}: {err.msg})") from None
+            return self.notebook(notebook, name)
+        return self.html(text, name)
+
+    # ---------------------------------------------------------------- notebooks
+
+    def notebook(self, notebook: dict, name: str = "notebook.ipynb") -> list[Finding]:
+        """Every cell's source, outputs (tracebacks included) and metadata, and the notebook's metadata."""
+        if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+            raise AuditError(f"{name}: not a notebook (no list of cells)")
+        out = self._text(name, "notebook metadata", _json_text(notebook.get("metadata", {})))
+        for number, cell in enumerate(notebook["cells"], 1):
+            kind = cell.get("cell_type", "cell")
+            where = f"cell {number} ({kind})"
+            source = _joined(cell.get("source", ""))
+            out += self._text(name, f"{where} source", source)
+            if kind == "markdown":
+                out += self._markdown(name, where, source)
+            if kind in ("markdown", "raw") and "<" in source:
+                out += self._html_structure(name, f"{where} source", source)
+            for attachment in (cell.get("attachments") or {}):
+                out.append(Finding(name, f"{where} attachment {attachment!r}", "unmarked-figure"))
+            if cell.get("metadata"):
+                out += self._text(name, f"{where} metadata", _json_text(cell["metadata"]))
+            for index, output in enumerate(cell.get("outputs") or [], 1):
+                out += self._output(name, f"{where} output {index}", output)
+        return out
+
+    def _output(self, name: str, where: str, output: dict) -> list[Finding]:
+        kind = output.get("output_type")
+        metadata = dict(output.get("metadata") or {})
+        raw_marker = metadata.pop(MARKER_METADATA_KEY, None)
+        out = self._text(name, f"{where} metadata", _json_text(metadata)) if metadata else []
+        marker = None
+        if raw_marker is not None:
+            marker, problems = self._read_marker(raw_marker)
+            out += [Finding(name, f"{where} metadata", rule, detail) for rule, detail in problems]
+        if kind == "stream":
+            text = _joined(output.get("text", ""))
+            out += self._text(name, f"{where} ({output.get('name', 'stream')})", text)
+            out += self._text_tables(name, f"{where} ({output.get('name', 'stream')})", text)
+        elif kind == "error":
+            text = "\n".join([str(output.get("ename", "")), str(output.get("evalue", ""))]
+                             + [_ANSI.sub("", str(t)) for t in output.get("traceback") or []])
+            out += self._text(name, f"{where} (error traceback)", text)
+        elif kind in ("display_data", "execute_result"):
+            data = output.get("data") or {}
+            for mime, value in data.items():
+                text = _joined(value) if isinstance(value, (str, list)) else _json_text(value)
+                label = f"{where} ({mime})"
+                if mime in _IMAGE_MIMES:
+                    if marker is None and "text/html" not in data:
+                        out.append(Finding(name, label, "unmarked-figure"))
+                    if mime == "image/svg+xml":
+                        out += self._text(name, label, text)
+                    continue
+                out += self._text(name, label, text)
+                if mime == "text/html":
+                    out += self._html_structure(name, label, text)
+                elif mime == "text/plain" and marker is None and "text/html" not in data:
+                    out += self._text_tables(name, label, text)
+                elif mime == "text/markdown":
+                    out += self._markdown(name, label, text)
+        return out
+
+    def _markdown(self, name: str, where: str, text: str) -> list[Finding]:
+        out = []
+        lines = text.split("\n")
+        for number, line in enumerate(lines, 1):
+            if _PIPE_RULE.match(line) and number > 1 and "|" in lines[number - 2]:
+                out.append(Finding(name, f"{where} line {number - 1}", "unmarked-table", "Markdown table"))
+            if _MD_IMAGE.search(line):
+                out.append(Finding(name, f"{where} line {number}", "unmarked-figure", "Markdown image"))
+        return out
+
+    # ---------------------------------------------------------------- HTML
+
+    def html(self, text: str, name: str = "report.html") -> list[Finding]:
+        """Structure (markers, small counts) and text of an HTML page or fragment."""
+        parser = _HtmlAudit(self)
+        parser.feed(text)
+        parser.close()
+        out = [Finding(name, f"line {line}{element}", rule, detail) for line, element, rule, detail in parser.findings]
+        out += self._chunks(name, "", parser.chunks)
+        return out
+
+    def _html_structure(self, name: str, where: str, text: str) -> list[Finding]:
+        """Structure findings of an HTML fragment inside a notebook (its text is scanned as text)."""
+        parser = _HtmlAudit(self)
+        parser.feed(text)
+        parser.close()
+        return [Finding(name, f"{where} line {line}{element}", rule, detail) for line, element, rule, detail in parser.findings]
+
+    # ---------------------------------------------------------------- PDF
+
+    def pdf(self, path: Path, name: str) -> list[Finding]:
+        """The text rules on every page's text and on the document info."""
+        try:
+            from pypdf import PdfReader
+            from pypdf.errors import PdfReadError
+        except ImportError:  # pragma: no cover - pypdf is a dependency of the audit
+            raise AuditError(f"{path}: auditing a PDF needs the pypdf package") from None
+        try:
+            reader = PdfReader(str(path))
+            out = []
+            info = reader.metadata or {}
+            out += self._text(name, "document info", "\n".join(f"{k}: {v}" for k, v in info.items()))
+            for number, page in enumerate(reader.pages, 1):
+                out += self._text(name, f"page {number}", page.extract_text() or "")
+        except (OSError, PdfReadError, ValueError) as err:
+            raise AuditError(f"{path}: cannot read the PDF ({err})") from None
+        return out
+
+    # ---------------------------------------------------------------- shared
+
+    def _text(self, name: str, where: str, text: str) -> list[Finding]:
+        if not text:
+            return []
+        matches = self.scanner.scan(text)
+        if not matches:
+            return []
+        starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        return [Finding(name, f"{where} line {bisect_right(starts, m.start)}", m.rule, m.shown) for m in matches]
+
+    def _chunks(self, name: str, where: str, chunks: list[tuple[int, str]]) -> list[Finding]:
+        """Text pieces of a page with their first line numbers, scanned as one text."""
+        texts = [t for _, t in chunks]
+        joined = "\n".join(texts)
+        matches = self.scanner.scan(joined)
+        if not matches:
+            return []
+        offsets, position = [], 0
+        for t in texts:
+            offsets.append(position)
+            position += len(t) + 1
+        out = []
+        for m in matches:
+            i = bisect_right(offsets, m.start) - 1
+            line = chunks[i][0] + texts[i].count("\n", 0, m.start - offsets[i])
+            out.append(Finding(name, f"{where}line {line}", m.rule, m.shown))
+        return out
+
+    def _text_tables(self, name: str, where: str, text: str) -> list[Finding]:
+        return [Finding(name, f"{where} line {line}", "unmarked-text-table", detail) for line, detail in _text_tables(text)]
+
+    def _read_marker(self, raw) -> tuple[dict, list[tuple[str, str]]]:
+        try:
+            marker = parse_marker(raw)
+        except MarkerError as err:
+            return _INVALID, [("bad-marker", str(err))]
+        if marker["min_cell"] < self.min_cell:
+            return marker, [("weak-marker", f"minimum cell {marker['min_cell']}, the study's is {self.min_cell}")]
+        return marker, []
+
+
+class _HtmlAudit(HTMLParser):
+    """One pass over HTML: markers on tables and figures, counts in marked tables, text pieces."""
+
+    def __init__(self, auditor: Auditor) -> None:
+        super().__init__(convert_charrefs=True)
+        self.auditor = auditor
+        self.stack: list[tuple[str, dict | None]] = []
+        self.tables: list[dict | None] = []
+        self.cell: list[str] | None = None
+        self.cell_line = 0
+        self.pre: list[str] | None = None
+        self.pre_line = 0
+        self.figure_depth = 0
+        self.findings: list[tuple[int, str, str, str]] = []
+        self.chunks: list[tuple[int, str]] = []
+
+    def _context(self) -> dict | None:
+        for _, marker in reversed(self.stack):
+            if marker is not None:
+                return marker
+        return None
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        line = self.getpos()[0]
+        marker = None
+        for attr, value in attrs:
+            if attr == MARKER_ATTRIBUTE:
+                marker, problems = self.auditor._read_marker(value or "")
+                self.findings += [(line, f" <{tag}>", rule, detail) for rule, detail in problems]
+            elif value and attr not in _MACHINE_ATTRIBUTES:
+                self.chunks.append((line, value))
+        context = marker or self._context()
+        if tag == "table":
+            if context is None:
+                self.findings.append((line, " <table>", "unmarked-table", ""))
+            self.tables.append(context)
+        elif tag in _FIGURE_TAGS and self.figure_depth == 0 and context is None:
+            self.findings.append((line, f" <{tag}>", "unmarked-figure", ""))
+        elif tag == "td" and self.tables and self.tables[-1] not in (None, _INVALID):
+            self.cell, self.cell_line = [], line
+        elif tag == "pre" and context is None:
+            self.pre, self.pre_line = [], line
+        if tag in ("svg", "object", "video", "picture"):
+            self.figure_depth += 1
+        if tag not in _VOID:
+            self.stack.append((tag, marker))
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self.cell is not None:
+            self._check_count("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "table" and self.tables:
+            self.tables.pop()
+        elif tag == "pre" and self.pre is not None:
+            for offset, detail in _text_tables("".join(self.pre)):
+                self.findings.append((self.pre_line + offset - 1, " <pre>", "unmarked-text-table", detail))
+            self.pre = None
+        if tag in ("svg", "object", "video", "picture") and self.figure_depth:
+            self.figure_depth -= 1
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        self.chunks.append((self.getpos()[0], data))
+        if self.cell is not None:
+            self.cell.append(data)
+        if self.pre is not None:
+            self.pre.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.chunks.append((self.getpos()[0], data))
+
+    def _check_count(self, text: str) -> None:
+        if not _INTEGER.fullmatch(text):
+            return
+        value = int(re.sub(r"\D", "", text))
+        marker = self.tables[-1]
+        minimum = max(self.auditor.min_cell, marker.get("min_cell", 0))
+        if not 1 <= value <= minimum - 1:
+            return
+        base = marker.get("rounding") if marker.get("rule") == "rounding" else None
+        if base and value % base == 0:
+            return
+        self.findings.append((self.cell_line, " <td>", "small-count", f"{value} (minimum cell {minimum})"))
+
+
+def _text_tables(text: str) -> list[tuple[int, str]]:
+    """Where a text holds a table of numbers: 3+ lines of the same shape with 2+ numbers each,
+    or 2+ 'label number' lines closed by a pandas ``dtype:`` line (a printed Series)."""
+    found = []
+    lines = text.split("\n")
+    run_start, run_shape, run_length = 0, None, 0
+    pairs_start, pairs = 0, 0
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        numbers = len(_NUMBER.findall(line))
+        shape = len(fields) if len(fields) >= 2 and numbers >= 2 else None
+        if shape is not None and shape == run_shape:
+            run_length += 1
+        else:
+            run_start, run_shape, run_length = number, shape, 1 if shape else 0
+        if run_length == 3:
+            found.append((run_start, "rows of numbers"))
+        if line.lstrip().startswith(("dtype:", "Name:")) and "dtype:" in line and pairs >= 2:
+            found.append((pairs_start, "a printed pandas Series"))
+        if len(fields) >= 2 and numbers >= 1 and _NUMBER.fullmatch(fields[-1]):
+            if pairs == 0:
+                pairs_start = number
+            pairs += 1
+        elif not line.lstrip().startswith(("dtype:", "Name:")):
+            pairs = 0
+    return found
+
+
+def _joined(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _json_text(value) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=1, default=str)
+
+
+def audit_path(
+    path: str | os.PathLike,
+    min_cell: int = 5,
+    deny_list: DenyList | str | os.PathLike | None = None,
+    key: bytes | str | os.PathLike | None = None,
+) -> AuditResult:
+    """Audit a report file or every ``.ipynb``, ``.html`` and ``.pdf`` under a folder.
+
+    ``key`` is the key's bytes or its file; ``deny_list`` a :class:`DenyList` or its file
+    (it needs the key).
+    """
+    return _auditor(min_cell, deny_list, key).path(path)
+
+
+def audit_html(text: str, min_cell: int = 5, deny_list=None, key=None, name: str = "report.html") -> list[Finding]:
+    """Findings in an HTML page held in memory."""
+    return _auditor(min_cell, deny_list, key).html(text, name)
+
+
+def audit_notebook(notebook, min_cell: int = 5, deny_list=None, key=None, name: str = "notebook.ipynb") -> list[Finding]:
+    """Findings in an executed notebook held in memory (a dict or ``nbformat.NotebookNode``)."""
+    return _auditor(min_cell, deny_list, key).notebook(notebook, name)
+
+
+def _auditor(min_cell, deny_list, key) -> Auditor:
+    if key is not None and not isinstance(key, (bytes, bytearray)):
+        from studylib.privacy.tokens import read_key
+
+        key = read_key(key)
+    if deny_list is not None and not isinstance(deny_list, DenyList):
+        deny_list = DenyList.read(deny_list)
+    return Auditor(min_cell, bytes(key) if key is not None else None, deny_list)

@@ -1,0 +1,254 @@
+"""Recognising personal data, the key, person tokens and deny-listed names in text.
+
+:class:`TextScanner` finds, in any text, what must never reach a report:
+
+- ``cpr``: CPR numbers ``DDMMYY-SSSS`` or ``DDMMYYSSSS`` with a valid day and month (no
+  modulus-11 check: numbers issued since 2007 need not pass it); also right after ``CPR``.
+- ``phone``: Danish phone numbers: 8 digits after ``+45`` or ``0045`` in any grouping; 8
+  digits grouped ``12 34 56 78`` or ``1234 5678`` right after a word such as tlf, tel,
+  phone, mobil, sms, ring; and 8 digits written together starting 2-9 that are not a date
+  ``YYYYMMDD`` (Danish numbers never start with 0 or 1). Counts in tables are written apart
+  or with thousands separators, so they do not match.
+- ``email``, ``iban`` (country, check digits, mod-97 valid), ``passport`` (1-2 capital
+  letters and 6-8 digits as a word, or 6-9 letters and digits after pas/passport).
+- ``key``: the pseudonymisation key as hex, base64 or Python bytes text, or a run of 24+
+  hex or base64 characters that is part of it.
+- ``token``: a run of 32 or more hex digits (a person token, also cut short by a display).
+  Provenance hashes are exempt when written ``sha256:<hex>`` or ``sha256 <hex>``.
+- ``deny-list``: a word or group of up to four words whose keyed hash is on the deny list.
+
+Data URIs (embedded images) are blanked before scanning: they are pictures, not text.
+What a finding shows is masked (``######-####``), so the audit's own output leaks nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import date
+
+from studylib.privacy.denylist import WORD, DenyList, fold_text
+
+RULES = {
+    "cpr": "CPR number",
+    "phone": "phone number",
+    "email": "e-mail address",
+    "passport": "passport-like number",
+    "iban": "IBAN",
+    "key": "the pseudonymisation key",
+    "token": "person token (long hex run)",
+    "deny-list": "deny-listed name or identifier",
+}
+
+_A = r"(?<![0-9A-Za-z])"
+_Z = r"(?![0-9A-Za-z])"
+_SEP = r"[ \u00a0.\-]"
+_CPR = re.compile(
+    rf"(?:{_A}|(?<=cpr)|(?<=CPR)|(?<=Cpr))[:#.]?[ \u00a0]?(\d\d)(\d\d)(\d\d)[-\u2010\u2011\u2013]?(\d{{4}}){_Z}"
+)
+_PHONE_PREFIXED = re.compile(rf"(?<![\w+])(?:\+|00)[ \u00a0]?45\)?{_SEP}?(?:\d{_SEP}?){{7}}\d(?!\d)")
+_PHONE_CUE = re.compile(
+    r"(?i)\b(?:tlf|tel|telefon|telephone|phone|mobil|mobile|mob|cell|sms|ring|whatsapp|kontakt)\b[^\w\n]{0,6}"
+    rf"((?:\d\d{_SEP}){{3}}\d\d|\d{{4}}{_SEP}\d{{4}})(?![\d])"
+)
+_PHONE_BARE = re.compile(r"(?<![\w.,+\-/#=])([2-9]\d{7})(?![\w]|[.,]\d)")
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_IBAN = re.compile(rf"{_A}([A-Z]{{2}}\d\d(?:[ ]?[A-Z0-9]{{4}}){{2,7}}(?:[ ]?[A-Z0-9]{{1,3}})?){_Z}")
+_PASSPORT = re.compile(rf"{_A}[A-Z]{{1,2}}\d{{6,8}}{_Z}")
+_PASSPORT_CUE = re.compile(r"(?i)\b(?:pas|pass|passport|pasnummer|pasnr|passnr)\b\.?(?:\s*(?:no|nr|number|nummer)\.?)?[\s:#]*([A-Z0-9]{6,9})\b")
+_HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{24,}(?![0-9a-fA-F])")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
+_EXEMPT_HASH = re.compile(r"(?i)(?:sha256|sha1|md5)[: ]$")
+_DATA_URI = re.compile(r"data:[\w/+.-]+(?:;[\w=.-]+)*;base64,[A-Za-z0-9+/=\s]+")
+
+_IBAN_LENGTH = {"DK": 18, "FO": 18, "GL": 18, "NO": 15, "SE": 24, "FI": 18, "DE": 22, "GB": 22, "NL": 18,
+                "BE": 16, "FR": 27, "ES": 24, "IT": 27, "PL": 28, "RO": 24, "BG": 22, "LT": 20, "LV": 21,
+                "EE": 20, "IE": 22, "PT": 25, "AT": 20, "CH": 21, "UA": 29, "CZ": 24, "SK": 24, "HU": 28}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One thing found in a text: its rule, where it starts (character offset) and a masked view."""
+
+    rule: str
+    start: int
+    shown: str
+
+
+class TextScanner:
+    """Scan texts for personal data, the key (when given), tokens and deny-listed names (when given)."""
+
+    def __init__(self, key: bytes | None = None, deny_list: DenyList | None = None) -> None:
+        if deny_list is not None and key is None:
+            raise ValueError("a deny list holds keyed hashes: the key is needed to use it")
+        self.key = key
+        self.deny_list = deny_list
+        self._key_forms = _key_forms(key) if key else []
+        self._key_hex = key.hex() if key else ""
+        self._key_b64 = [f.rstrip("=") for f in self._key_forms if not re.fullmatch(r"[0-9a-fA-F]+", f)]
+
+    def scan(self, text: str) -> list[Match]:
+        """Everything found in ``text``, in order of position."""
+        if not text:
+            return []
+        text = _DATA_URI.sub(lambda m: " " * len(m.group()), text) if "base64," in text else text
+        found: list[Match] = []
+        found += self._cpr(text)
+        found += self._phones(text)
+        found += [Match("email", m.start(), _mask_email(m.group())) for m in _EMAIL.finditer(text)]
+        found += self._ibans(text)
+        found += [Match("passport", m.start(), _mask(m.group())) for m in _PASSPORT.finditer(text)]
+        found += [Match("passport", m.start(1), _mask(m.group(1))) for m in _PASSPORT_CUE.finditer(text)
+                  if re.search(r"\d", m.group(1))]
+        found += self._keys_and_tokens(text)
+        if self.deny_list is not None:
+            found += self._denied(text)
+        found.sort(key=lambda m: m.start)
+        return _dedupe(found)
+
+    def _cpr(self, text: str) -> list[Match]:
+        out = []
+        for m in _CPR.finditer(text):
+            day, month = int(m.group(1)), int(m.group(2))
+            if _valid_day_month(day, month):
+                out.append(Match("cpr", m.start(1), "######-####"))
+        return out
+
+    def _phones(self, text: str) -> list[Match]:
+        out = [Match("phone", m.start(), "+45 ########") for m in _PHONE_PREFIXED.finditer(text)]
+        out += [Match("phone", m.start(1), "## ## ## ##") for m in _PHONE_CUE.finditer(text)]
+        for m in _PHONE_BARE.finditer(text):
+            digits = m.group(1)
+            if not _is_date(digits):
+                out.append(Match("phone", m.start(1), "########"))
+        return out
+
+    def _ibans(self, text: str) -> list[Match]:
+        out = []
+        for m in _IBAN.finditer(text):
+            compact = m.group(1).replace(" ", "")
+            length = _IBAN_LENGTH.get(compact[:2])
+            candidates = [compact[:length]] if length and len(compact) >= length else [compact]
+            if any(_iban_valid(c) for c in candidates):
+                out.append(Match("iban", m.start(1), compact[:2] + "## " + "#" * 4 + " ..."))
+        return out
+
+    def _keys_and_tokens(self, text: str) -> list[Match]:
+        out = []
+        for form in self._key_forms:
+            start = text.find(form)
+            while start >= 0:
+                out.append(Match("key", start, "[the key]"))
+                start = text.find(form, start + 1)
+        for m in _HEX.finditer(text):
+            run = m.group()
+            if self._key_hex and (run.lower() in self._key_hex or self._key_hex in run.lower()):
+                out.append(Match("key", m.start(), "[part of the key]"))
+            elif len(run) >= 32 and re.search(r"[a-fA-F]", run) and not _EXEMPT_HASH.search(text[max(0, m.start() - 7):m.start()]):
+                out.append(Match("token", m.start(), f"{run[:4]}... ({len(run)} hex digits)"))
+        if self._key_b64:
+            for m in _B64.finditer(text):
+                run = m.group().rstrip("=")
+                if any(run in form or form in run for form in self._key_b64):
+                    out.append(Match("key", m.start(), "[part of the key]"))
+        return out
+
+    def _denied(self, text: str) -> list[Match]:
+        hits = self.deny_list.lookup(_word_groups(fold_text(text), self.deny_list.max_words), self.key)
+        if not hits:
+            return []
+        out, left = [], set(hits)
+        offset = 0
+        for line in text.split("\n"):  # where: the first line that holds each hit
+            found = left & set(_word_groups(fold_text(line), self.deny_list.max_words))
+            for form in found:
+                out.append(Match("deny-list", offset, f"[deny-listed, {len(form.split(' '))} word(s)]"))
+            left -= found
+            offset += len(line) + 1
+            if not left:
+                break
+        out += [Match("deny-list", 0, f"[deny-listed, {len(f.split(' '))} word(s), across lines]") for f in left]
+        return out
+
+
+def _word_groups(folded: str, longest: int) -> list[str]:
+    """Every word and group of up to ``longest`` neighbouring words, once each."""
+    words = WORD.findall(folded)
+    groups = dict.fromkeys(words)
+    for size in range(2, longest + 1):
+        groups.update(dict.fromkeys(" ".join(words[i:i + size]) for i in range(len(words) - size + 1)))
+    return list(groups)
+
+
+def line_starts(text: str) -> list[int]:
+    """Offsets at which each line of ``text`` starts (for line numbers of matches)."""
+    return [0] + [m.end() for m in re.finditer("\n", text)]
+
+
+def line_of(starts: list[int], offset: int) -> int:
+    """The 1-based line number of an offset, given :func:`line_starts`."""
+    return bisect_right(starts, offset)
+
+
+def _key_forms(key: bytes) -> list[str]:
+    """Texts in which the key could appear: hex (both cases), base64 (standard, URL-safe), bytes repr."""
+    forms = {key.hex(), key.hex().upper()}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        encoded = encode(key).decode("ascii")
+        forms.update({encoded, encoded.rstrip("=")})
+    shown = repr(bytes(key))[2:-1]
+    if len(shown) >= 16:
+        forms.add(shown)
+    try:
+        text = key.decode("ascii")
+        if text.isprintable() and len(text.strip()) >= 16:
+            forms.add(text.strip())
+    except UnicodeDecodeError:
+        pass
+    return sorted(forms, key=len, reverse=True)
+
+
+def _valid_day_month(day: int, month: int) -> bool:
+    if not 1 <= month <= 12 or day < 1:
+        return False
+    return day <= (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+
+
+def _is_date(digits: str) -> bool:
+    """Whether 8 digits read as a date YYYYMMDD from 1900 to 2099."""
+    year, month, day = int(digits[:4]), int(digits[4:6]), int(digits[6:])
+    if not 1900 <= year <= 2099:
+        return False
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _iban_valid(iban: str) -> bool:
+    if not 15 <= len(iban) <= 34 or not iban[:2].isalpha() or not iban[2:4].isdigit():
+        return False
+    moved = iban[4:] + iban[:4]
+    number = "".join(str(int(c, 36)) for c in moved)
+    return int(number) % 97 == 1
+
+
+def _mask(text: str) -> str:
+    return re.sub(r"\d", "#", text)
+
+
+def _mask_email(text: str) -> str:
+    local, _, domain = text.partition("@")
+    return f"{local[:1]}***@***.{domain.rsplit('.', 1)[-1]}"
+
+
+def _dedupe(found: list[Match]) -> list[Match]:
+    seen, out = set(), []
+    for m in found:
+        if (m.rule, m.start) not in seen:
+            seen.add((m.rule, m.start))
+            out.append(m)
+    return out

@@ -1,0 +1,230 @@
+"""Safe figures: charts drawn only from published cells, embedded as PNG with the safe marker.
+
+``safe_figure(counts, kind="bar", caption=...)`` protects a 1-D or 2-D count table with the
+study's settings (or takes a :class:`~studylib.privacy.ProtectedTable`) and draws a bar,
+horizontal bar or line chart of its published cells: a hidden cell is never drawn (a bar is
+missing, a line has a gap) and is marked ``<5`` on the axis, and a note under the figure
+says which values are not drawn and why. ``shares=`` draws percentages of published Totals.
+
+A figure drawn by hand (a matplotlib ``Figure``) is accepted only with ``sources=``, the
+protected tables it was drawn from, whose settings the marker then records.
+
+The figure is shown as ``<figure data-studylib-safe=...><img src="data:image/png;base64,...">``
+with a caption and an ``alt`` text that repeats every text of the chart (title, axis labels,
+categories, legend), so that the audit can read what the picture says.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+from studylib.privacy.disclosure import TOTAL, DisclosureError, DisclosureSettings, ProtectedTable, published_shares
+from studylib.privacy.marker import MARKER_METADATA_KEY, marker_attribute
+from studylib.report.settings import next_number
+from studylib.report.tables import SHARES_OF, disclosure_note, hidden_symbol, protect_for_report
+
+KINDS = ("bar", "barh", "line")
+_DPI = 110
+_SIZE = (6.4, 3.6)
+_LISTED = 12
+
+
+@dataclass
+class SafeFigure:
+    """A chart as an embedded PNG with caption, note, alt text and the safe marker."""
+
+    png: bytes
+    marker: dict
+    caption: str | None = None
+    note: str | None = None
+    alt: str = ""
+    number: int = 0
+
+    def to_html(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        parts = [
+            f'<figure class="studylib-figure"{marker_attribute(self.marker)} data-studylib-number="{self.number}">',
+            f'<img src="data:image/png;base64,{data}" alt="{_e(self.alt)}">',
+        ]
+        if self.caption:
+            parts.append(f"<figcaption>{_e(self.caption)}</figcaption>")
+        if self.note:
+            parts.append(f'<p class="figure-note">{_e(self.note)}</p>')
+        parts.append("</figure>")
+        return "".join(parts)
+
+    def to_text(self) -> str:
+        head = f"Figure {self.number}. {self.caption}" if self.caption else f"Figure {self.number}."
+        return "\n".join(x for x in (head, self.alt, self.note) if x)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {"text/html": self.to_html(), "text/plain": self.to_text()}, {MARKER_METADATA_KEY: self.marker}
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+
+def safe_figure(
+    data,
+    kind: str = "bar",
+    caption: str | None = None,
+    *,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    shares: str | None = None,
+    sources=None,
+    settings: DisclosureSettings | dict | None = None,
+) -> SafeFigure:
+    """Draw a count table's published cells (or wrap a hand-drawn figure with its ``sources``)."""
+    if isinstance(data, Figure):
+        return _wrap_figure(data, caption, sources, settings)
+    if kind not in KINDS:
+        raise DisclosureError(f"kind must be one of {KINDS}, not {kind!r}")
+    if shares is not None and shares not in SHARES_OF:
+        raise DisclosureError(f"shares must be one of {SHARES_OF} or None, not {shares!r}")
+    protected = protect_for_report(data, settings)
+    if len(protected.dims) > 2:
+        raise DisclosureError("a figure draws a 1-D or 2-D table; draw slices of a larger table one by one")
+    values, hidden, rows, columns = _drawable(protected, shares)
+    if ylabel is None and shares is not None:
+        ylabel = "percent"
+    figure = Figure(figsize=_SIZE, dpi=_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    _draw(axes, kind, values, hidden, rows, columns, hidden_symbol(protected))
+    if title:
+        axes.set_title(title)
+    if xlabel:
+        axes.set_xlabel(xlabel)
+    if ylabel:
+        axes.set_ylabel(ylabel)
+    png = _png(figure)
+    not_drawn = _hidden_labels(hidden, rows, columns)
+    note = disclosure_note(protected, bool(not_drawn))
+    if not_drawn:
+        listed = ", ".join(not_drawn[:_LISTED]) + (f" and {len(not_drawn) - _LISTED} more" if len(not_drawn) > _LISTED else "")
+        note = f"Not drawn: {listed}. {note}"
+    if shares is not None:
+        note = f"Percentages computed from published counts only. {note or ''}".strip()
+    alt = _alt_text(figure, kind, caption)
+    return SafeFigure(png, protected.marker(), caption, note, alt, next_number("figure"))
+
+
+def _wrap_figure(figure: Figure, caption, sources, settings) -> SafeFigure:
+    if not sources:
+        raise DisclosureError(
+            "a figure drawn by hand must name the protected tables it was drawn from: "
+            "safe_figure(fig, caption=..., sources=[protected, ...])"
+        )
+    sources = [sources] if isinstance(sources, ProtectedTable) else list(sources)
+    if not all(isinstance(s, ProtectedTable) for s in sources):
+        raise DisclosureError("sources must be ProtectedTable objects (from protect_table or safe_table(...).protected)")
+    checked = [protect_for_report(s, settings) for s in sources]
+    strictest = max(checked, key=lambda s: s.min_cell)
+    png = _png(figure)
+    alt = _alt_text(figure, "chart", caption)
+    try:  # a pyplot figure would be shown again, unmarked, at the end of the cell
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+    except Exception:  # noqa: BLE001 - closing is a courtesy
+        pass
+    note = disclosure_note(strictest, any(bool(s.suppressed.to_numpy().any()) for s in checked))
+    return SafeFigure(png, strictest.marker(), caption, note, alt, next_number("figure"))
+
+
+def _drawable(protected: ProtectedTable, shares):
+    """Published values without the Totals, the hidden mask, row and column labels."""
+    if shares is None:
+        shown = protected.published.astype("Float64")
+    else:
+        shown = published_shares(protected, of=shares)
+    shown = shown.to_numpy(dtype="float64", na_value=np.nan)
+    hidden = np.isnan(shown)
+    layout_labels = protected._layout.labels
+    rows = [str(x) for x in layout_labels[0]]
+    columns = [str(x) for x in layout_labels[1]] if len(layout_labels) > 1 else []
+    if protected.margins:
+        keep_r = [i for i, x in enumerate(layout_labels[0]) if x != TOTAL]
+        rows = [rows[i] for i in keep_r]
+        if shown.ndim == 2:
+            keep_c = [j for j, x in enumerate(layout_labels[1]) if x != TOTAL]
+            columns = [columns[j] for j in keep_c]
+            shown, hidden = shown[np.ix_(keep_r, keep_c)], hidden[np.ix_(keep_r, keep_c)]
+        else:
+            shown, hidden = shown[keep_r], hidden[keep_r]
+    if shown.ndim == 1:
+        shown, hidden = shown[:, None], hidden[:, None]
+    return shown, hidden, rows, columns
+
+
+def _draw(axes, kind: str, values, hidden, rows, columns, symbol: str) -> None:
+    n_rows, n_cols = values.shape
+    positions = np.arange(n_rows, dtype=float)
+    width = 0.8 / n_cols
+    for j in range(n_cols):
+        label = columns[j] if columns else None
+        published = ~hidden[:, j]
+        if kind == "line":
+            axes.plot(positions, values[:, j], marker="o", label=label)
+            spots = positions[hidden[:, j]]
+        else:
+            offset = positions + (j - (n_cols - 1) / 2) * width
+            if kind == "bar":
+                axes.bar(offset[published], values[published, j], width=width, label=label)
+            else:
+                axes.barh(offset[published], values[published, j], height=width, label=label)
+            spots = offset[hidden[:, j]]
+        for spot in spots:  # the symbol at the axis, never a value
+            if kind == "barh":
+                axes.annotate(symbol, (0, spot), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7, color="#5b6770")
+            else:
+                axes.annotate(symbol, (spot, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7, color="#5b6770")
+    edge = (-0.6, n_rows - 0.4)
+    if kind == "barh":
+        axes.set_yticks(positions, rows)
+        axes.set_ylim(edge[1], edge[0])  # first category on top
+        axes.set_xlim(left=0)
+    else:
+        rotate = n_rows > 6 or max((len(r) for r in rows), default=0) > 8
+        axes.set_xticks(positions, rows, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+        axes.set_xlim(*edge)
+        axes.set_ylim(bottom=0)
+    if n_cols > 1:
+        axes.legend(fontsize=8, frameon=False)
+    axes.spines[["top", "right"]].set_visible(False)
+
+
+def _hidden_labels(hidden, rows, columns) -> list[str]:
+    out = []
+    for i, j in zip(*np.nonzero(hidden)):
+        out.append(rows[i] if not columns or hidden.shape[1] == 1 else f"{rows[i]} / {columns[j]}")
+    return out
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _alt_text(figure: Figure, kind: str, caption) -> str:
+    """Every text the picture shows (drawn already by savefig), in order, once each."""
+    texts = []
+    for artist in figure.findobj(Text):
+        text = artist.get_text().strip()
+        if text and artist.get_visible() and text not in texts:
+            texts.append(text)
+    head = f"{kind} chart" + (f": {caption}" if caption else "")
+    return head + (". Texts: " + "; ".join(texts) if texts else "")
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
