@@ -454,26 +454,38 @@ def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: thre
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def run_report_in_own_thread(report: Report, settings: BatchSettings) -> Outcome:
+    """:func:`run_report` in a fresh thread: a Dask worker thread may carry an event loop of its own,
+    and the kernel client needs one that is not running."""
+    box: list[Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(run_report(report, settings)), name=f"studylib-report-{uuid.uuid4().hex[:8]}")
+    thread.start()
+    thread.join()
+    return box[0]
+
+
 def _run_on_cluster(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
-    from distributed import Client, as_completed
+    from distributed import Client
 
     with Client(settings.cluster, set_as_default=False) as client:
         futures = {}
         for report in reports:
-            futures[client.submit(run_report, report, settings, None, key=f"studylib-{report.key}-{uuid.uuid4().hex[:8]}", pure=False)] = report
+            futures[client.submit(run_report_in_own_thread, report, settings, key=f"studylib-{report.key}-{uuid.uuid4().hex[:8]}", pure=False)] = report
             progress(report.key, None)
-        done = as_completed(list(futures), with_results=False)
-        for future in done:
-            report = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as err:  # noqa: BLE001 - a worker that died is a failure of its report only
-                outcome = Outcome(report.key, report.study.id, report.title, "failed", f"{report.key}: the Dask worker failed: {type(err).__name__}: {err}", kind="worker")
-            result.outcomes.append(outcome)
-            progress(outcome.key, outcome)
-            if cancel.is_set():
-                client.cancel([f for f in futures if not f.done()])
-                break
+        pending = dict(futures)
+        while pending and not cancel.is_set():
+            for future in [f for f in pending if f.done()]:
+                report = pending.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as err:  # noqa: BLE001 - a worker that died is a failure of its report only
+                    outcome = Outcome(report.key, report.study.id, report.title, "failed",
+                                      f"{report.key}: the Dask worker failed: {type(err).__name__}: {err}", kind="worker")
+                result.outcomes.append(outcome)
+                progress(outcome.key, outcome)
+            cancel.wait(0.25)
+        if pending:
+            client.cancel(list(pending))  # a report already running on a worker finishes or fails whole
 
 
 # --- the index ------------------------------------------------------------------------------------------

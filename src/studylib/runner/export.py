@@ -86,7 +86,9 @@ def _shown(output) -> bool:
     if output.output_type == "error":
         return False
     data = output.get("data", {})
-    return bool(set(data) - {look.FRONT_MATTER_MIME, "application/vnd.jupyter.widget-view+json"})
+    if look.FRONT_MATTER_MIME in data:
+        return False  # read into the title block, not shown again
+    return bool(set(data) - {"application/vnd.jupyter.widget-view+json"})
 
 
 def _exporter():
