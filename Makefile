@@ -3,10 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO   := synthetic_data/generated/demo
-RAW    := $(DEMO)/raw
-DATASET := $(DEMO)/dataset
-DEMO_KEY := synthetic_data/generated/DEMO-KEY-synthetic-only.key
 
 .PHONY: help setup reports demo-data test lab clean bench
 
@@ -26,6 +22,7 @@ setup: $(STAMP)  ## create .venv and install studylib with its test extra
 
 reports: setup  ## generate demo synthetic data, ingest it, run every study
 	$(BIN)/studylib demo
+	$(BIN)/studylib run --all
 
 test: setup  ## run the whole test suite
 	$(BIN)/python -m pytest -q
