@@ -46,7 +46,7 @@ def values_and_mask(col) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(col, np.ndarray) and col.dtype != object:
         return col, np.zeros(col.shape[0], bool)
     if isinstance(col, np.ndarray):
-        return col, pd.isna(col)
+        return col, np.equal(col, None)
     mask = np.asarray(col.isna())
     return col, mask
 
@@ -71,6 +71,8 @@ def spell_column(col, field, dialect) -> pa.Array:
     """One typed column as text in the dialect (nulls where missing)."""
     if isinstance(col, pa.Array):
         return col.cast(L)
+    if isinstance(col, np.ndarray) and col.dtype == object and field.type not in ("date", "boolean", "integer", "decimal"):
+        return pa.array(col, type=L, from_pandas=True)  # None is missing
     values, mask = values_and_mask(col)
     n = len(mask)
     if field.type == "date":
@@ -116,19 +118,25 @@ def _header(names, separator: str) -> str:
     return separator.join(q(n) for n in names)
 
 
-def csv_text(text: dict[str, pa.Array], dialect) -> bytes:
-    """The CSV file as UTF-8 bytes: header, then one line per row; missing values empty;
-    values quoted only when they hold the separator, a quote or a line break."""
+def csv_parts(text: dict[str, pa.Array], dialect, free_text: set[str]) -> list:
+    """The CSV file as UTF-8 buffers (header, body): one line per row, missing values empty,
+    values of the ``free_text`` columns quoted when they hold the separator, a quote or a line
+    break (codes, dates and numbers never do)."""
     names = list(text)
-    out = [(_header(names, dialect.separator) + dialect.line_end).encode("utf-8")]
+    parts: list = [(_header(names, dialect.separator) + dialect.line_end).encode("utf-8")]
     n = len(text[names[0]]) if names else 0
     if n:
-        cols = [pc.fill_null(_quoted(text[c], dialect.separator), _scalar("")) for c in names]
+        cols = []
+        for c in names:
+            arr = text[c]
+            if c in free_text and arr.null_count < len(arr):
+                arr = _quoted(arr, dialect.separator)
+            cols.append(pc.fill_null(arr, _scalar("")) if arr.null_count else arr)
         rows = pc.binary_join_element_wise(*cols, _scalar(dialect.separator))
         rows = pc.binary_join_element_wise(rows, _scalar(dialect.line_end), _scalar(""))
         offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)[rows.offset: rows.offset + len(rows) + 1]
-        out.append(memoryview(rows.buffers()[2])[offsets[0]: offsets[-1]].tobytes())
-    return b"".join(out)
+        parts.append(memoryview(rows.buffers()[2])[offsets[0]: offsets[-1]])
+    return parts
 
 
 def _fold(error: UnicodeEncodeError):
@@ -150,14 +158,16 @@ def _fold(error: UnicodeEncodeError):
 codecs.register_error("studylib_fold", _fold)
 
 
-def write_csv(text: dict[str, pa.Array], path: Path, dialect) -> None:
+def write_csv(text: dict[str, pa.Array], path: Path, dialect, free_text: set[str]) -> None:
     """Write spelled values as CSV in the dialect (separator, encoding, line ends)."""
-    data = csv_text(text, dialect)
-    if dialect.encoding == "utf-8-sig":
-        data = codecs.BOM_UTF8 + data
-    elif dialect.encoding != "utf-8":
-        data = data.decode("utf-8").encode(dialect.encoding, errors="studylib_fold")
-    path.write_bytes(data)
+    parts = csv_parts(text, dialect, free_text)
+    if dialect.encoding not in ("utf-8", "utf-8-sig"):
+        parts = [b"".join(parts).decode("utf-8").encode(dialect.encoding, errors="studylib_fold")]
+    elif dialect.encoding == "utf-8-sig":
+        parts.insert(0, codecs.BOM_UTF8)
+    with open(path, "wb") as f:
+        for part in parts:
+            f.write(part)
 
 
 def _cells(columns: dict, fields, dialect) -> list[list]:

@@ -331,7 +331,7 @@ def _generate_into(tmp: Path, options: SynthOptions, profiles: ProfileSet, years
             text = spell(columns, fields, dialect)
             if options.messy:
                 text = messy.spell_missing(text, profiles.scenario.messy.missing_spellings, rng_files)
-            write_csv(text, tmp / name, dialect)
+            write_csv(text, tmp / name, dialect, free_text={f.name for f in fields if f.type == "string"})
             files[code] = {"file": name, "rows": rows[code], "dialect": dialect.model_dump(exclude={"weight"})}
         else:
             write_xlsx(columns, fields, tmp / name, dialect, sheet=code)
