@@ -147,7 +147,8 @@ def contact_forms(reg: pd.DataFrame, contacts: pd.DataFrame, rng: np.random.Gene
                 "caller_type": _code(pick(rng, cfg["caller_type"], n)),
                 "sector": _sector_seen(rng, sector, cfg["sector_unknown"]),
                 "call_minutes": _int(np.clip(1 + rng.poisson(cfg["call_minutes_mean"], n), 1, 600)),
-                "outreach_requested": _bool(chance(rng, cfg["outreach_requested"], n)),
+                # the hotline asked outreach to follow up: always when outreach did (capture dependence)
+                "outreach_requested": _bool(chance(rng, cfg["outreach_requested"], n) | reg["hotline_to_outreach"].to_numpy()[person]),
             }
         else:
             exp = np.array(V.EXPLOITATION, dtype=object)[reg["exploitation"].to_numpy()[person]]

@@ -208,10 +208,15 @@ def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.Pers
                 continue
             if f.name in cols:
                 data[f.name] = cols[f.name][part]
-            elif f.name == "closure_reason":
-                present = np.ones(length, bool) if people is not None else np.zeros(length, bool)
+            elif f.name == "closure_reason":  # free text that fits the outcome
+                present = (rng.random(length) < pcfg["on_record"]["closure_reason"]) & (people is not None)
                 given = cols["first_name"][part]
-                data[f.name] = pii.free_text(pcfg["closure_reasons"], given, present & (rng.random(length) < 0.7), rng)
+                outcome = np.asarray(df["outcome"], dtype=object)
+                reason = np.full(length, None, dtype=object)
+                for kind, templates in pcfg["closure_reasons"].items():
+                    rows = outcome == kind
+                    reason[rows] = pii.free_text(templates, given[rows], present[rows], rng)
+                data[f.name] = reason
             else:
                 data[f.name] = df[f.name]
         if options.messy and length:
@@ -299,6 +304,8 @@ def _generate_into(tmp: Path, options: SynthOptions, profiles: ProfileSet, years
     pop = population.simulate(profiles, targets, rng_pop)
     registered = pop.frame["registered"].to_numpy()
     reg = pop.frame[registered].reset_index(drop=True)
+    outreach, hotline = capture.ORG_INDEX["centre_outreach"], capture.ORG_INDEX["hotline"]
+    reg["hotline_to_outreach"] = pop.induced_by[registered][:, outreach] == hotline
     lap("population")
 
     step("forms")
