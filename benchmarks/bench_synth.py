@@ -16,8 +16,6 @@ child's maximum resident set size (resource.getrusage(RUSAGE_CHILDREN)).
 from __future__ import annotations
 
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile

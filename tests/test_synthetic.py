@@ -364,6 +364,15 @@ def test_no_pii_leaves_personal_fields_empty(tmp_path):
             assert (frame[name] == "").all(), (code, name)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_no_registered_persons_gives_header_only_files(tmp_path, fmt):
+    out = synth(tmp_path / "empty", persons=0, messy=True, fmt=fmt)
+    for path in form_files(out, fmt):
+        header, rows = read_csv_export(path) if fmt == "csv" else read_xlsx_export(path)
+        assert header == CAT.columns_of(path.name[:3]) and rows == []
+    assert len(pd.read_parquet(out / "truth" / "population.parquet")) == 0
+
+
 def test_demo_defaults_identify_60_to_120_persons_a_year(tmp_path):
     out = synth(tmp_path / "demo", pii=False)
     meta = json.loads((out / "synth.json").read_text())

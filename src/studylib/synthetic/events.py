@@ -175,13 +175,11 @@ def _indicator_lists(reg: pd.DataFrame, who: np.ndarray, profiles: ProfileSet, r
     if n == 0:
         return out
     age = reg["age"].to_numpy()[who]
-    exp = np.array(V.EXPLOITATION, dtype=object)[reg["exploitation"].to_numpy()[who]]
     family = np.array([spec["exploitation"].get(e, "labour") for e in V.EXPLOITATION], dtype=object)[reg["exploitation"].to_numpy()[who]]
     rule = np.where(age < spec["child_under"], "child", "adult")
     victim = reg["victim"].to_numpy()[who]
     sectors = reg["sector"].to_numpy(object)[who]
     sector_codes = sorted(set(sectors))
-    del exp
     for list_name, info in spec["lists"].items():
         rows = np.flatnonzero((rule == info["rule"]) & (family == info["exploitation"]))
         if rows.size == 0:

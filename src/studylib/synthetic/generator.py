@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 
 from studylib import __version__
 from studylib.data import vocabularies as V
-from studylib.errors import ConfigError, StudylibError
+from studylib.errors import ConfigError
 from studylib.forms.catalogue import form_catalogue
 from studylib.synthetic import capture, events, messy, pii, population
 from studylib.synthetic.export import spell, write_csv, write_xlsx
@@ -180,7 +179,8 @@ def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.Pers
         cpr = np.where(keys["cpr"], people.cpr[person], None)
         if options.messy:
             plain = (rng.random(n) < 0.3) & pd.notna(cpr)
-            cpr[plain] = np.char.replace(cpr[plain].astype(str), "-", "").astype(object)
+            if plain.any():  # CPR written without the hyphen
+                cpr[plain] = np.char.replace(cpr[plain].astype(str), "-", "").astype(object)
         on = pcfg["on_record"]
         birth = pd.array(reg["birth_day"].to_numpy(np.int64)[person], dtype="Int64")
         birth[~keys["birth_date"]] = pd.NA

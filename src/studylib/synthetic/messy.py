@@ -27,7 +27,6 @@ from __future__ import annotations
 import unicodedata
 
 import numpy as np
-import pandas as pd
 
 _DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"})
 _DANISH_LOWER = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"})

@@ -126,7 +126,7 @@ class PersonPII:
     address: np.ndarray      # or None
 
 
-def _sample_names(pools: dict, kind: str, nat: np.ndarray, sexkey: np.ndarray, rng, names_index: dict) -> np.ndarray:
+def _sample_names(kind: str, nat: np.ndarray, sexkey: np.ndarray, rng, names_index: dict) -> np.ndarray:
     out = np.zeros(nat.shape[0], dtype=np.int64)
     for code in np.unique(nat):
         for sex in (FEMALE, MALE):
@@ -236,8 +236,8 @@ def person_pii(reg: pd.DataFrame, rng: np.random.Generator) -> PersonPII:
             names_index[(V.NATIONALITY[code], kind, s)] = np.arange(offset, offset + len(names))
             offset += len(names)
     names = np.concatenate(chunks) if chunks else np.zeros(0, dtype=object)
-    first = _sample_names(None, "first", nat, sexkey, rng, names_index)
-    last = _sample_names(None, "last", nat, sexkey, rng, names_index)
+    first = _sample_names("first", nat, sexkey, rng, names_index)
+    last = _sample_names("last", nat, sexkey, rng, names_index)
     has = cfg["has"]
     cpr = cpr_numbers(reg["birth_day"].to_numpy(np.int64), sex, reg["has_cpr"].to_numpy(), rng)
     passport = passport_numbers(nat, reg["has_passport"].to_numpy(), rng)

@@ -67,15 +67,12 @@ def _calendar_age(birth: np.ndarray, at: np.ndarray) -> np.ndarray:
     b = (birth + EPOCH).astype("datetime64[D]")
     a = (at + EPOCH).astype("datetime64[D]")
     by, ay = b.astype("datetime64[Y]"), a.astype("datetime64[Y]")
-    b_doy = (b - by).astype(np.int64)
-    a_doy = (a - ay).astype(np.int64)
     # compare month-day via (month, day) rather than day-of-year (leap years)
     bm = (b.astype("datetime64[M]") - by.astype("datetime64[M]")).astype(np.int64)
     am = (a.astype("datetime64[M]") - ay.astype("datetime64[M]")).astype(np.int64)
     bd = (b - b.astype("datetime64[M]")).astype(np.int64)
     ad = (a - a.astype("datetime64[M]")).astype(np.int64)
     before = (am < bm) | ((am == bm) & (ad < bd))
-    del b_doy, a_doy
     return (ay.astype(np.int64) - by.astype(np.int64) - before).astype(np.int16)
 
 
