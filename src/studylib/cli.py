@@ -430,6 +430,22 @@ def new_study_command(
 # --- demo: the whole flow on synthetic data ------------------------------------------------
 
 
+@app.command("demo")
+def demo_command(
+    force: bool = typer.Option(False, "--force", help="Rebuild the demo dataset even when it is up to date."),
+) -> None:
+    """Make the demo dataset: synthetic raw exports, a demo key, ingest (skipped when up to date)."""
+    from studylib.demo import ensure_demo_dataset
+
+    try:
+        with console.status("demo dataset") as status:
+            path = ensure_demo_dataset(force=force, progress=lambda message: status.update(message))
+    except StudylibError as err:
+        fail(err)
+    console.print(f"demo dataset: {path}", highlight=False)
+
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

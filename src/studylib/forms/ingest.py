@@ -43,9 +43,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from studylib import __version__
-from studylib.data.cases import derive_cases
+from studylib.data.cases import derive_cases, sort_positions
 from studylib.data.dataset import META_FILE, _replace_dir, read_dataset, read_meta, write_dataset
 from studylib.data.schemas import TABLES
 from studylib.errors import Problem, StudylibError, ValidationError
@@ -125,17 +126,33 @@ def event_columns(catalogue: FormCatalogue) -> dict[str, str]:
     return columns
 
 
+def _missing_column(dtype: str, n: int):
+    """An all-missing column of ``dtype`` (built directly: casting NA objects is slow)."""
+    if dtype == "str":
+        return pd.array(pa.nulls(n, pa.large_string()), dtype="str")
+    if dtype == "datetime64[ns]":
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    if dtype == "Int64":
+        return pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(np.zeros(n, dtype="float64"), np.ones(n, dtype=bool))
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+    raise AssertionError(dtype)
+
+
 def _conform(events: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    out = pd.DataFrame(index=events.index)
+    """The columns of the events table, in order and with their dtypes (missing ones all-missing)."""
+    n = len(events)
+    out = {}
     for name, dtype in columns.items():
-        column = events[name] if name in events.columns else pd.Series(pd.NA, index=events.index)
-        if dtype == "datetime64[ns]":
-            out[name] = pd.to_datetime(column).astype(dtype)
-        elif dtype == "str":
-            out[name] = column.astype("str")
+        if name not in events.columns:
+            out[name] = _missing_column(dtype, n)
+        elif dtype == "datetime64[ns]":
+            out[name] = pd.to_datetime(events[name]).astype(dtype).to_numpy()
         else:
-            out[name] = column.astype(dtype)
-    return out
+            out[name] = events[name].astype(dtype).array
+    return pd.DataFrame(out, index=events.index)
 
 
 # -- results ---------------------------------------------------------------------------------------------
@@ -159,8 +176,22 @@ class _Run:
     file_problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
-    raw: dict = field(default_factory=dict)  # file -> RawTable (for the quarantine)
     files: list[dict] = field(default_factory=list)
+    identifiers: dict = field(default_factory=dict)  # personal field -> distinct raw values (for the deny list)
+    duplicates: pd.DataFrame | None = None  # exact duplicate records dropped (problems)
+
+
+@dataclass
+class _Records:
+    """The accepted records of a run, one per (form, record id), as three aligned pieces."""
+
+    person: pd.DataFrame  # form, record_id, person fields, date, age (for linkage; dropped after)
+    events: pd.DataFrame  # conformed to the events table (person_id still empty)
+    indicators: pd.DataFrame  # position (row of person/events), indicator
+    duplicates: pd.DataFrame  # problems: duplicates dropped and record ids used twice
+
+
+PERSON_COLUMNS = ("record_id", "date", "first_name", "last_name", "birth_date", "cpr", "passport_no", "sex", "nationality", CPR_BIRTH_DATE)
 
 
 # -- the flow ---------------------------------------------------------------------------------------------
@@ -187,55 +218,65 @@ def ingest(
     previous = _previous_state(dataset_dir, key) if append else None
 
     run = _read_all(raw_dirs, catalogue, strict, step)
-    quarantined = _write_quarantine(run, raw_dirs, catalogue)
     if run.file_problems:
+        _write_quarantine(run)
         raise ValidationError(run.file_problems, summary="ingest stopped, nothing was written: export file(s) cannot be used")
     if not run.exports:
         raise IngestError(f"no form exports (files named like F01_outreach.csv) in {', '.join(map(str, raw_dirs))}")
 
     step("linking", 0, 1)
-    records, duplicates = _records(run, catalogue, key)
-    if strict and len(duplicates):
-        raise ValidationError(as_problems(duplicates, 50), summary="--strict: stopped at duplicate records")
-    already = pd.Series(False, index=records.index)
+    new = _records(run, catalogue, key)
+    quarantined = _write_quarantine(run)
+    if strict and len(new.duplicates):
+        raise ValidationError(as_problems(new.duplicates, 50), summary="--strict: stopped at duplicate records")
+    already = 0
     if previous is not None:
-        already = records["event_id"].isin(previous["links"]["event_id"])
-        records = records[~already].reset_index(drop=True)
-    if previous is None and records.empty:
+        seen = new.events["event_id"].isin(previous["events"]["event_id"]).to_numpy()
+        already = int(seen.sum())
+        new = _keep(new, ~seen)
+    if previous is None and new.events.empty:
         raise IngestError("no valid records to ingest: every row was rejected (see the quarantine files)")
-    links_new = pd.concat([records[["event_id", "form"]], record_keys(records, records["form"] + ":" + records["record_id"], key), records[["age"]]], axis=1)
-    links = links_new if previous is None else pd.concat([previous["links"], links_new], ignore_index=True)
-    links = links.sort_values("event_id", kind="stable").reset_index(drop=True)
+    links_new = pd.concat([new.events[["event_id", "form"]],
+                           record_keys(new.person, new.person["form"] + ":" + new.person["record_id"], key),
+                           new.person[["age"]]], axis=1)
+    events_new = new.events
+    if previous is not None:  # old and new, aligned by position
+        links = pd.concat([previous["links"], links_new], ignore_index=True)
+        events = pd.concat([previous["events"], events_new], ignore_index=True)
+        offset = len(previous["events"])
+        positions = np.concatenate([previous["indicator_positions"], new.indicators["position"].to_numpy() + offset])
+        indicator_codes = pd.concat([previous["indicators"]["indicator"], new.indicators["indicator"]], ignore_index=True)
+    else:
+        links, events = links_new.reset_index(drop=True), events_new.reset_index(drop=True)
+        positions, indicator_codes = new.indicators["position"].to_numpy(), new.indicators["indicator"]
+    del new, links_new, events_new
     linkage = link(links)
-    links["person_id"] = linkage.person_id
     step("linking", 1, 1)
 
     step("pseudonymising", 0, 1)
-    columns = event_columns(catalogue)
-    events_new = _conform(records, columns)
-    indicators_new = _indicators(records, catalogue)
-    if previous is not None:
-        events_all = pd.concat([previous["events"].drop(columns="person_id"), events_new.drop(columns="person_id")], ignore_index=True)
-        indicators_all = pd.concat([previous["indicators"][["event_id", "indicator"]], indicators_new], ignore_index=True)
-    else:
-        events_all, indicators_all = events_new.drop(columns="person_id"), indicators_new
-    person_of = links.set_index("event_id")["person_id"]
-    events_all["person_id"] = events_all["event_id"].map(person_of)
-    events = _conform(events_all, columns).sort_values(["date", "event_id"], kind="stable").reset_index(drop=True)
-    indicators_all["person_id"] = indicators_all["event_id"].map(person_of)
-    indicators = (indicators_all[["person_id", "indicator", "event_id"]].astype("str").drop_duplicates()
-                  .sort_values(["person_id", "event_id", "indicator"], kind="stable").reset_index(drop=True))
-    persons = person_attributes(links, links["person_id"])
-    persons = persons[["person_id", "sex", "birth_year", "nationality"]]
+    events["person_id"] = linkage.person_id.to_numpy()
+    order = sort_positions(events, ["date", "event_id"])
+    events = events.iloc[order].reset_index(drop=True)
+    links = links.iloc[order].reset_index(drop=True)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    indicators = pd.DataFrame({
+        "person_id": linkage.person_ids.array.take(linkage.person_code[positions]),
+        "indicator": indicator_codes.to_numpy(),
+        "event_id": events["event_id"].array.take(rank[positions]),
+    }).astype("str")
+    indicators = indicators.drop_duplicates()
+    indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
+    persons = person_attributes(links, linkage)[["person_id", "sex", "birth_year", "nationality"]]
     step("pseudonymising", 1, 1)
 
     step("deriving cases", 0, 1)
-    ages = links.set_index("event_id")["age"]
-    cases = derive_cases(persons, events, indicators, event_ages=ages)
+    cases = derive_cases(persons, events, indicators, event_ages=links["age"])
     step("deriving cases", 1, 1)
 
     tables = {"persons": persons, "events": events, "indicators": indicators, "cases": cases}
-    report = _report(run, records, duplicates, int(already.sum()), linkage, tables, catalogue, quarantined, raw_dirs, append and previous is not None)
+    added = int(len(links) - (len(previous["links"]) if previous is not None else 0))
+    report = _report(run, added, already, linkage, tables, catalogue, quarantined, raw_dirs, previous is not None)
     step("writing", 0, 1)
     result = _write_outputs(dataset_dir, tables, links, report, key, catalogue, run)
     result.quarantine_files = quarantined
@@ -274,65 +315,111 @@ def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step
             if strict:
                 raise ValidationError([err.problem], summary="--strict: stopped at the first problem") from None
             continue
-        run.raw[str(export.path)] = raw
+        del raw
         run.exports.append((raw_dir, validated))
         run.warnings += validated.warnings
-        run.files.append({"folder": raw_dir.name, "file": export.name, "form": export.form, "format": raw.encoding,
-                          "delimiter": raw.delimiter, "rows_read": validated.n_read, "accepted": len(validated.values),
-                          "rejected": int(validated.rejected["_row"].nunique()) if len(validated.rejected) else 0})
+        run.files.append({"folder": raw_dir.name, "file": export.name, "form": export.form,
+                          "rows_read": validated.n_read, "accepted": len(validated.values),
+                          "rejected": int(validated.rejected["_row"].nunique()) if len(validated.rejected) else 0,
+                          "duplicates_dropped": 0})
         if strict and len(validated.problems):
-            if len(validated.rejected):
-                _write_quarantine(run, raw_dirs, catalogue)
+            _write_quarantine(run)
             raise ValidationError(as_problems(validated.problems, 50), summary=f"--strict: stopped at the problems of {export.path}")
     step("reading", len(todo), len(todo))
     return run
 
 
-def _records(run: _Run, catalogue: FormCatalogue, key: bytes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All accepted records of the run, in reading order, one per (form, record id); and the duplicates dropped."""
-    frames = []
+def _records(run: _Run, catalogue: FormCatalogue, key: bytes) -> _Records:
+    """All accepted records of the run, in reading order, one per (form, record id); duplicates reported."""
+    columns = event_columns(catalogue)
+    ids = pd.concat([pd.DataFrame({"form": v.form, "record_id": v.values["record_id"]}) for _, v in run.exports], ignore_index=True)
+    shared = ids.duplicated(keep=False).to_numpy()  # record ids that occur more than once
+    persons, events, indicators = [], [], []
+    start = 0
     for order, (_, v) in enumerate(run.exports):
-        frame = v.values.copy()
-        frame.insert(0, "form", v.form)
-        frame["_file"] = v.file
-        frame["_row"] = v.rows
-        frame["_order"] = order
-        frame["_digest"] = pd.util.hash_pandas_object(v.values[catalogue.columns_of(v.form)], index=False).to_numpy()
-        frames.append(frame)
-    records = pd.concat(frames, ignore_index=True)
-    records = records.sort_values(["_order", "_row"], kind="stable").reset_index(drop=True)
-    first = records.groupby(["form", "record_id"], sort=False)[["_file", "_row", "_digest"]].transform("first")
-    repeated = records.duplicated(["form", "record_id"], keep="first")
-    same = repeated & (records["_digest"] == first["_digest"])
+        values = v.values
+        n = len(values)
+        person = values[list(PERSON_COLUMNS)].copy()
+        person.insert(0, "form", v.form)
+        person["_file"], person["_row"], person["_order"] = v.file, v.rows, order
+        digest = np.zeros(n, dtype=np.uint64)
+        mine = shared[start:start + n]
+        if mine.any():  # the content of a repeated record, to tell duplicates from conflicts
+            digest[mine] = pd.util.hash_pandas_object(values.loc[mine, catalogue.columns_of(v.form)], index=False).to_numpy()
+        person["_digest"] = digest
+        persons.append(person)
+        events.append(_conform(values.assign(form=v.form), columns))
+        indicators.append(_indicators(values, catalogue, start))
+        _collect_identifiers(run, values, catalogue, v.form)
+        start += n
+        v.values = values.iloc[0:0]  # the typed values are not needed again
+    person = pd.concat(persons, ignore_index=True)
+    event = pd.concat(events, ignore_index=True)
+    indicator = pd.concat(indicators, ignore_index=True)
+    del persons, events, indicators
+
+    # a record id seen before: the same content is a duplicate (dropped), other content is rejected
+    repeated = ids.duplicated(keep="first").to_numpy()
+    first = person[shared].groupby(["form", "record_id"], sort=False)[["_file", "_row", "_digest"]].transform("first").reindex(person.index)
+    same = repeated & (person["_digest"] == first["_digest"]).to_numpy()
     differs = repeated & ~same
-    def where(mask):
-        return [f"{Path(f).name} row {r}" for f, r in zip(first.loc[mask, "_file"], first.loc[mask, "_row"])]
-    same_problems = problems_frame("", records.loc[same, "_row"], "record_id", "")
-    same_problems["file"] = records.loc[same, "_file"].to_numpy()
-    same_problems["rule"] = [f"duplicate: the same record as {w} (dropped)" for w in where(same)]
-    differ_problems = problems_frame("", records.loc[differs, "_row"], "record_id", "")
-    differ_problems["file"] = records.loc[differs, "_file"].to_numpy()
-    differ_problems["rule"] = [f"record id already used by {w} with other content (rejected; the first is kept)" for w in where(differs)]
-    _quarantine_rows(run, records[differs], differ_problems)
-    dup = concat_problems([same_problems, differ_problems])
-    records = records[~repeated].reset_index(drop=True)
-    records["event_id"] = records["form"] + "-" + keyed_token(records["form"] + "\x1f" + records["record_id"], key, "event", EVENT_TOKEN_HEX)
-    if records["event_id"].duplicated().any():  # 80-bit tokens: astronomically unlikely, but never silent
+
+    def problems(mask: np.ndarray, text: str) -> pd.DataFrame:
+        out = problems_frame("", person.loc[mask, "_row"], "record_id", "")
+        out["file"] = person.loc[mask, "_file"].to_numpy()
+        out["rule"] = [text.format(where=f"{Path(f).name} row {r}") for f, r in zip(first.loc[mask, "_file"], first.loc[mask, "_row"])]
+        return out
+
+    dropped = problems(same, "duplicate: the same record as {where} (dropped)")
+    rejected = problems(differs, "record id already used by {where} with other content (rejected; the first is kept)")
+    _quarantine_rows(run, person[differs], rejected)
+    for f in run.files:
+        f["duplicates_dropped"] = int((dropped["file"].map(lambda p: Path(p).name) == f["file"]).sum()) if len(dropped) else 0
+        moved = int((rejected["file"].map(lambda p: Path(p).name) == f["file"]).sum()) if len(rejected) else 0
+        f["accepted"] -= f["duplicates_dropped"] + moved
+        f["rejected"] += moved
+    run.duplicates = dropped
+    records = _Records(person=person, events=event, indicators=indicator, duplicates=concat_problems([dropped, rejected]))
+    records = _keep(records, ~repeated)
+    person = records.person
+    event_id = person["form"] + "-" + keyed_token(person["form"] + "\x1f" + person["record_id"], key, "event", EVENT_TOKEN_HEX)
+    if event_id.duplicated().any():  # 80-bit tokens: astronomically unlikely, but never silent
         raise IngestError("two records got the same event id; report this (it means a token collision)")
-    born = records["birth_date"].fillna(records[CPR_BIRTH_DATE])
-    records["age"] = whole_years(born, records["date"])
-    return records, dup
+    records.events["event_id"] = event_id.to_numpy()
+    born = person["birth_date"].fillna(person[CPR_BIRTH_DATE])
+    person["age"] = whole_years(born, person["date"]).to_numpy()
+    return records
+
+
+def _keep(records: _Records, keep: np.ndarray) -> _Records:
+    """The records where ``keep`` holds (indicator positions renumbered)."""
+    if keep.all():
+        return records
+    new_position = np.cumsum(keep) - 1
+    ind = records.indicators[keep[records.indicators["position"].to_numpy()]]
+    ind = ind.assign(position=new_position[ind["position"].to_numpy()])
+    return _Records(person=records.person[keep].reset_index(drop=True), events=records.events[keep].reset_index(drop=True),
+                    indicators=ind.reset_index(drop=True), duplicates=records.duplicates)
+
+
+def _collect_identifiers(run: _Run, values: pd.DataFrame, catalogue: FormCatalogue, form: str) -> None:
+    """Distinct raw identifiers (names, CPR and passport numbers, phones, e-mails) for the deny list."""
+    if not _deny_list_available():
+        return
+    for f in catalogue.fields_of(form):
+        if f.personal and f.type == "string" and f.name in values.columns and (f.max_length or 0) <= 300:
+            run.identifiers.setdefault(f.name, set()).update(values[f.name].dropna().unique().tolist())
 
 
 def _quarantine_rows(run: _Run, rows: pd.DataFrame, problems: pd.DataFrame) -> None:
-    """Add rows rejected after validation (record id conflicts) to their export's rejected rows."""
+    """Add rows rejected after validation (record id used twice) to their export's rejected rows."""
     if rows.empty:
         return
     for (_, v) in run.exports:
         mine = rows[rows["_file"] == v.file]
         if mine.empty:
             continue
-        raw = run.raw[v.file]
+        raw = read_export(v.file)  # read again: the text as it is in the file goes to the quarantine
         position = pd.Series(np.arange(len(raw.rows)), index=raw.rows)
         extra = raw.frame.iloc[position.loc[mine["_row"].to_numpy()].to_numpy()].copy()
         extra.insert(0, "_row", mine["_row"].to_numpy())
@@ -343,19 +430,19 @@ def _quarantine_rows(run: _Run, rows: pd.DataFrame, problems: pd.DataFrame) -> N
         v.problems = concat_problems([v.problems, mine_problems])
 
 
-def _indicators(records: pd.DataFrame, catalogue: FormCatalogue) -> pd.DataFrame:
+def _indicators(values: pd.DataFrame, catalogue: FormCatalogue, start: int) -> pd.DataFrame:
+    """(position, indicator) of every indicator code on these records; positions count from ``start``."""
     sep = catalogue.export.multi_separator
     fields = [f.name for form in catalogue.forms for f in form.fields if f.type == "codes" and f.codes == "indicator"]
-    parts = []
+    parts = [pd.DataFrame({"position": pd.Series([], dtype="int64"), "indicator": pd.Series([], dtype="str")})]
     for name in dict.fromkeys(fields):
-        if name not in records.columns:
+        if name not in values.columns:
             continue
-        has = records[records[name].notna()]
-        exploded = has[["event_id", name]].assign(indicator=has[name].str.split(sep, regex=False)).explode("indicator")
-        parts.append(exploded[["event_id", "indicator"]])
-    if not parts:
-        return pd.DataFrame({"event_id": pd.Series([], dtype="str"), "indicator": pd.Series([], dtype="str")})
-    return pd.concat(parts, ignore_index=True).dropna().astype("str")
+        has = values[name].notna().to_numpy()
+        lists = values.loc[has, name].str.split(sep, regex=False)
+        exploded = pd.DataFrame({"position": np.flatnonzero(has) + start, "indicator": lists.to_numpy()}).explode("indicator")
+        parts.append(exploded.dropna().astype({"position": "int64", "indicator": "str"}))
+    return pd.concat(parts, ignore_index=True)
 
 
 # -- append: what an earlier ingest left -------------------------------------------------------------------
@@ -380,7 +467,15 @@ def _previous_state(dataset_dir: Path, key: bytes) -> dict | None:
                           f"these are {linkage_rules()['version']}; ingest all raw exports together instead")
     data = read_dataset(dataset_dir)
     links = pd.read_parquet(state_dir / LINKS_FILE)
-    return {"links": links, "events": data.events, "indicators": data.indicators, "meta": meta}
+    columns = event_columns(form_catalogue())
+    events = _conform(data.events, columns).drop(columns="person_id")
+    if len(links) != len(events) or not links["event_id"].equals(events["event_id"]):
+        where = pd.Index(links["event_id"]).get_indexer(events["event_id"])
+        if len(links) != len(events) or (where < 0).any():
+            raise IngestError(f"{state_dir} does not list the events of {dataset_dir}; ingest all raw exports together instead")
+        links = links.iloc[where].reset_index(drop=True)
+    positions = pd.Index(events["event_id"]).get_indexer(data.indicators["event_id"])
+    return {"links": links, "events": events, "indicators": data.indicators, "indicator_positions": positions, "meta": meta}
 
 
 # -- writing ------------------------------------------------------------------------------------------------
@@ -399,7 +494,7 @@ def _write_private(path: Path, text: str, encoding: str = "utf-8") -> None:
         raise
 
 
-def _write_quarantine(run: _Run, raw_dirs: list[Path], catalogue: FormCatalogue) -> list[Path]:
+def _write_quarantine(run: _Run) -> list[Path]:
     """Rejected rows beside the raw data (personal data stays in the raw area), formulas defused."""
     written = []
     for raw_dir, v in run.exports:
@@ -427,8 +522,7 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
         (staged / REPORT_MD).write_text(report_markdown(report))
         state_staged = staging / linkage_dir(dataset_dir).name
         state_staged.mkdir(mode=0o700)
-        links_out = links.drop(columns=["person_id"]).sort_values("event_id").reset_index(drop=True)
-        links_out.to_parquet(state_staged / LINKS_FILE, index=False)
+        links.to_parquet(state_staged / LINKS_FILE, index=False)  # in the order of the events table
         (state_staged / STATE_FILE).write_text(json.dumps({
             "key_fingerprint": key_fingerprint(key), "dataset_content_hash": meta["content_hash"],
             "linkage_rules_version": linkage_rules()["version"], "catalogue_version": catalogue.version,
@@ -446,11 +540,17 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
     return IngestResult(dataset_dir=dataset_dir, report=report, deny_list=deny)
 
 
+def _deny_list_available() -> bool:
+    try:
+        from studylib.privacy.audit import make_deny_list  # noqa: F401  (owned by the disclosure audit)
+    except ImportError:
+        return False
+    return True
+
+
 def _write_deny_list(dataset_dir: Path, run: _Run, key: bytes) -> Path | None:
     """Keyed hashes of the raw names and identifiers, beside the dataset, for the output audit."""
-    try:
-        from studylib.privacy.audit import make_deny_list  # owned by the disclosure audit
-    except ImportError:
+    if not _deny_list_available():
         return None
     return None
 
@@ -458,15 +558,16 @@ def _write_deny_list(dataset_dir: Path, run: _Run, key: bytes) -> Path | None:
 # -- the report ---------------------------------------------------------------------------------------------
 
 
-def _report(run: _Run, records: pd.DataFrame, duplicates: pd.DataFrame, already: int, linkage, tables: dict,
-            catalogue: FormCatalogue, quarantined: list[Path], raw_dirs: list[Path], appended: bool) -> dict:
+def _report(run: _Run, added: int, already: int, linkage, tables: dict, catalogue: FormCatalogue,
+            quarantined: list[Path], raw_dirs: list[Path], appended: bool) -> dict:
     rules = ingest_rules()
-    rejected = concat_problems([v.problems for _, v in run.exports])
-    rejected = rejected[~rejected["rule"].str.startswith("record id already", na=False)] if len(rejected) else rejected
-    all_rejected = concat_problems([rejected, duplicates])
+    all_rejected = concat_problems([v.problems for _, v in run.exports] + [run.duplicates if run.duplicates is not None else concat_problems([])])
     listed = all_rejected.head(rules["report"]["max_rejected_rows_listed"])
-    by_rule = (all_rejected.assign(file=all_rejected["file"].map(lambda f: Path(f).name)).groupby(["file", "column", "rule"], dropna=False).size()
-               .rename("rows").reset_index().sort_values(["file", "column", "rule"]).to_dict("records")) if len(all_rejected) else []
+    by_rule = []
+    if len(all_rejected):
+        named = all_rejected.assign(file=all_rejected["file"].map(lambda f: Path(f).name), column=all_rejected["column"].fillna("(row)"))
+        by_rule = (named.groupby(["file", "column", "rule"]).size().rename("rows").reset_index()
+                   .sort_values(["file", "column", "rule"]).to_dict("records"))
     cases = tables["cases"]
     quasi = cases[list(QUASI_IDENTIFIERS)].astype("str").fillna("unknown")
     sizes = quasi.groupby(list(QUASI_IDENTIFIERS), dropna=False).size()
@@ -475,11 +576,6 @@ def _report(run: _Run, records: pd.DataFrame, duplicates: pd.DataFrame, already:
     for spec in linkage_rules().get("conflicts", []):
         hit = linkage.conflicts[linkage.conflicts["conflict"] == spec["name"]]["person_id"]
         conflicts[spec["name"]] = {"what": spec["what"], "persons": int(len(hit)), "person_ids": hit.head(20).tolist()}
-    for f in run.files:
-        name_rows = duplicates[duplicates["file"].map(lambda p: Path(p).name) == f["file"]] if len(duplicates) else duplicates
-        f["duplicates_dropped"] = int(name_rows["rule"].str.startswith("duplicate").sum()) if len(name_rows) else 0
-        f["rejected"] += int((~name_rows["rule"].str.startswith("duplicate")).sum()) if len(name_rows) else 0
-        f["accepted"] -= f["duplicates_dropped"] + (int((~name_rows["rule"].str.startswith("duplicate")).sum()) if len(name_rows) else 0)
     present = {f["form"] for f in run.files}
     return {
         "about": "Ingest report: counts, rejected rows (file, row, column, rule), linkage and uniqueness. "
@@ -493,14 +589,14 @@ def _report(run: _Run, records: pd.DataFrame, duplicates: pd.DataFrame, already:
         "forms_without_export": [c for c in (f.code for f in catalogue.forms) if c not in present],
         "ignored_files": [p.name for p in run.ignored],
         "records_already_in_dataset": already,
-        "records_added": int(len(records)),
+        "records_added": added,
         "warnings": [{"file": Path(p.where).name, "row": p.row, "column": p.column, "rule": p.rule} for p in run.warnings],
         "rejected": {
             "rows": int(all_rejected.drop_duplicates(["file", "row"]).shape[0]) if len(all_rejected) else 0,
             "problems": int(len(all_rejected)),
             "by_rule": by_rule,
-            "listed": [{"file": Path(r.file).name, "row": None if pd.isna(r.row) else int(r.row), "column": None if pd.isna(r.column) else r.column,
-                        "rule": r.rule} for r in listed.itertuples(index=False)],
+            "listed": [{"file": Path(r.file).name, "row": None if pd.isna(r.row) else int(r.row),
+                        "column": None if pd.isna(r.column) else r.column, "rule": r.rule} for r in listed.itertuples(index=False)],
             "quarantine_files": [f"{p.parent.parent.name}/{p.parent.name}/{p.name}" for p in quarantined],
         },
         "linkage": linkage.figures,
@@ -528,9 +624,9 @@ def report_markdown(report: dict) -> str:
     d = report["dataset"]
     lines += [f"Dataset: {d['persons']} persons, {d['events']} events, {d['indicators']} indicator rows, {d['cases']} cases "
               f"({d['persons_without_contact_form']} persons have no contact form and are not cases).", ""]
-    lines += ["## Files", "", "| folder | file | form | format | rows read | accepted | rejected | duplicates |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["## Files", "", "| folder | file | form | rows read | accepted | rejected | duplicates |", "|---|---|---|---|---|---|---|"]
     for f in report["files"]:
-        lines.append(f"| {f['folder']} | {f['file']} | {f['form']} | {f['format']} | {f['rows_read']} | {f['accepted']} | {f['rejected']} | {f['duplicates_dropped']} |")
+        lines.append(f"| {f['folder']} | {f['file']} | {f['form']} | {f['rows_read']} | {f['accepted']} | {f['rejected']} | {f['duplicates_dropped']} |")
     if report["forms_without_export"]:
         lines += ["", f"Forms without an export: {', '.join(report['forms_without_export'])}."]
     if report["ignored_files"]:
@@ -541,7 +637,7 @@ def report_markdown(report: dict) -> str:
     lines += ["", "## Rejected rows", "", f"{r['rows']} rows with {r['problems']} problems."]
     if r["by_rule"]:
         lines += ["", "| file | column | rule | rows |", "|---|---|---|---|"]
-        lines += [f"| {x['file']} | {x['column'] if x['column'] is not None and x['column'] == x['column'] else '(row)'} | {x['rule']} | {x['rows']} |" for x in r["by_rule"]]
+        lines += [f"| {x['file']} | {x['column']} | {x['rule']} | {x['rows']} |" for x in r["by_rule"]]
         lines += ["", "The rows themselves (with personal data) are in the quarantine files of the raw folders: "
                   + ", ".join(r["quarantine_files"]) + "."]
     if report["warnings"]:

@@ -78,6 +78,13 @@ def normalise_names(first: pd.Series, last: pd.Series, rules: dict | None = None
 # -- keys of records ----------------------------------------------------------------------------------------
 
 
+def _date_text(dates: pd.Series, fmt: str) -> pd.Series:
+    """Dates as text, formatting each distinct date once."""
+    codes, uniques = pd.factorize(dates, use_na_sentinel=True)
+    text = pd.Series(pd.DatetimeIndex(uniques).strftime(fmt), dtype="str")
+    return pd.Series(text.array.take(codes, allow_fill=True), index=dates.index)
+
+
 def _key_strings(values: pd.DataFrame, spec: dict, rules: dict) -> pd.Series:
     """``<key name>:<normalised field values>`` per record; NA where a field is missing."""
     parts: list[pd.Series] = []
@@ -91,7 +98,7 @@ def _key_strings(values: pd.DataFrame, spec: dict, rules: dict) -> pd.Series:
         column = values[name]
         if name == "birth_date":
             column = column.fillna(values.get("cpr_birth_date", pd.Series(pd.NaT, index=values.index)))
-            text = column.dt.strftime("%Y-%m-%d")
+            text = _date_text(column, "%Y-%m-%d")
         else:
             text = column.astype("str")
         not_values = spec.get("not_a_value", {}).get(name, [])
@@ -111,14 +118,23 @@ def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: bytes, rules: 
     last_name, birth_date, cpr_birth_date, sex); ``record_ids`` a unique id per record (form and
     record id). Nothing in the result is an identifier: tokens, sex, nationality, birth year."""
     rules = rules or linkage_rules()
+    out = _distinct_keys(values, key, rules)
+    # a record without any key is a person of its own: its id is the token of the record
+    keyless = out[[key_column(k["name"]) for k in rules["keys"]]].isna().all(axis=1)
+    record = person_token((RECORD_KEY + ":" + record_ids.astype("str")).where(keyless), key)
+    out.insert(len(rules["keys"]), key_column(RECORD_KEY), record.to_numpy())
+    return out
+
+
+def _distinct_keys(values: pd.DataFrame, key: bytes, rules: dict) -> pd.DataFrame:
     out = pd.DataFrame(index=values.index)
     for spec in rules["keys"]:
         out[key_column(spec["name"])] = person_token(_key_strings(values, spec, rules), key)
-    out[key_column(RECORD_KEY)] = person_token(RECORD_KEY + ":" + record_ids.astype("str"), key)
     born = values["birth_date"].fillna(values["cpr_birth_date"])
-    out["birth_date"] = person_token("birth_date:" + born.dt.strftime("%Y-%m-%d"), key)
+    out["birth_date"] = person_token("birth_date:" + _date_text(born, "%Y-%m-%d"), key)
     stated, from_cpr = values["birth_date"], values["cpr_birth_date"]
-    out["cpr_birth_date_differs"] = (stated.notna() & from_cpr.notna() & (stated.dt.strftime("%d%m%y") != from_cpr.dt.strftime("%d%m%y"))).astype(bool)
+    same_day = (stated.dt.day == from_cpr.dt.day) & (stated.dt.month == from_cpr.dt.month) & (stated.dt.year % 100 == from_cpr.dt.year % 100)
+    out["cpr_birth_date_differs"] = (stated.notna() & from_cpr.notna() & ~same_day.fillna(True)).astype(bool)
     out["sex"] = values["sex"].astype("str")
     out["nationality"] = values["nationality"].astype("str")
     out["birth_year"] = born.dt.year.astype("Int64")
@@ -130,110 +146,156 @@ def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: bytes, rules: 
 
 @dataclass
 class Linkage:
-    """Who is one person: a person id per record, figures and conflicts."""
+    """Who is one person: per record the person's number and id; the persons; figures; conflicts.
 
-    person_id: pd.Series  # per record (index of the records)
+    Persons are numbered in the order of their ids (``person_ids`` is sorted), so
+    ``person_ids[person_code]`` is each record's person id."""
+
+    person_code: np.ndarray  # per record (position in the records)
+    person_ids: pd.Series  # sorted, unique
     figures: dict = field(default_factory=dict)
     conflicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["person_id", "conflict"]))
 
+    @property
+    def person_id(self) -> pd.Series:
+        """The person id of each record."""
+        return pd.Series(self.person_ids.array.take(self.person_code), dtype="str")
+
+
+def _codes(values: pd.Series, sort: bool = False) -> tuple[np.ndarray, pd.Index]:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True, sort=sort)
+    return codes, pd.Index(uniques)
+
+
+def _group_min(groups: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """The smallest non-negative value per group (-1 where a group has none)."""
+    big = np.iinfo(np.int64).max
+    out = np.full(n_groups, big, dtype=np.int64)
+    has = values >= 0
+    np.minimum.at(out, groups[has], values[has].astype(np.int64))
+    return np.where(out == big, -1, out)
+
 
 def link(records: pd.DataFrame, rules: dict | None = None) -> Linkage:
-    """Group records into persons by shared key tokens; choose each person's id; find conflicts."""
+    """Group records into persons by shared key tokens; choose each person's id; find conflicts.
+
+    The result does not depend on the order of the records."""
     rules = rules or linkage_rules()
     names = key_names(rules)
     n = len(records)
     if n == 0:
-        return Linkage(person_id=pd.Series([], dtype="str", index=records.index),
-                       figures=_figures(records, pd.Series([], dtype="str"), rules, None, None))
+        empty = Linkage(person_code=np.zeros(0, dtype=np.int64), person_ids=pd.Series([], dtype="str"))
+        empty.figures = _figures(records, empty, rules, None)
+        return empty
     rows, cols = [], []
     offset = n
-    for name in names:
-        codes, uniques = pd.factorize(records[key_column(name)], use_na_sentinel=True)
+    key_codes: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    for name in [*names, RECORD_KEY]:
+        codes, uniques = _codes(records[key_column(name)], sort=True)  # code order = token order
+        key_codes[name] = (codes, uniques)
+        if name == RECORD_KEY:
+            continue
         has = codes >= 0
         rows.append(np.nonzero(has)[0])
         cols.append(codes[has] + offset)
         offset += len(uniques)
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = sparse.coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(offset, offset)).tocsr()
-    _, component = connected_components(graph, directed=False)
-    component = pd.Series(component[:n], index=records.index)
+    n_components, component = connected_components(graph, directed=False)
+    component = component[:n]
     # the person id: the smallest token of the strongest key present among the person's records
-    chosen = pd.Series(pd.NA, index=pd.unique(component), dtype="str")
-    chosen_kind = pd.Series(pd.NA, index=chosen.index, dtype="str")
-    for name in [*names, RECORD_KEY]:
-        best = records[key_column(name)].groupby(component).min()
-        fill = chosen.isna() & best.reindex(chosen.index).notna()
-        chosen[fill] = best.reindex(chosen.index)[fill]
-        chosen_kind[fill] = name
-    person_id = component.map(chosen).astype("str")
-    conflicts = find_conflicts(records, person_id, rules)
-    kinds = component.map(chosen_kind)
-    return Linkage(person_id=person_id, figures=_figures(records, person_id, rules, kinds, conflicts), conflicts=conflicts)
+    chosen = np.full(n_components, None, dtype=object)
+    chosen_kind = np.full(n_components, -1, dtype=np.int64)
+    for k, name in enumerate([*names, RECORD_KEY]):
+        codes, uniques = key_codes[name]
+        best = _group_min(component, codes, n_components)
+        fill = (chosen_kind < 0) & (best >= 0)
+        chosen[fill] = np.asarray(uniques, dtype=object)[best[fill]]
+        chosen_kind[fill] = k
+    used = np.unique(component)
+    order = pd.Series(chosen[used], dtype="str")
+    rank, person_ids = pd.factorize(order, sort=True)
+    code_of_component = np.full(n_components, -1, dtype=np.int64)
+    code_of_component[used] = rank
+    linkage = Linkage(person_code=code_of_component[component], person_ids=pd.Series(person_ids, dtype="str"))
+    linkage.conflicts = find_conflicts(records, linkage, rules)
+    kinds = np.full(len(person_ids), -1, dtype=np.int64)
+    kinds[rank] = chosen_kind[used]
+    linkage.figures = _figures(records, linkage, rules, kinds)
+    return linkage
 
 
-def find_conflicts(records: pd.DataFrame, person_id: pd.Series, rules: dict) -> pd.DataFrame:
-    """Persons whose records disagree, one row per (person, conflict)."""
+def find_conflicts(records: pd.DataFrame, linkage: Linkage, rules: dict) -> pd.DataFrame:
+    """Persons whose records disagree, one row per (person, conflict), sorted."""
     found = []
     keys = key_names(rules)
+    person = linkage.person_code
     for spec in rules.get("conflicts", []):
         value = records[key_column(spec["field"]) if spec["field"] in keys else spec["field"]]
         if spec["within"] == "record":
-            hit = person_id[value.astype("boolean").fillna(False).to_numpy(dtype=bool)]
+            hit = person[value.astype("boolean").fillna(False).to_numpy(dtype=bool)]
         else:
-            group = person_id if spec["within"] == "person" else records[key_column(spec["within"])]
-            keep = value.notna() & group.notna() & ~value.isin(spec.get("ignore", []))
-            distinct = pd.DataFrame({"g": group[keep], "v": value[keep]}).drop_duplicates().groupby("g").size()
-            bad_groups = distinct.index[distinct > 1]
-            hit = person_id[group.isin(bad_groups) & group.notna()]
-        found.append(pd.DataFrame({"person_id": hit.to_numpy(), "conflict": spec["name"]}))
+            group = person if spec["within"] == "person" else _codes(records[key_column(spec["within"])])[0]
+            vcodes = _codes(value.mask(value.isin(spec.get("ignore", []))))[0]
+            keep = (vcodes >= 0) & (group >= 0)
+            pairs = pd.DataFrame({"g": group[keep], "v": vcodes[keep]}).drop_duplicates()
+            sizes = pairs.groupby("g").size()
+            bad_groups = sizes.index[sizes > 1].to_numpy()
+            hit = person[np.isin(group, bad_groups) & (group >= 0)]
+        codes = np.unique(hit)
+        found.append(pd.DataFrame({"person_id": linkage.person_ids.array.take(codes), "conflict": spec["name"]}))
     if not found:
         return pd.DataFrame(columns=["person_id", "conflict"])
-    return pd.concat(found, ignore_index=True).drop_duplicates().sort_values(["conflict", "person_id"]).reset_index(drop=True)
+    return pd.concat(found, ignore_index=True).sort_values(["conflict", "person_id"]).reset_index(drop=True)
 
 
-def _figures(records: pd.DataFrame, person_id: pd.Series, rules: dict, id_kind: pd.Series | None, conflicts: pd.DataFrame | None) -> dict:
+def _figures(records: pd.DataFrame, linkage: Linkage, rules: dict, id_kind: np.ndarray | None) -> dict:
     names = key_names(rules)
     n = len(records)
-    per_person = person_id.value_counts() if n else pd.Series([], dtype="int64")
-    has_any = pd.Series(False, index=records.index)
+    per_person = np.bincount(linkage.person_code, minlength=len(linkage.person_ids)) if n else np.zeros(0, dtype=np.int64)
+    has_any = np.zeros(n, dtype=bool)
     for name in names:
-        has_any |= records[key_column(name)].notna()
+        has_any |= records[key_column(name)].notna().to_numpy()
     figures = {
         "records": int(n),
-        "persons": int(len(per_person)),
+        "persons": int(len(linkage.person_ids)),
         "persons_with_several_records": int((per_person > 1).sum()),
         "most_records_of_one_person": int(per_person.max()) if len(per_person) else 0,
         "records_with_key": {name: int(records[key_column(name)].notna().sum()) for name in names},
         "records_without_any_key": int((~has_any).sum()),
     }
     if id_kind is not None and n:
-        kinds = pd.DataFrame({"p": person_id, "k": id_kind}).drop_duplicates("p")["k"].value_counts()
-        figures["persons_by_id_key"] = {name: int(kinds.get(name, 0)) for name in [*names, RECORD_KEY]}
-    if conflicts is not None:
-        counts = conflicts.groupby("conflict").size() if len(conflicts) else pd.Series(dtype="int64")
-        figures["persons_with_conflicts"] = {c["name"]: int(counts.get(c["name"], 0)) for c in rules.get("conflicts", [])}
+        counts = np.bincount(id_kind[id_kind >= 0], minlength=len(names) + 1)
+        figures["persons_by_id_key"] = {name: int(counts[k]) for k, name in enumerate([*names, RECORD_KEY])}
+    counts = linkage.conflicts.groupby("conflict").size() if len(linkage.conflicts) else pd.Series(dtype="int64")
+    figures["persons_with_conflicts"] = {c["name"]: int(counts.get(c["name"], 0)) for c in rules.get("conflicts", [])}
     return figures
 
 
 # -- person attributes -----------------------------------------------------------------------------------------
 
 
-def person_attributes(records: pd.DataFrame, person_id: pd.Series, rules: dict | None = None) -> pd.DataFrame:
-    """One row per person: the most common known sex, nationality and birth year (unknown on a tie)."""
+def person_attributes(records: pd.DataFrame, linkage: Linkage, rules: dict | None = None) -> pd.DataFrame:
+    """One row per person (sorted by id): the most common known sex, nationality and birth year (unknown on a tie)."""
     rules = rules or linkage_rules()
-    persons = pd.DataFrame({"person_id": pd.unique(person_id.dropna())})
-    persons = persons.sort_values("person_id").reset_index(drop=True)
+    person = linkage.person_code
+    n_persons = len(linkage.person_ids)
+    persons = pd.DataFrame({"person_id": linkage.person_ids.to_numpy()}).astype("str")
     for attribute, spec in rules["attributes"].items():
         unknown = spec.get("unknown")
         value = records[attribute]
-        keep = value.notna() & ((value != unknown) if unknown is not None else True)
-        counts = pd.DataFrame({"p": person_id[keep], "v": value[keep]}).groupby(["p", "v"], observed=True).size().rename("n").reset_index()
+        vcodes, uniques = _codes(value.mask(value == unknown) if unknown is not None else value)
+        keep = vcodes >= 0
+        counts = pd.DataFrame({"p": person[keep], "v": vcodes[keep]}).value_counts().rename("n").reset_index()
         top = counts.groupby("p")["n"].transform("max")
         best = counts[counts["n"] == top]
-        single = best.groupby("p")["v"].agg(["first", "size"])
-        chosen = single["first"].where(single["size"] == 1)
-        column = persons["person_id"].map(chosen)
+        ties = best.groupby("p").size()
+        single = best.drop_duplicates("p").set_index("p")["v"]
+        single = single[ties.reindex(single.index) == 1]
+        chosen = np.full(n_persons, -1, dtype=np.int64)
+        chosen[single.index.to_numpy()] = single.to_numpy()
+        column = pd.Series(pd.Series(uniques, dtype=value.dtype).array.take(chosen, allow_fill=True), dtype=value.dtype)
         if unknown is not None:
             column = column.fillna(unknown)
-        persons[attribute] = column.astype(value.dtype)
+        persons[attribute] = column
     return persons

@@ -126,12 +126,11 @@ def _form_of_columns(header: list[str], catalogue: FormCatalogue, exclude: str) 
 # -- values ----------------------------------------------------------------------------------------------
 
 
-def _text(raw: pd.Series, missing: tuple[str, ...]) -> pd.Series:
+def _text(values: pd.Series, missing: tuple[str, ...]) -> pd.Series:
     """Stripped text with the catalogue's spellings of 'missing' turned into NA."""
-    s = raw.astype("str").str.strip()
+    s = values.astype("str").str.strip()
     lowered = {m.lower() for m in missing}
-    is_missing = s.str.lower().isin(lowered) | s.isna()
-    return s.mask(is_missing)
+    return s.mask(s.str.lower().isin(lowered) | s.isna())
 
 
 def _normalise_text(name: str, s: pd.Series) -> pd.Series:
@@ -150,10 +149,16 @@ def _normalise_text(name: str, s: pd.Series) -> pd.Series:
     return s
 
 
+def _spread(values: pd.Series, codes: np.ndarray) -> pd.Series:
+    """Per-row values from per-distinct-value ``values`` (code -1: missing)."""
+    return pd.Series(values.array.take(codes, allow_fill=True))
+
+
 def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
     """The birth date each 10-digit CPR number tells (century from the serial, CPR office rules); NaT if impossible."""
+    codes, uniques = pd.factorize(cpr_digits, use_na_sentinel=True)
+    s = pd.Series(uniques, dtype="str")
     table = ingest_rules()["cpr_century"]
-    s = cpr_digits.astype("str")
     yy = pd.to_numeric(s.str.slice(4, 6), errors="coerce")
     first = s.str.slice(6, 7)
     century = pd.Series(np.nan, index=s.index)
@@ -162,7 +167,10 @@ def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
             century = century.mask((first == str(digit)) & (yy >= lo) & (yy <= hi), cent)
     year = (century + yy).astype("Int64").astype("str")
     text = s.str.slice(0, 2) + "-" + s.str.slice(2, 4) + "-" + year
-    return parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
+    born = parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
+    out = _spread(born, codes)
+    out.index = cpr_digits.index
+    return out
 
 
 def whole_years(start: pd.Series, end: pd.Series) -> pd.Series:
@@ -183,6 +191,7 @@ class _Checker:
         self.bad = np.zeros(self.n, dtype=bool)
 
     def fail(self, mask, column: str, rule: str, text: pd.Series | None, show: bool) -> None:
+        """Rows where ``mask`` holds fail ``rule`` (``text``: the values to show, when ``show``)."""
         mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
         if not mask.any():
             return
@@ -191,54 +200,73 @@ class _Checker:
         self.found.append(problems_frame(self.file, self.raw.rows[mask], column, rule, values))
 
 
-def _check_field(f: FormField, text: pd.Series, check: _Checker, dialect, rules) -> pd.Series:
-    """Typed values of one field; every failing row recorded on the checker."""
-    show = not f.personal and f.name != "record_id"
+class _Distinct:
+    """The checks of one column, run on its distinct values; failures are spread to the rows."""
+
+    def __init__(self, check: _Checker, f: FormField, codes: np.ndarray, text: pd.Series):
+        self.check, self.f, self.codes, self.text = check, f, codes, text
+        self.show = not f.personal and f.name != "record_id"
+
+    def fail(self, mask: pd.Series, rule: str, column: str | None = None) -> None:
+        mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
+        if not mask.any():
+            return
+        rows = np.append(mask, False)[self.codes]  # code -1 (no value at all) never fails
+        shown = _spread(self.text, self.codes) if self.show else None
+        self.check.fail(rows, column or self.f.name, rule, shown, self.show)
+
+
+def _check_field(f: FormField, text: pd.Series, on: _Distinct, dialect, rules) -> pd.Series:
+    """Typed values of the distinct ``text`` values of one field; failures recorded through ``on``."""
     present = text.notna()
-    if f.required:
-        check.fail(~present, f.name, "required value is missing", None, show)
     if f.type == "string":
         s = _normalise_text(f.name, text)
         if f.max_length is not None:
-            check.fail(s.str.len() > f.max_length, f.name, f"longer than {f.max_length} characters", None, False)
+            on.fail(s.str.len() > f.max_length, f"longer than {f.max_length} characters")
         if f.format is not None:
-            check.fail(present & ~s.str.fullmatch(f.format, na=False), f.name, f"does not have the form {f.format}", text, show)
+            on.fail(present & ~s.str.fullmatch(f.format, na=False), f"does not have the form {f.format}")
         return s
-    if f.type in ("code", "codes"):
+    if f.type == "code":
+        allowed = _allowed_codes(f)
+        out = text.str.lower()
+        if allowed is not None:
+            out = out.map({c.lower(): c for c in allowed})
+            on.fail(present & out.isna(), f"unknown code (codes of {_codes_name(f)})")
+        return out.astype("str")
+    if f.type == "codes":
         allowed = _allowed_codes(f)
         lookup = {c.lower(): c for c in allowed} if allowed is not None else None
-        if f.type == "code":
-            out = text.str.lower().map(lookup) if lookup is not None else text.str.lower()
-            if lookup is not None:
-                check.fail(present & out.isna(), f.name, f"unknown code (codes of {_codes_name(f)})", text, show)
-            return out.astype("str")
-        parts = text.str.lower().str.split(dialect.multi_separator, regex=False)
-        exploded = parts.explode().str.strip()
-        exploded = exploded[exploded.notna() & (exploded != "")]
-        mapped = exploded.map(lookup) if lookup is not None else exploded
-        unknown = mapped.isna() & exploded.notna()
-        check.fail(text.index.isin(exploded.index[unknown]), f.name, f"unknown code (codes of {_codes_name(f)})", text, show)
-        joined = mapped.dropna().groupby(level=0).agg(lambda v: dialect.multi_separator.join(dict.fromkeys(v)))
-        return joined.reindex(text.index).astype("str")
+        sep = dialect.multi_separator
+        joined, unknown = [], []
+        for value in text:
+            if value is None or value != value:
+                joined.append(None)
+                unknown.append(False)
+                continue
+            parts = [p.strip().lower() for p in str(value).split(sep) if p.strip()]
+            mapped = [lookup.get(p) for p in parts] if lookup is not None else parts
+            unknown.append(any(m is None for m in mapped))
+            joined.append(sep.join(dict.fromkeys(m for m in mapped if m is not None)) or None)
+        on.fail(pd.Series(unknown, index=text.index), f"unknown code (codes of {_codes_name(f)})")
+        return pd.Series(joined, index=text.index, dtype="str")
     if f.type == "date":
         d = parse_dates(text, dialect.date_formats)
-        check.fail(present & d.isna(), f.name, "not a date (or an impossible one); dates are yyyy-mm-dd or dd-mm-yyyy", text, show)
+        on.fail(present & d.isna(), "not a date (or an impossible one); dates are yyyy-mm-dd or dd-mm-yyyy")
         span = rules["birth_date_range" if f.name == "birth_date" else "date_range"]
         lo, hi = pd.Timestamp(span["min"]), pd.Timestamp(span["max"])
-        check.fail(d.notna() & ((d < lo) | (d > hi)), f.name, f"date outside {span['min']}..{span['max']}", text, show)
+        on.fail(d.notna() & ((d < lo) | (d > hi)), f"date outside {span['min']}..{span['max']}")
         return d
     if f.type in ("integer", "decimal"):
         num = parse_integer(text) if f.type == "integer" else parse_decimal(text)
-        kind = "a whole number" if f.type == "integer" else "a number"
-        check.fail(present & num.isna(), f.name, f"not {kind}", text, show)
+        on.fail(present & num.isna(), "not a whole number" if f.type == "integer" else "not a number")
         if f.min is not None:
-            check.fail(num.notna() & (num < f.min), f.name, f"less than {f.min:g}", text, show)
+            on.fail(num.notna() & (num < f.min), f"less than {f.min:g}")
         if f.max is not None:
-            check.fail(num.notna() & (num > f.max), f.name, f"more than {f.max:g}", text, show)
+            on.fail(num.notna() & (num > f.max), f"more than {f.max:g}")
         return num
     if f.type == "boolean":
         b = parse_boolean(text, dialect.booleans)
-        check.fail(present & b.isna(), f.name, "not yes or no", text, show)
+        on.fail(present & b.isna(), "not yes or no")
         return b
     raise AssertionError(f.type)  # the catalogue schema allows no other types
 
@@ -263,9 +291,19 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
     dialect = catalogue.export
     check = _Checker(raw, form, catalogue)
     typed: dict[str, pd.Series] = {}
+    n = len(raw.frame)
     for f in catalogue.fields_of(form):
-        column = raw.frame[f.name] if f.name in raw.frame.columns else pd.Series(pd.NA, index=raw.frame.index, dtype="str")
-        typed[f.name] = _check_field(f, _text(column, dialect.missing), check, dialect, rules)
+        if f.name in raw.frame.columns:
+            codes, uniques = pd.factorize(raw.frame[f.name], use_na_sentinel=True)
+        else:
+            codes, uniques = np.full(n, -1, dtype=np.intp), pd.Index([], dtype="str")
+        text = _text(pd.Series(uniques, dtype="str"), dialect.missing)
+        on = _Distinct(check, f, codes, text)
+        if f.required:
+            on.fail(text.isna(), "required value is missing")
+            if (codes < 0).any():
+                check.fail(codes < 0, f.name, "required value is missing", None, False)
+        typed[f.name] = _spread(_check_field(f, text, on, dialect, rules), codes)
     values = pd.DataFrame(typed)
     _check_cpr(values, check)
     _check_rows(values, form, catalogue, rules, check)

@@ -19,8 +19,9 @@ import stat
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from studylib.errors import StudylibError
 
@@ -147,10 +148,12 @@ def keyed_token(values: pd.Series, key: bytes, purpose: str, length: int = 64) -
     """Tokens of a Series of strings (missing stays missing), hashing each distinct value once."""
     _check_key(key)
     values = pd.Series(values)
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    digests = np.array([d[:length] for d in keyed_digests([str(u) for u in uniques], key, purpose)] + [None], dtype=object)
-    out = digests[codes]  # code -1 (missing) picks the trailing None
-    return pd.Series(out, index=values.index, dtype="str", name=values.name)
+    codes, uniques = pd.factorize(values.astype("str"), use_na_sentinel=True)
+    digests = keyed_digests(pd.Index(uniques).tolist(), key, purpose)
+    if length < 64:
+        digests = [d[:length] for d in digests]
+    tokens = pc.take(pa.array(digests, type=pa.large_string()), pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.array(tokens, dtype="str"), index=values.index, name=values.name)
 
 
 def person_token(keys: pd.Series, key: bytes) -> pd.Series:

@@ -1,0 +1,185 @@
+"""Benchmark: ingest of 1,000,000 raw form rows (target: at most 30 s and 4 GiB peak memory).
+
+Builds the raw exports directly (vectorised, from the form catalogue; messy names, missing
+keys, Danish and ISO dialects), then runs ``studylib.forms.ingest.ingest`` in a fresh process
+and prints wall time, peak resident memory and the ratios to the targets.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--rows 1000000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from studylib.data import vocabularies
+from studylib.forms.catalogue import form_catalogue
+from studylib.indicators import indicator_codes
+
+TARGET_SECONDS = 30.0
+TARGET_BYTES = 4 * 1024**3
+FIRST = np.array(["Anne-Marie", "Søren", "Maria", "Jovelyn", "Blessing", "Ioana", "Bjørn", "Åse", "Grace", "Mette", "Olga", "José",
+                  "Lærke", "Mihai", "Zoë", "Renée", "Marie Louise", "Piotr", "Agnieszka", "Precious", "Juan Carlos", "Ole"])
+LAST = np.array(["Jensen", "Møller", "Nielsen", "Popescu", "Okafor", "Ærbøl", "Sørensen", "Dela Cruz", "Nowak", "Ålund", "García",
+                 "Østergård", "Kowalski", "Nguyen", "Müller", "Ionescu", "Edo-Osagie", "Hansen", "Kristiansen", "Brønnum"])
+
+
+def _names(pool: np.ndarray, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Names with messy spellings on a quarter of the records (case, Danish letters written out)."""
+    variants = np.array([[s, s.upper(), s.lower(), s.replace("ø", "oe").replace("æ", "ae").replace("å", "aa").replace("Ø", "Oe").replace("Æ", "Ae").replace("Å", "Aa")]
+                         for s in pool], dtype=object)
+    kind = np.where(rng.random(len(idx)) < 0.25, rng.integers(1, 4, len(idx)), 0)
+    return variants[idx, kind]
+
+
+def build_raw(folder: Path, rows: int, seed: int = 7) -> int:
+    """Write one export per form with ``rows`` rows in all; return the rows written."""
+    rng = np.random.default_rng(seed)
+    cat = form_catalogue()
+    n_persons = rows // 4
+    # persons: unique name/birth-date combinations via a person serial in the passport and CPR
+    sex = rng.choice(np.array(["female", "male"]), n_persons)
+    nat = rng.choice(np.array([c for c in vocabularies.NATIONALITY if c != "XX"]), n_persons)
+    born = np.datetime64("1960-01-01") + rng.integers(0, 45 * 365, n_persons).astype("timedelta64[D]")
+    born_s = pd.Series(born)
+    serial = np.arange(n_persons)
+    cpr = np.where(rng.random(n_persons) < 0.4,
+                   born_s.dt.strftime("%d%m%y").to_numpy().astype(object) + "-" + pd.Series(serial % 1000 + 4000).astype(str).to_numpy(), "")
+    passport = np.where(rng.random(n_persons) < 0.7, pd.Series(serial).map(lambda s: f"P{s:09d}").to_numpy(), "")
+    first_idx, last_idx = rng.integers(0, len(FIRST), n_persons), rng.integers(0, len(LAST), n_persons)
+    contact = np.datetime64("2015-01-01") + rng.integers(0, 10 * 365, n_persons).astype("timedelta64[D]")
+    # records: a form for each, weighted towards contacts, interviews and decisions
+    forms = np.array(vocabularies.FORM_CODES)
+    weights = np.array([12, 10, 10, 12, 12, 6, 5, 6, 6, 5, 5, 4, 1, 6], dtype=float)
+    person = rng.integers(0, n_persons, rows)
+    form = rng.choice(forms, rows, p=weights / weights.sum())
+    written = 0
+    for code in vocabularies.FORM_CODES:
+        mask = form == code
+        p = person[mask]
+        n = int(mask.sum())
+        f = cat.form(code)
+        date = contact[p] + rng.integers(0, 60, n).astype("timedelta64[D]")
+        cols: dict[str, np.ndarray] = {}
+        for field in cat.fields_of(code):
+            name = field.name
+            if name == "record_id":
+                cols[name] = np.char.add(f"{code}-", np.arange(n).astype(str))
+            elif name == "date":
+                cols[name] = pd.Series(date).dt.strftime("%Y-%m-%d").to_numpy()
+            elif name == "organisation":
+                cols[name] = rng.choice(np.array(f.submitted_by), n)
+            elif name == "first_name":
+                cols[name] = _names(FIRST, first_idx[p], rng)
+            elif name == "last_name":
+                cols[name] = _names(LAST, last_idx[p], rng)
+            elif name == "birth_date":
+                cols[name] = pd.Series(born[p]).dt.strftime("%Y-%m-%d").to_numpy()
+            elif name == "cpr":
+                cols[name] = np.where(rng.random(n) < 0.85, cpr[p], "")
+            elif name == "passport_no":
+                cols[name] = np.where(rng.random(n) < 0.85, passport[p], "")
+            elif name == "sex":
+                cols[name] = sex[p]
+            elif name == "nationality":
+                cols[name] = nat[p]
+            elif name == "phone":
+                cols[name] = np.where(rng.random(n) < 0.5, np.char.add("+45 ", rng.integers(10**7, 10**8, n).astype(str)), "")
+            elif name in ("email", "address"):
+                cols[name] = np.where(rng.random(n) < 0.3, np.char.add("x", rng.integers(0, 10**6, n).astype(str)), "")
+            elif name in ("notes", "closure_reason"):
+                cols[name] = np.where(rng.random(n) < 0.4, "Mødt ved opsøgende arbejde; \"ingen løn\", aftalt nyt møde", "")
+            elif field.type == "code":
+                codes = [c for c in field.allowed_codes() if c != "XX"]
+                cols[name] = rng.choice(np.array(codes), n)
+            elif field.type == "codes":
+                codes = np.array(indicator_codes())
+                picks = rng.integers(0, len(codes), (n, 3))
+                cols[name] = np.char.add(np.char.add(codes[picks[:, 0]], "|"), codes[picks[:, 1]])
+            elif field.type == "boolean":
+                cols[name] = rng.choice(np.array(["yes", "no"] if field.required else ["yes", "no", ""]), n)
+            elif field.type == "integer":
+                lo, hi = int(field.min or 0), int(min(field.max or 100, (field.min or 0) + 100))
+                cols[name] = rng.integers(lo, hi + 1, n).astype(str)
+            elif field.type == "decimal":
+                cols[name] = np.round(rng.uniform(0, 5000, n), 2).astype(str)
+            elif name == "end_date":  # after start_date (written just before it in catalogue order)
+                start = pd.to_datetime(pd.Series(cols["start_date"]))
+                cols[name] = (start + pd.to_timedelta(rng.integers(1, 90, n), unit="D")).dt.strftime("%Y-%m-%d").to_numpy()
+            elif field.type == "date":
+                later = date + rng.integers(1, 30, n).astype("timedelta64[D]")
+                cols[name] = pd.Series(later).dt.strftime("%Y-%m-%d").to_numpy()
+            else:
+                cols[name] = np.full(n, "")
+        if code == "F13":  # minors only: these rows carry no birth date, so the age check has nothing to say
+            cols["birth_date"] = np.full(n, "")
+            cols["cpr"] = np.full(n, "")
+        table = pa.table({k: pa.array(v.astype(str)) for k, v in cols.items()})
+        path = folder / cat.file_name(code)
+        danish = int(code[1:]) % 2 == 0
+        pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(delimiter=";" if danish else ",", quoting_style="needed"))
+        if danish:  # Danish Excel: cp1252
+            path.write_bytes(path.read_bytes().decode("utf-8").encode("cp1252", errors="replace"))
+        written += n
+    return written
+
+
+CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from studylib.forms.ingest import ingest
+raw, out = Path(sys.argv[1]), Path(sys.argv[2])
+key = bytes(range(32))
+start = time.perf_counter()
+result = ingest(raw, out, key)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak_bytes": peak, "persons": result.report["dataset"]["persons"],
+                  "events": result.report["dataset"]["events"], "rejected": result.report["rejected"]["rows"]}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--keep", type=Path, default=None, help="keep the raw exports and dataset in this folder")
+    args = parser.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    raw, out = base / "raw", base / "dataset"
+    raw.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows = build_raw(raw, args.rows)
+    size = sum(p.stat().st_size for p in raw.iterdir() if p.is_file())
+    print(f"raw exports: {rows:,} rows in 14 files, {size / 1e6:.0f} MB, built in {time.perf_counter() - t0:.1f} s")
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHILD, str(raw), str(out)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit(proc.returncode)
+        fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print(f"ingest: {fig['seconds']:.1f} s (target {TARGET_SECONDS:.0f} s, ratio {fig['seconds'] / TARGET_SECONDS:.2f}); "
+          f"{rows / fig['seconds']:,.0f} rows/s")
+    print(f"peak memory: {fig['peak_bytes'] / 1024**3:.2f} GiB (target 4 GiB, ratio {fig['peak_bytes'] / TARGET_BYTES:.2f})")
+    print(f"output: {fig['persons']:,} persons, {fig['events']:,} events, {fig['rejected']:,} rows rejected")
+    ok = fig["seconds"] <= TARGET_SECONDS and fig["peak_bytes"] <= TARGET_BYTES
+    print("within targets" if ok else "OUTSIDE TARGETS")
+    raise SystemExit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
