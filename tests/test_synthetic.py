@@ -356,6 +356,29 @@ def test_messy_records_link_back_to_their_persons(messy):
     assert rec["cpr"].str.contains("-", na=False).any() and rec["cpr"].str.fullmatch(r"\d{10}", na=False).any()
 
 
+def test_fake_personal_data_is_consistent_per_person(clean):
+    import unicodedata
+
+    frames = pd.concat([raw_frame(clean, c) for c in V.FORM_CODES], ignore_index=True)
+    with_cpr = frames[frames["cpr"] != ""]
+    assert len(with_cpr) > 100
+    # the CPR number holds the birth date (DDMMYY) and the sex (last digit even for women)
+    born = _date(with_cpr["birth_date"]).dt.strftime("%d%m%y")
+    assert (with_cpr["cpr"].str[:6] == born).all()
+    parity = with_cpr["cpr"].str[-1].astype(int) % 2
+    assert (parity[with_cpr["sex"] == "female"] == 0).all() and (parity[with_cpr["sex"] == "male"] == 1).all()
+    # one CPR number and one passport number per person, and no two persons share one
+    for key in ("cpr", "passport_no"):
+        known = frames[frames[key] != ""]
+        assert (known.groupby(key)["true_id"].nunique() == 1).all(), key
+        assert (known.groupby("true_id")[key].nunique() == 1).all(), key
+    # names as a Danish register stores them: Latin letters (transliterated from other scripts)
+    for name in pd.unique(pd.concat([frames["first_name"], frames["last_name"]])):
+        assert all(ch in " -'" or "LATIN" in unicodedata.name(ch, "") for ch in name), name
+    pop = pd.read_parquet(clean / "truth" / "population.parquet").set_index("true_id")
+    assert (frames.groupby("true_id")["nationality"].first() == pop.loc[frames.groupby("true_id").size().index, "nationality"].astype(str)).all()
+
+
 def test_no_pii_leaves_personal_fields_empty(tmp_path):
     out = synth(tmp_path / "nopii", persons=100, seed=2, pii=False)
     for code in V.FORM_CODES:

@@ -61,7 +61,7 @@ def latin_name(name: str, join_syllables: bool = False) -> str:
             tokens = ["".join(t.split()).capitalize() for t in tokens]
         name = " ".join(t for t in tokens if t)
     name = "".join(_latin_char(ch) for ch in name)
-    name = " ".join(name.replace("'", "").split())
+    name = " ".join(name.split())
     return name[:1].upper() + name[1:]
 
 
