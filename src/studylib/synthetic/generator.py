@@ -134,67 +134,81 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 # --- records: the forms with personal data and mess ---------------------------------------------
 
 
-def _records(forms: dict[str, pd.DataFrame], reg: pd.DataFrame, people: pii.PersonPII | None, profiles: ProfileSet,
-             options: SynthOptions, rng: np.random.Generator) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """Every form as its export columns (typed), plus the truth rows (form, record_id, true_id)."""
-    cat = form_catalogue()
-    mcfg = profiles.scenario.messy
-    pcfg = pii.pii_config()
-    # duplicates and row order, per form
+def _ordered(forms: dict[str, dict], options: SynthOptions, duplicate_rate: float, rng: np.random.Generator) -> dict[str, dict]:
+    """Each form's rows with duplicate submissions added (messy) and sorted by date."""
     ordered = {}
     for code in V.FORM_CODES:
         df = forms.pop(code)
         size = len(df["person"])
-        rows = messy.duplicate_rows(size, mcfg.duplicate_rate, rng) if options.messy else np.arange(size)
+        rows = messy.duplicate_rows(size, duplicate_rate, rng) if options.messy else np.arange(size)
         dup = np.r_[False, rows[1:] == rows[:-1]] if rows.size else np.zeros(0, bool)
         order = np.lexsort((rng.random(rows.size), np.asarray(df["date"])[rows]))
         df = events.take(df, rows[order])
         df["duplicate"] = dup[order]
         ordered[code] = df
-    lengths = [len(ordered[c]["person"]) for c in V.FORM_CODES]
-    person = np.concatenate([ordered[c]["person"] for c in V.FORM_CODES]).astype(np.int64)
+    return ordered
+
+
+def _person_columns(person: np.ndarray, reg: pd.DataFrame, people: pii.PersonPII | None, mcfg, messy_on: bool,
+                    rng: np.random.Generator) -> dict:
+    """The person fields of every record (``person``: row of ``reg`` per record)."""
     n = person.size
-    # person fields for all records at once
-    sex = np.array(V.SEX, dtype=object)[reg["sex"].to_numpy()][person]
-    nat = np.array(V.NATIONALITY, dtype=object)[reg["nationality"].to_numpy()][person]
-    empty = np.full(n, None, dtype=object)
-    cols = {"sex": sex, "nationality": nat}
+    cols = {
+        "sex": np.array(V.SEX, dtype=object)[reg["sex"].to_numpy()][person],
+        "nationality": np.array(V.NATIONALITY, dtype=object)[reg["nationality"].to_numpy()][person],
+    }
     if people is None:
+        empty = np.full(n, None, dtype=object)
         for name in ("first_name", "last_name", "cpr", "passport_no", "phone", "email", "address", "notes"):
             cols[name] = empty
         cols["birth_date"] = pd.array(np.zeros(n, np.int64), dtype="Int64")
         cols["birth_date"][:] = pd.NA
+        return cols
+    pcfg = pii.pii_config()
+    if messy_on:
+        keys = messy.keys_on_records(person, reg["has_cpr"].to_numpy(), reg["has_passport"].to_numpy(),
+                                     mcfg.missing_key_rate, mcfg.broken_person_rate, rng)
+        table = messy.name_variants(people.names)
+        first = table[people.first[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
+        last = table[people.last[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
     else:
-        if options.messy:
-            keys = messy.keys_on_records(person, reg["has_cpr"].to_numpy(), reg["has_passport"].to_numpy(),
-                                         mcfg.missing_key_rate, mcfg.broken_person_rate, rng)
-            table = messy.name_variants(people.names)
-            first = table[people.first[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
-            last = table[people.last[person], messy.variant_kinds(rng, n, mcfg.name_variant_rate)]
-        else:
-            keys = {k: np.ones(n, bool) for k in ("cpr", "passport", "birth_date", "names")}
-            first, last = people.names[people.first[person]], people.names[people.last[person]]
-        first = np.where(keys["names"], first, None)
-        last = np.where(keys["names"], last, None)
-        cpr = np.where(keys["cpr"], people.cpr[person], None)
-        if options.messy:
-            plain = (rng.random(n) < 0.3) & pd.notna(cpr)
-            if plain.any():  # CPR written without the hyphen
-                cpr[plain] = np.char.replace(cpr[plain].astype(str), "-", "").astype(object)
-        on = pcfg["on_record"]
-        birth = pd.array(reg["birth_day"].to_numpy(np.int64)[person], dtype="Int64")
-        birth[~keys["birth_date"]] = pd.NA
-        cols.update({
-            "first_name": first,
-            "last_name": last,
-            "birth_date": birth,
-            "cpr": cpr,
-            "passport_no": np.where(keys["passport"], people.passport[person], None),
-            "phone": np.where(rng.random(n) < on["phone"], people.phone[person], None),
-            "email": np.where(rng.random(n) < on["email"], people.email[person], None),
-            "address": np.where(rng.random(n) < on["address"], people.address[person], None),
-            "notes": pii.free_text(pcfg["notes"], first, rng.random(n) < on["notes"], rng),
-        })
+        keys = {k: np.ones(n, bool) for k in ("cpr", "passport", "birth_date", "names")}
+        first, last = people.names[people.first[person]], people.names[people.last[person]]
+    first = np.where(keys["names"], first, None)
+    last = np.where(keys["names"], last, None)
+    cpr = np.where(keys["cpr"], people.cpr[person], None)
+    if messy_on:
+        plain = (rng.random(n) < mcfg.cpr_without_hyphen_rate) & pd.notna(cpr)
+        if plain.any():
+            cpr[plain] = np.char.replace(cpr[plain].astype(str), "-", "").astype(object)
+    on = pcfg["on_record"]
+    birth = pd.array(reg["birth_day"].to_numpy(np.int64)[person], dtype="Int64")
+    birth[~keys["birth_date"]] = pd.NA
+    cols.update({
+        "first_name": first,
+        "last_name": last,
+        "birth_date": birth,
+        "cpr": cpr,
+        "passport_no": np.where(keys["passport"], people.passport[person], None),
+        "phone": np.where(rng.random(n) < on["phone"], people.phone[person], None),
+        "email": np.where(rng.random(n) < on["email"], people.email[person], None),
+        "address": np.where(rng.random(n) < on["address"], people.address[person], None),
+        "notes": pii.free_text(pcfg["notes"], first, rng.random(n) < on["notes"], rng),
+    })
+    return cols
+
+
+def _records(forms: dict[str, dict], reg: pd.DataFrame, people: pii.PersonPII | None, profiles: ProfileSet,
+             options: SynthOptions, rng: np.random.Generator) -> tuple[dict[str, dict], pa.Table]:
+    """Every form as its export columns (typed, catalogue order), plus the truth rows
+    (form, record_id, true_id, duplicate)."""
+    cat = form_catalogue()
+    mcfg = profiles.scenario.messy
+    pcfg = pii.pii_config()
+    ordered = _ordered(forms, options, mcfg.duplicate_rate, rng)
+    lengths = [len(ordered[c]["person"]) for c in V.FORM_CODES]
+    person = np.concatenate([ordered[c]["person"] for c in V.FORM_CODES]).astype(np.int64)
+    cols = _person_columns(person, reg, people, mcfg, options.messy, rng)
     out, truth = {}, []
     start = 0
     for code, length in zip(V.FORM_CODES, lengths):

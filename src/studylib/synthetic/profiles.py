@@ -308,6 +308,7 @@ class Messy(_Strict):
     missing_field_rate: Probability
     missing_key_rate: Probability
     broken_person_rate: Annotated[float, Field(ge=0, le=0.05)]
+    cpr_without_hyphen_rate: Probability
     duplicate_rate: Annotated[float, Field(ge=0, le=0.5)]
     missing_spellings: dict[str, float]
     dialects: tuple[Dialect, ...] = Field(min_length=1)
