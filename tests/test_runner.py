@@ -19,6 +19,7 @@ from pypdf import PdfReader
 
 from runner_fixtures import ROOT, make_dataset, make_project, write_study
 from studylib.data import read_dataset
+from studylib.privacy.tokens import new_key, read_key
 from studylib.runner.batch import BatchSettings, plan_batch, run_batch
 from studylib.runner.export import headings, to_pdf
 from studylib.runner.study import find_studies
@@ -36,9 +37,11 @@ def project(tmp_path_factory):
     make_project(root, dataset, DEFAULT)
     tmp = root / "tmp"
     tmp.mkdir()
+    key = new_key(root / "study.key")  # the audit looks for it in every output; no kernel ever sees it
     settings = BatchSettings(reports=root / "reports", workers=2, studies_dir=root / "studies")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tempfile, "tempdir", str(tmp))
+        mp.setenv("STUDYLIB_KEY_FILE", str(key))
         result = run_batch(find_studies(root / "studies"), settings)
     return root, dataset, settings, result, tmp
 
@@ -120,12 +123,13 @@ def test_manifest_records_parameters_hashes_timings_audit_and_no_personal_data(p
         assert manifest["template"]["sha256"] == hashlib.sha256(Path(manifest["template"]["path"]).read_bytes()).hexdigest()
         assert manifest["data"]["content_hash"] == json.loads((dataset / "dataset.json").read_text())["content_hash"]
         assert set(manifest["timings"]) >= {"execute", "html", "pdf", "total"} and manifest["timings"]["total"] > 0
-        assert manifest["audit"]["status"] in ("passed", "unavailable")
+        assert manifest["audit"]["status"] == "passed" and manifest["audit"]["key_checked"] is True
+        assert manifest["audit"]["files"] == ["notebook.ipynb", "report.html", "report.pdf"]
         for name, entry in manifest["files"].items():
             assert entry["sha256"] == hashlib.sha256((root / "reports" / key / name).read_bytes()).hexdigest()
         html_text = _html(root, key)
         assert not any(t in text or t in html_text for t in tokens), "no person token leaves the dataset"
-        assert "KEY" not in text.upper().replace("KEYS", "")
+        assert read_key(root / "study.key").hex() not in text + html_text
 
 
 def test_index_lists_every_study_with_status_and_links(project):

@@ -35,6 +35,7 @@ DRILL = [
     ("code", "time.sleep(seconds)"),
     ("code", "if mode == 'raise':\n    raise ValueError('the data say no')\nif mode == 'die':\n    os._exit(3)\n"
              "if mode == 'hang':\n    time.sleep(3600)\nif mode == 'big':\n    print('x' * 3_000_000)"),
+    ("code", "if mode == 'leak':\n    from IPython.display import HTML, display\n    display(HTML('<table><tr><td>persons</td><td>3</td></tr></table>'))"),
     ("md", "## Done"),
     ("code", "print('done')"),
 ]
@@ -94,7 +95,7 @@ def drill(tmp_path_factory):
     root = tmp_path_factory.mktemp("drill")
     data = make_dataset(root / "dataset", n=60)
     _template(root / "templates" / "drill.ipynb")
-    for name in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow"):
+    for name in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow", "f_leak"):
         _study(root, name, data)
     tmp = root / "tmp"
     tmp.mkdir()
@@ -102,7 +103,7 @@ def drill(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tempfile, "tempdir", str(tmp))
         first = run_batch(find_studies(root / "studies"), settings)
-    assert [o.status for o in first.outcomes] == ["published"] * 5, [o.message for o in first.outcomes]
+    assert [o.status for o in first.outcomes] == ["published"] * 6, [o.message for o in first.outcomes]
     return root, data, settings, tmp
 
 
@@ -110,12 +111,13 @@ def drill(tmp_path_factory):
 def faulty(drill):
     """The same studies gone wrong in four ways, run as one batch."""
     root, data, settings, tmp = drill
-    before = {k: _good(settings.reports, k) for k in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow")}
+    before = {k: _good(settings.reports, k) for k in ("f_ok", "f_raise", "f_die", "f_hang", "f_slow", "f_leak")}
     _study(root, "f_ok", data, seconds=0.1)
     _study(root, "f_raise", data, mode="raise")
     _study(root, "f_die", data, mode="die")
     _study(root, "f_hang", data, cell=2, mode="hang")
     _study(root, "f_slow", data, report=3, seconds=60)
+    _study(root, "f_leak", data, mode="leak")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tempfile, "tempdir", str(tmp))
         result = run_batch(find_studies(root / "studies"), settings)
@@ -134,6 +136,16 @@ def test_other_reports_complete_and_each_failure_names_study_cell_and_why(faulty
     assert by_key["f_hang"].message == f"f_hang: {cell}: ran longer than the cell timeout of 2 s"
     assert by_key["f_slow"].message.startswith("f_slow: cell 5 ('time.sleep(seconds)', section 'Work'): the report ran longer than its timeout of 3 s")
     assert [by_key[k].kind for k in ("f_raise", "f_die", "f_hang", "f_slow")] == ["error", "kernel_died", "cell_timeout", "report_timeout"]
+
+
+def test_a_report_that_fails_the_audit_is_never_published(faulty, drill):
+    result, before = faulty
+    reports = drill[2].reports
+    leak = next(o for o in result.outcomes if o.key == "f_leak")
+    assert leak.status == "failed" and leak.kind == "audit"
+    assert leak.message.startswith("f_leak: the disclosure audit failed: ") and "table without the safe marker" in leak.message
+    assert _good(reports, "f_leak") == before["f_leak"]
+    assert sorted(p.name for p in (reports / "f_leak" / "failed").iterdir()) == ["failure.json", "notebook.ipynb", "run.log"]
 
 
 def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, drill):
@@ -155,7 +167,7 @@ def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, d
     assert _leftovers(reports) == []
     assert _kernel_folders(tmp) == []
     index = (reports / "index.html").read_text()
-    assert index.count("class=\"status-failed\"") == 4 and "f_raise/failed/run.log" in index
+    assert index.count("class=\"status-failed\"") == 5 and "f_raise/failed/run.log" in index
 
 
 def test_a_failure_is_superseded_by_the_next_good_run(drill, faulty):

@@ -17,6 +17,7 @@ from studylib.errors import ValidationError
 from studylib.privacy.rounding import BASES
 from studylib.runner.batch import BatchSettings, plan_batch
 from studylib.runner.study import Disclosure, accepts, combination_name, parameter_problems, read_study, reports_of
+from studylib.runner.kernel import kernel_environment
 from studylib.runner.template import TemplateError, template_parameters
 
 
@@ -141,3 +142,9 @@ def test_every_template_and_study_is_stored_as_data():
         nb = json.loads(path.read_text())
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]), path.name
         assert "data_dir" in template_parameters(path), path.name
+
+
+def test_a_kernel_gets_the_study_settings_but_never_a_secret():
+    env = kernel_environment({"STUDYLIB_MIN_CELL": "10"}, base={"HOME": "/home/x", "STUDYLIB_KEY_FILE": "/k", "AWS_SECRET_ACCESS_KEY": "s", "DB_PASSWORD": "p"})
+    assert env["STUDYLIB_MIN_CELL"] == "10" and env["HOME"] == "/home/x" and env["PYTHONHASHSEED"] == "0"
+    assert not {"STUDYLIB_KEY_FILE", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"} & set(env)

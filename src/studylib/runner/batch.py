@@ -31,7 +31,7 @@ from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.runner import publish
 from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
-from studylib.runner.study import DATA_PARAMETER, Report, Study, find_studies, parameter_problems, read_study, reports_of
+from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,8 @@ def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
     """Read and check every study; skip current reports; check parameters of the rest."""
     done: list[Outcome] = []
     studies: list[Study] = []
+    if any(_wants_demo(Path(f)) for f in files):
+        _ensure_demo()
     for file in files:
         try:
             studies.append(read_study(file))
@@ -134,6 +136,24 @@ def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
         report = next(r for r in to_run if r.study.id == study_id)
         done.append(Outcome(study_id, study_id, report.study.title, "invalid", message))
     return Plan(run=run, done=done)
+
+
+def _wants_demo(file: Path) -> bool:
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and raw.get("data") == DEMO_DATA
+
+
+def _ensure_demo() -> None:
+    """(Re)create the demo dataset once, before the studies that use it are read (a no-op when current)."""
+    from studylib.demo import ensure_demo_dataset
+
+    try:
+        ensure_demo_dataset()
+    except StudylibError:
+        pass  # the studies that need it report the missing dataset, naming file and key
 
 
 def _check_parameters(reports: list[Report]) -> dict[str, str]:
@@ -282,7 +302,7 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
     provenance = [
         ("Study", report.study.id),
         *([("Report", report.key)] if report.combination else []),
-        ("Data hash", data["content_hash"] or "unknown"),
+        ("Data hash", f"sha256:{data['content_hash']}" if data["content_hash"] else "unknown"),
         ("Template", f"{report.study.template.name} sha256 {template_sha}"),
         ("Library", f"studylib {versions['studylib']} · papermill {versions['papermill']} · nbconvert {versions['nbconvert']} · WeasyPrint {versions['weasyprint']}"),
         ("Run", f"{started_at.isoformat(timespec='seconds')} · executed in {timings['execute']:.1f} s"),
@@ -317,8 +337,7 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
 def _audit(report: Report, stage: Path, nb):
     from studylib.runner.gate import audit_report
 
-    disclosure = report.study.spec.disclosure
-    verdict = audit_report((stage / "report.html").read_text(), nb, disclosure.min_cell, disclosure.rounding)
+    verdict = audit_report(stage, report.study.spec.disclosure.min_cell, report.study.data)
     if "html" not in report.study.spec.formats:
         (stage / "report.html").unlink(missing_ok=True)
     return verdict

@@ -1,41 +1,66 @@
 """The gate between a finished report and its publication: the disclosure audit.
 
-:func:`audit_report` runs :mod:`studylib.privacy.audit` on the report's HTML (and the
-executed notebook) with the study's disclosure settings and returns a verdict the manifest
-records. A report whose verdict is not ``passed`` is never published.
+:func:`audit_report` runs :mod:`studylib.privacy.audit` on everything a run produced (the
+executed notebook, the HTML page, the PDF) with the study's minimum cell and, when it is
+known, the key and the deny list (``STUDYLIB_KEY_FILE``, ``STUDYLIB_DENY_LIST``; the demo
+key for the demo dataset), so that neither the key nor a person token nor a listed name can
+slip through. A report whose verdict is not ``passed`` is never published; the manifest
+records the verdict (masked findings only, never the text found).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from studylib import paths
+
+KEY_VARIABLE = "STUDYLIB_KEY_FILE"
+DENY_LIST_VARIABLE = "STUDYLIB_DENY_LIST"
 
 
 @dataclass(frozen=True)
 class Verdict:
     """The audit's verdict on one report."""
 
-    status: str  # passed | failed | unavailable
+    passed: bool
     findings: list[str] = field(default_factory=list)
-    detail: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def passed(self) -> bool:
-        return self.status in ("passed", "unavailable")
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "findings": list(self.findings), **self.detail}
+        return {"status": self.status, **self.record}
 
 
-def audit_available() -> bool:
-    return importlib.util.find_spec("studylib.privacy.audit") is not None
+def audit_key(data: Path) -> tuple[Path | None, Path | None]:
+    """The key file and deny list the audit may use for this dataset (never read by a kernel)."""
+    key = os.environ.get(KEY_VARIABLE)
+    deny = os.environ.get(DENY_LIST_VARIABLE)
+    if key:
+        return Path(key), Path(deny) if deny else None
+    demo_key = paths.demo_key_file()
+    try:
+        is_demo = data.resolve() == paths.demo_dataset_dir().resolve()
+    except OSError:
+        is_demo = False
+    return (demo_key if is_demo and demo_key.is_file() else None), None
 
 
-def audit_report(page_html: str, notebook: Any, min_cell: int, rounding: int | None) -> Verdict:
-    """Audit a report before publication."""
-    if not audit_available():
-        return Verdict("unavailable", detail={"note": "studylib.privacy.audit is not installed; report published without audit"})
-    from studylib.privacy import audit  # noqa: F401  (wired in once the audit lands)
+def audit_report(stage: Path, min_cell: int, data: Path) -> Verdict:
+    """Audit every notebook, HTML page and PDF in a run's staging folder."""
+    from studylib.privacy.audit import audit_path
 
-    return Verdict("unavailable", detail={"note": "audit not wired yet"})
+    key, deny_list = audit_key(data)
+    result = audit_path(stage, min_cell=min_cell, deny_list=deny_list, key=key)
+    record = result.as_dict()
+    record.pop("status", None)
+    prefix = f"{stage}{os.sep}"
+    record["files"] = [f.removeprefix(prefix) for f in record["files"]]
+    for finding in record["findings"]:
+        finding["file"] = finding["file"].removeprefix(prefix)
+    return Verdict(result.passed, [str(f).removeprefix(prefix) for f in result.findings], record)
