@@ -478,6 +478,8 @@ def test_foreign_folder_is_never_replaced(tmp_path):
         ("demo.yaml", lambda t: t.replace("heterogeneity_sd: 1.0", "heterogeneity_sd: lots"), "key capture.heterogeneity_sd"),
         ("agriculture.yaml", lambda t: t.replace("sector: agriculture", "sector: [agriculture"), "not valid YAML"),
         ("construction.yaml", lambda t: t.replace("coercive_recruitment: 0.06,", "coercion_by_magic: 0.06,", 1), "unknown dimension"),
+        ("hospitality.yaml", lambda t: re.sub(r"(visibility: \{[^}]*\})", lambda m: re.sub(r": 0\.\d+", ": 0.0", m.group(1)), t),
+         "key visibility"),
     ],
 )
 def test_malformed_profile_fails_naming_file_and_key(tmp_path, profile_copy, file, edit, key):

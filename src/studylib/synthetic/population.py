@@ -16,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from studylib.data import vocabularies as V
+from studylib.errors import ConfigError
 from studylib.synthetic import capture as cap
 from studylib.synthetic.nationalities import eu_mask
 from studylib.synthetic.profiles import ProfileSet, SectorProfile
 
 EPOCH = np.datetime64("1970-01-01", "D")
+MAX_TRUE_PER_REGISTERED = 1000  # a guard against profiles nobody can see
 DK = V.NATIONALITY.index("DK")
 
 
@@ -137,6 +139,9 @@ def simulate_cell(profile: SectorProfile, profiles: ProfileSet, year: int, targe
     parts: list[Draw] = []
     got, drawn = 0, 0
     while got < target:
+        if drawn > MAX_TRUE_PER_REGISTERED * target + 100_000:
+            raise ConfigError(f"{profile.sector}.yaml: key visibility: so low that {drawn:,} persons were drawn "
+                              f"for {got} of {target} registrations in {year}; raise the chances")
         rate = (got / drawn) if got else p_guess * 0.8
         m = int(math.ceil((target - got) / max(rate, 1e-4) * 1.1)) + 16
         d = draw_persons(profile, profiles, year, m, rng)

@@ -159,7 +159,10 @@ class SectorProfile(_Strict):
     @field_validator("visibility")
     @classmethod
     def _vis(cls, v):
-        return _probabilities(v, vocabularies.ORGANISATION, "visibility")
+        v = _probabilities(v, vocabularies.ORGANISATION, "visibility")
+        if not any(p > 0 for p in v.values()):
+            raise ValueError("visibility: no organisation can register anyone (all chances are 0)")
+        return v
 
 
 # --- scenario ---------------------------------------------------------------------------------
