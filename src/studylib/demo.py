@@ -35,10 +35,10 @@ def demo_inputs() -> dict:
     return {
         "studylib_version": __version__,
         "profiles": _file_hashes(paths.profiles_dir(), "*.yaml"),
-        "catalogues": {
-            name: hashlib.sha256((package / name).read_bytes()).hexdigest()
-            for name in ("forms/catalogue.yaml", "indicators/catalogue.yaml", "forms/linkage_rules.yaml")
-            if (package / name).is_file()
+        # the catalogues, linkage rules and generator data shipped in the package
+        "package_data": {
+            str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(package.rglob("*.yaml"))
         },
     }
 
