@@ -269,3 +269,92 @@ def test_a_protected_table_never_shows_its_true_counts():
     text = repr(protected)
     assert "suppression" in text and "min cell 5" in text
     assert "50" not in text and "60" not in text
+
+
+# ---------------------------------------------------------------- what notebooks show
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch):
+    from studylib.report import settings
+
+    monkeypatch.delenv("STUDYLIB_MIN_CELL", raising=False)
+    monkeypatch.delenv("STUDYLIB_ROUNDING", raising=False)
+    settings.reset()
+    yield settings
+    settings.reset()
+
+
+def test_the_study_settings_reach_every_table_from_the_environment(fresh_settings, monkeypatch):
+    from studylib.report import safe_table
+
+    monkeypatch.setenv("STUDYLIB_MIN_CELL", "10")
+    monkeypatch.setenv("STUDYLIB_ROUNDING", "none")
+    table = pd.Series([7, 30, 45], index=pd.Index(["a", "b", "c"], name="region"))
+    shown = safe_table(table, caption="Persons by region")
+    assert shown.protected.min_cell == 10
+    html = shown.to_html()
+    assert "&lt;10" in html and '"min_cell": 10' in html.replace("&quot;", '"')
+    assert ">7<" not in html  # 7 is below the minimum cell of 10
+    assert "fewer than 10 persons" in html
+
+
+def test_configure_overrides_the_environment_and_rounding_shows_multiples(fresh_settings, monkeypatch):
+    from studylib.report import configure, safe_table
+
+    monkeypatch.setenv("STUDYLIB_MIN_CELL", "10")
+    configure(min_cell=5, rounding=5)
+    shown = safe_table(pd.DataFrame([[3, 12], [26, 41]], index=["a", "b"], columns=["x", "y"]))
+    cells = shown.cells().to_numpy().ravel().tolist()
+    assert all(int(c) % 5 == 0 for c in cells)
+    assert '"rule": "rounding"' in shown.to_html().replace("&quot;", '"')
+    with pytest.raises(Exception, match="rounding"):
+        configure(rounding=4)
+
+
+def test_bad_settings_in_the_environment_name_the_variable(fresh_settings, monkeypatch):
+    from studylib.errors import ConfigError
+
+    monkeypatch.setenv("STUDYLIB_MIN_CELL", "five")
+    with pytest.raises(ConfigError, match="STUDYLIB_MIN_CELL"):
+        fresh_settings.current_settings()
+
+
+def test_a_table_protected_below_the_study_minimum_is_refused(fresh_settings):
+    from studylib.report import configure, safe_figure, safe_table
+
+    configure(min_cell=5)
+    weak = protect_table(pd.Series([3, 40, 50]), min_cell=3)
+    with pytest.raises(DisclosureError, match="minimum cell 3"):
+        safe_table(weak)
+    with pytest.raises(DisclosureError, match="sources"):
+        from matplotlib.figure import Figure
+
+        safe_figure(Figure())
+
+
+def test_a_chart_never_draws_a_hidden_value_and_says_so(fresh_settings):
+    from studylib.report import safe_figure
+
+    ages = pd.Series([2, 10, 30, 0, 7], index=pd.Index(["0-14", "15-17", "18-24", "25-34", "35-44"], name="age band"))
+    figure = safe_figure(ages, kind="bar", caption="Persons by age", ylabel="persons")
+    hidden = [label for label, h in figure_hidden(ages).items() if h]
+    assert hidden and figure.note.startswith("Not drawn: " + ", ".join(hidden))
+    assert figure.png.startswith(b"\x89PNG")
+    drawn = sorted(bar.get_height() for bar in figure.figure.axes[0].patches)
+    published = protect_table(ages).published.drop("Total")
+    assert drawn == sorted(float(v) for v in published.dropna())
+    assert 2.0 not in drawn and 7.0 not in drawn
+    html = figure.to_html()
+    assert html.startswith('<figure class="studylib-figure" data-studylib-safe=')
+    assert "Persons by age" in html and "0-14" in figure.alt
+
+
+def figure_hidden(table):
+    return protect_table(table).suppressed.drop("Total")
+
+
+def test_margins_already_in_a_table_are_refused():
+    crosstab = pd.crosstab(pd.Series(["a", "b", "a"], name="x"), pd.Series(["u", "v", "v"], name="y"), margins=True)
+    with pytest.raises(DisclosureError, match="All"):
+        protect_table(crosstab)

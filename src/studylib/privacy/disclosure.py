@@ -31,6 +31,8 @@ from studylib.privacy.rounding import BASES, controlled_rounding
 from studylib.privacy.suppression import Rule, add_hypercubes, cell_costs, protect_linked
 
 TOTAL = "Total"
+#: Labels that mean a table already carries margins (ours, and pandas' crosstab/pivot_table).
+MARGIN_LABELS = (TOTAL, "All")
 
 
 class DisclosureError(StudylibError):
@@ -386,13 +388,13 @@ def _table_array(table, margins: bool) -> tuple[np.ndarray, _Layout]:
         values = _counts(table)
 
     values = np.rint(values).astype(np.int64)
+    clash = [(names[a], label) for a, level in enumerate(levels) for label in level if str(label) in MARGIN_LABELS]
+    if clash:
+        raise DisclosureError(
+            f"the table already has a margin ({clash[0][1]!r} on {clash[0][0] or 'an axis'}); pass the table "
+            "without margins (no margins=True in pd.crosstab): protect_table adds and protects them"
+        )
     if margins:
-        clash = [(names[a], label) for a, level in enumerate(levels) for label in level if str(label) == TOTAL]
-        if clash:
-            raise DisclosureError(
-                f"the table already has a {TOTAL!r} label on {clash[0][0] or 'an axis'}; "
-                "pass the table without margins, protect_table adds them"
-            )
         for axis in range(values.ndim):
             values = np.concatenate([values, values.sum(axis=axis, keepdims=True)], axis=axis)
         levels = [level + (TOTAL,) for level in levels]

@@ -45,23 +45,25 @@ RULES = {
 _A = r"(?<![0-9A-Za-z])"
 _Z = r"(?![0-9A-Za-z])"
 _SEP = r"[ \u00a0.\-]"
-_CPR = re.compile(
-    rf"(?:{_A}|(?<=cpr)|(?<=CPR)|(?<=Cpr))[:#.]?[ \u00a0]?(\d\d)(\d\d)(\d\d)[-\u2010\u2011\u2013]?(\d{{4}}){_Z}"
-)
+# one pass over the digit runs of a text: 6 digits, an optional dash, then 4 digits (CPR) or 2 (8 digits)
+_DIGITS = re.compile(rf"{_A}(\d\d)(\d\d)(\d\d)([-\u2010\u2011\u2013]?)(\d{{4}}|\d\d){_Z}")
+_CPR_AFTER_WORD = re.compile(r"cpr(?:-?nr|nummer)?[.:#]?[ \u00a0]?(\d\d)(\d\d)\d\d[-\u2010\u2011\u2013]?\d{4}(?![0-9a-z])")
 _PHONE_PREFIXED = re.compile(rf"(?<![\w+])(?:\+|00)[ \u00a0]?45\)?{_SEP}?(?:\d{_SEP}?){{7}}\d(?!\d)")
+_CUES = re.compile(r"tlf|tel|phone|mob|cell|sms|ring|whatsapp|kontakt|pas|cpr")
 _PHONE_CUE = re.compile(
-    r"(?i)\b(?:tlf|tel|telefon|telephone|phone|mobil|mobile|mob|cell|sms|ring|whatsapp|kontakt)\b[^\w\n]{0,6}"
+    r"\b(?:tlf|tel|telefon|telephone|phone|mobil|mobile|mob|cell|sms|ring|whatsapp|kontakt)\b[^\w\n]{0,6}"
     rf"((?:\d\d{_SEP}){{3}}\d\d|\d{{4}}{_SEP}\d{{4}})(?![\d])"
 )
-_PHONE_BARE = re.compile(r"(?<![\w.,+\-/#=])([2-9]\d{7})(?![\w]|[.,]\d)")
+_PASSPORT_CUE = re.compile(r"\b(?:pas|pass|passport|pasnummer|pasnr|passnr)\b\.?(?:\s*(?:no|nr|number|nummer)\.?)?[\s:#]*([a-z0-9]{6,9})\b")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_CAPS_DIGITS = re.compile(r"[A-Z]\d\d")
 _IBAN = re.compile(rf"{_A}([A-Z]{{2}}\d\d(?:[ ]?[A-Z0-9]{{4}}){{2,7}}(?:[ ]?[A-Z0-9]{{1,3}})?){_Z}")
 _PASSPORT = re.compile(rf"{_A}[A-Z]{{1,2}}\d{{6,8}}{_Z}")
-_PASSPORT_CUE = re.compile(r"(?i)\b(?:pas|pass|passport|pasnummer|pasnr|passnr)\b\.?(?:\s*(?:no|nr|number|nummer)\.?)?[\s:#]*([A-Z0-9]{6,9})\b")
+_RUN = re.compile(r"[A-Za-z0-9+/_-]{24,}={0,2}")
 _HEX = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{24,}(?![0-9a-fA-F])")
-_B64 = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{24,}={0,2}")
 _EXEMPT_HASH = re.compile(r"(?i)(?:sha256|sha1|md5)[: ]$")
-_DATA_URI = re.compile(r"data:[\w/+.-]+(?:;[\w=.-]+)*;base64,[A-Za-z0-9+/=\s]+")
+_DATA_URI = re.compile(r"data:[\w/+.-]+(?:;[\w=.-]+)*;base64,[A-Za-z0-9+/=]+")
+_NOT_BEFORE_PHONE = set(".,+-/#=_")
 
 _IBAN_LENGTH = {"DK": 18, "FO": 18, "GL": 18, "NO": 15, "SE": 24, "FI": 18, "DE": 22, "GB": 22, "NL": 18,
                 "BE": 16, "FR": 27, "ES": 24, "IT": 27, "PL": 28, "RO": 24, "BG": 22, "LT": 20, "LV": 21,
@@ -88,41 +90,55 @@ class TextScanner:
         self._key_forms = _key_forms(key) if key else []
         self._key_hex = key.hex() if key else ""
         self._key_b64 = [f.rstrip("=") for f in self._key_forms if not re.fullmatch(r"[0-9a-fA-F]+", f)]
+        self._seen: dict[str, bool] = {}
 
     def scan(self, text: str) -> list[Match]:
-        """Everything found in ``text``, in order of position."""
+        """Everything found in ``text``, in order of position (offsets into ``text`` with any
+        data URI shortened to ``data:``; lines are the same)."""
         if not text:
             return []
-        text = _DATA_URI.sub(lambda m: " " * len(m.group()), text) if "base64," in text else text
-        found: list[Match] = []
-        found += self._cpr(text)
-        found += self._phones(text)
-        found += [Match("email", m.start(), _mask_email(m.group())) for m in _EMAIL.finditer(text)]
-        found += self._ibans(text)
-        found += [Match("passport", m.start(), _mask(m.group())) for m in _PASSPORT.finditer(text)]
-        found += [Match("passport", m.start(1), _mask(m.group(1))) for m in _PASSPORT_CUE.finditer(text)
-                  if re.search(r"\d", m.group(1))]
+        text = strip_data_uris(text)
+        found = self._digit_runs(text)
+        if "45" in text:
+            found += [Match("phone", m.start(), "+45 ########") for m in _PHONE_PREFIXED.finditer(text)]
+        if "@" in text:
+            found += [Match("email", m.start(), _mask_email(m.group())) for m in _EMAIL.finditer(text)]
+        if _CAPS_DIGITS.search(text):
+            found += self._ibans(text)
+            found += [Match("passport", m.start(), _mask(m.group())) for m in _PASSPORT.finditer(text)]
+        lowered = text.lower()
+        if len(lowered) == len(text) and _CUES.search(lowered):
+            found += self._after_cues(lowered)
         found += self._keys_and_tokens(text)
         if self.deny_list is not None:
             found += self._denied(text)
         found.sort(key=lambda m: m.start)
         return _dedupe(found)
 
-    def _cpr(self, text: str) -> list[Match]:
+    def _digit_runs(self, text: str) -> list[Match]:
+        """CPR numbers (6 + 4 digits) and phone numbers written as 8 digits, in one pass."""
         out = []
-        for m in _CPR.finditer(text):
-            day, month = int(m.group(1)), int(m.group(2))
-            if _valid_day_month(day, month):
-                out.append(Match("cpr", m.start(1), "######-####"))
+        for m in _DIGITS.finditer(text):
+            day, month, _, dash, tail = m.groups()
+            if len(tail) == 4:
+                if _valid_day_month(int(day), int(month)):
+                    out.append(Match("cpr", m.start(), "######-####"))
+            elif not dash and day[0] not in "01":
+                before = text[m.start() - 1] if m.start() else " "
+                after = text[m.end():m.end() + 2]
+                if before not in _NOT_BEFORE_PHONE and not (after[:1] in (".", ",") and after[1:2].isdigit()):
+                    if not _is_date(m.group().replace("-", "")):
+                        out.append(Match("phone", m.start(), "########"))
         return out
 
-    def _phones(self, text: str) -> list[Match]:
-        out = [Match("phone", m.start(), "+45 ########") for m in _PHONE_PREFIXED.finditer(text)]
-        out += [Match("phone", m.start(1), "## ## ## ##") for m in _PHONE_CUE.finditer(text)]
-        for m in _PHONE_BARE.finditer(text):
-            digits = m.group(1)
-            if not _is_date(digits):
-                out.append(Match("phone", m.start(1), "########"))
+    def _after_cues(self, lowered: str) -> list[Match]:
+        """Numbers that follow a word such as tlf, phone, cpr or passport (text in lower case)."""
+        out = [Match("phone", m.start(1), "## ## ## ##") for m in _PHONE_CUE.finditer(lowered)]
+        out += [Match("passport", m.start(1), _mask(m.group(1).upper())) for m in _PASSPORT_CUE.finditer(lowered)
+                if re.search(r"\d", m.group(1))]
+        if "cpr" in lowered:
+            out += [Match("cpr", m.start(1), "######-####") for m in _CPR_AFTER_WORD.finditer(lowered)
+                    if _valid_day_month(int(m.group(1)), int(m.group(2)))]
         return out
 
     def _ibans(self, text: str) -> list[Match]:
@@ -142,21 +158,28 @@ class TextScanner:
             while start >= 0:
                 out.append(Match("key", start, "[the key]"))
                 start = text.find(form, start + 1)
-        for m in _HEX.finditer(text):
-            run = m.group()
-            if self._key_hex and (run.lower() in self._key_hex or self._key_hex in run.lower()):
-                out.append(Match("key", m.start(), "[part of the key]"))
-            elif len(run) >= 32 and re.search(r"[a-fA-F]", run) and not _EXEMPT_HASH.search(text[max(0, m.start() - 7):m.start()]):
-                out.append(Match("token", m.start(), f"{run[:4]}... ({len(run)} hex digits)"))
-        if self._key_b64:
-            for m in _B64.finditer(text):
-                run = m.group().rstrip("=")
-                if any(run in form or form in run for form in self._key_b64):
-                    out.append(Match("key", m.start(), "[part of the key]"))
+        for run in _RUN.finditer(text):
+            value = run.group()
+            if self._key_b64 and any(value.rstrip("=") in f or f in value for f in self._key_b64):
+                out.append(Match("key", run.start(), "[part of the key]"))
+            for m in _HEX.finditer(value):
+                hexes, start = m.group(), run.start() + m.start()
+                if self._key_hex and (hexes.lower() in self._key_hex or self._key_hex in hexes.lower()):
+                    out.append(Match("key", start, "[part of the key]"))
+                elif len(hexes) >= 32 and re.search(r"[a-fA-F]", hexes) and not _EXEMPT_HASH.search(text[max(0, start - 7):start]):
+                    out.append(Match("token", start, f"{hexes[:4]}... ({len(hexes)} hex digits)"))
         return out
 
+    def _listed(self, groups: list[str]) -> set[str]:
+        """The word groups on the deny list (each group hashed once per scanner)."""
+        new = [g for g in groups if g not in self._seen]
+        if new:
+            hits = self.deny_list.lookup(new, self.key)
+            self._seen.update((g, g in hits) for g in new)
+        return {g for g in groups if self._seen[g]}
+
     def _denied(self, text: str) -> list[Match]:
-        hits = self.deny_list.lookup(_word_groups(fold_text(text), self.deny_list.max_words), self.key)
+        hits = self._listed(_word_groups(fold_text(text), self.deny_list.max_words))
         if not hits:
             return []
         out, left = [], set(hits)
@@ -176,10 +199,15 @@ class TextScanner:
 def _word_groups(folded: str, longest: int) -> list[str]:
     """Every word and group of up to ``longest`` neighbouring words, once each."""
     words = WORD.findall(folded)
-    groups = dict.fromkeys(words)
+    groups = set(words)
     for size in range(2, longest + 1):
-        groups.update(dict.fromkeys(" ".join(words[i:i + size]) for i in range(len(words) - size + 1)))
+        groups.update(map(" ".join, zip(*(words[k:] for k in range(size)))))
     return list(groups)
+
+
+def strip_data_uris(text: str) -> str:
+    """The text with every base64 data URI (an embedded picture or font) shortened to ``data:``."""
+    return _DATA_URI.sub("data:", text) if "base64," in text else text
 
 
 def line_starts(text: str) -> list[int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -46,6 +46,7 @@ class SafeFigure:
     note: str | None = None
     alt: str = ""
     number: int = 0
+    figure: Figure | None = field(default=None, repr=False, compare=False)  # the matplotlib figure drawn
 
     def to_html(self) -> str:
         data = base64.b64encode(self.png).decode("ascii")
@@ -114,7 +115,7 @@ def safe_figure(
     if shares is not None:
         note = f"Percentages computed from published counts only. {note or ''}".strip()
     alt = _alt_text(figure, kind, caption)
-    return SafeFigure(png, protected.marker(), caption, note, alt, next_number("figure"))
+    return SafeFigure(png, protected.marker(), caption, note, alt, next_number("figure"), figure)
 
 
 def _wrap_figure(figure: Figure, caption, sources, settings) -> SafeFigure:
@@ -137,7 +138,7 @@ def _wrap_figure(figure: Figure, caption, sources, settings) -> SafeFigure:
     except Exception:  # noqa: BLE001 - closing is a courtesy
         pass
     note = disclosure_note(strictest, any(bool(s.suppressed.to_numpy().any()) for s in checked))
-    return SafeFigure(png, strictest.marker(), caption, note, alt, next_number("figure"))
+    return SafeFigure(png, strictest.marker(), caption, note, alt, next_number("figure"), figure)
 
 
 def _drawable(protected: ProtectedTable, shares):
