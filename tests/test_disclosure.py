@@ -210,9 +210,10 @@ def test_without_margins_only_primary_cells_are_hidden():
 
 
 @settings(max_examples=80, deadline=None)
-@given(table=tables(), base=st.sampled_from([3, 5]))
-def test_controlled_rounding_keeps_margins_additive_in_multiples_of_the_base(table, base):
-    protected = protect_table(table, rounding=base)
+@given(table=tables(), base=st.sampled_from([3, 5]), data=st.data())
+def test_controlled_rounding_keeps_margins_additive_in_multiples_of_the_base(table, base, data):
+    min_cell = data.draw(st.integers(2, 2 * base - 1))
+    protected = protect_table(table, rounding=base, min_cell=min_cell)
     shown = protected.published.to_numpy(dtype="int64")
     counts = protected.counts.to_numpy()
     assert (shown % base == 0).all()
@@ -226,9 +227,12 @@ def test_controlled_rounding_keeps_margins_additive_in_multiples_of_the_base(tab
     assert attack(protected)["safe"].all()
 
 
-def test_rounding_refuses_disclosive_zeros():
+def test_rounding_refuses_what_it_cannot_protect():
     with pytest.raises(DisclosureError, match="zeros"):
         protect_table(pd.Series([1, 2, 3]), rounding=5, zeros_disclosive=True)
+    # a published 3 means 1 to 5: base 3 cannot protect a minimum cell of 6
+    with pytest.raises(DisclosureError, match="base 3 cannot protect a minimum cell of 6"):
+        protect_table(pd.Series([1, 2, 3]), rounding=3, min_cell=6)
 
 
 # ---------------------------------------------------------------- shares, rates, input

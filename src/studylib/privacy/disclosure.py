@@ -54,6 +54,12 @@ class DisclosureSettings:
             problems.append(f"min_cell must be a whole number of at least 2, not {self.min_cell!r}")
         if self.rounding is not None and self.rounding not in BASES:
             problems.append(f"rounding must be one of {BASES} or none, not {self.rounding!r}")
+        if self.rounding is not None and self.rounding in BASES and isinstance(self.min_cell, int) \
+                and self.min_cell > 2 * self.rounding - 1:
+            problems.append(
+                f"rounding to base {self.rounding} cannot protect a minimum cell of {self.min_cell} (a published "
+                f"{self.rounding} means 1 to {2 * self.rounding - 1}); use base 5 or suppression"
+            )
         if self.rounding is not None and self.zeros_disclosive:
             problems.append("rounding publishes zeros as zero, so it cannot protect disclosive zeros; use suppression")
         if problems:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import re
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import date
 
@@ -208,16 +207,6 @@ def _word_groups(folded: str, longest: int) -> list[str]:
 def strip_data_uris(text: str) -> str:
     """The text with every base64 data URI (an embedded picture or font) shortened to ``data:``."""
     return _DATA_URI.sub("data:", text) if "base64," in text else text
-
-
-def line_starts(text: str) -> list[int]:
-    """Offsets at which each line of ``text`` starts (for line numbers of matches)."""
-    return [0] + [m.end() for m in re.finditer("\n", text)]
-
-
-def line_of(starts: list[int], offset: int) -> int:
-    """The 1-based line number of an offset, given :func:`line_starts`."""
-    return bisect_right(starts, offset)
 
 
 def _key_forms(key: bytes) -> list[str]:
