@@ -1,5 +1,6 @@
 """studylib.privacy: pseudonymisation, disclosure control of tables, and the output audit.
 
+- pseudonymisation (:mod:`~studylib.privacy.tokens`): secret keys and keyed person tokens;
 - disclosure control (:mod:`~studylib.privacy.disclosure`): :func:`protect_table` (primary
   and secondary suppression checked by :func:`attack`, or controlled rounding), and
   percentages and rates from published cells only;
