@@ -59,6 +59,8 @@ def build_raw(folder: Path, rows: int, seed: int = 7) -> int:
                    born_s.dt.strftime("%d%m%y").to_numpy().astype(object) + "-" + pd.Series(serial % 1000 + 4000).astype(str).to_numpy(), "")
     passport = np.where(rng.random(n_persons) < 0.7, pd.Series(serial).map(lambda s: f"P{s:09d}").to_numpy(), "")
     first_idx, last_idx = rng.integers(0, len(FIRST), n_persons), rng.integers(0, len(LAST), n_persons)
+    phone = np.where(rng.random(n_persons) < 0.6, np.char.add("+45 ", rng.integers(10**7, 10**8, n_persons).astype(str)), "")
+    email = np.where(rng.random(n_persons) < 0.4, np.char.add(np.char.add("p", serial.astype(str)), "@example.org"), "")
     contact = np.datetime64("2015-01-01") + rng.integers(0, 10 * 365, n_persons).astype("timedelta64[D]")
     # records: a form for each, weighted towards contacts, interviews and decisions
     forms = np.array(vocabularies.FORM_CODES)
@@ -95,10 +97,12 @@ def build_raw(folder: Path, rows: int, seed: int = 7) -> int:
                 cols[name] = sex[p]
             elif name == "nationality":
                 cols[name] = nat[p]
-            elif name == "phone":
-                cols[name] = np.where(rng.random(n) < 0.5, np.char.add("+45 ", rng.integers(10**7, 10**8, n).astype(str)), "")
-            elif name in ("email", "address"):
-                cols[name] = np.where(rng.random(n) < 0.3, np.char.add("x", rng.integers(0, 10**6, n).astype(str)), "")
+            elif name == "phone":  # a person's phone and e-mail, on some of their records
+                cols[name] = np.where(rng.random(n) < 0.6, phone[p], "")
+            elif name == "email":
+                cols[name] = np.where(rng.random(n) < 0.4, email[p], "")
+            elif name == "address":
+                cols[name] = np.where(rng.random(n) < 0.3, "Vesterbrogade 12, 1620 København V", "")
             elif name in ("notes", "closure_reason"):
                 cols[name] = np.where(rng.random(n) < 0.4, "Mødt ved opsøgende arbejde; \"ingen løn\", aftalt nyt møde", "")
             elif field.type == "code":
@@ -142,11 +146,11 @@ from pathlib import Path
 from studylib.forms.ingest import ingest
 raw, out = Path(sys.argv[1]), Path(sys.argv[2])
 key = bytes(range(32))
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 result = ingest(raw, out, key)
-seconds = time.perf_counter() - start
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"seconds": seconds, "peak_bytes": peak, "persons": result.report["dataset"]["persons"],
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak, "persons": result.report["dataset"]["persons"],
                   "events": result.report["dataset"]["events"], "rejected": result.report["rejected"]["rows"]}))
 """
 
@@ -173,7 +177,7 @@ def main() -> None:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
     print(f"ingest: {fig['seconds']:.1f} s (target {TARGET_SECONDS:.0f} s, ratio {fig['seconds'] / TARGET_SECONDS:.2f}); "
-          f"{rows / fig['seconds']:,.0f} rows/s")
+          f"{rows / fig['seconds']:,.0f} rows/s; CPU {fig['cpu_seconds']:.1f} s (the machine is shared: CPU time shows the work)")
     print(f"peak memory: {fig['peak_bytes'] / 1024**3:.2f} GiB (target 4 GiB, ratio {fig['peak_bytes'] / TARGET_BYTES:.2f})")
     print(f"output: {fig['persons']:,} persons, {fig['events']:,} events, {fig['rejected']:,} rows rejected")
     ok = fig["seconds"] <= TARGET_SECONDS and fig["peak_bytes"] <= TARGET_BYTES

@@ -91,7 +91,7 @@ def _value(field, form, rng, contact_date, person):
         k = int(rng.integers(0, 5))
         return cat.export.multi_separator.join(rng.choice(codes, size=k, replace=False)) if k else ""
     if field.type == "boolean":
-        return str(rng.choice(["yes", "no", ""]))
+        return str(rng.choice(["yes", "no"] if field.required else ["yes", "no", ""]))
     if field.type == "integer":
         lo, hi = int(field.min if field.min is not None else 0), int(field.max if field.max is not None else 100)
         return str(int(rng.integers(lo, min(hi, lo + 200) + 1)))

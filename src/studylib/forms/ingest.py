@@ -13,8 +13,9 @@ the two ends. What comes out:
     a later period can be appended (``--append``) and link to this period's persons. It stays
     with the data controller and is never shared with the dataset.
 ``DATASET_DIR.denylist``
-    keyed hashes of the raw names and identifiers for the output audit (when
-    :func:`studylib.privacy.audit.make_deny_list` exists), also kept apart from the dataset.
+    keyed hashes of the raw names, CPR and passport numbers, phones and e-mails
+    (:func:`studylib.privacy.denylist.make_deny_list`) for the output audit, also kept apart
+    from the dataset.
 ``RAW_DIR/quarantine/<form>.rejected.csv``
     rejected rows with their problems. They hold personal data and stay in the raw area.
 
@@ -63,6 +64,7 @@ from studylib.forms.validation import (
     validate_export,
     whole_years,
 )
+from studylib.privacy.denylist import DenyList, make_deny_list
 from studylib.privacy.tokens import key_fingerprint, keyed_token
 
 REPORT_JSON = "ingest_report.json"
@@ -103,6 +105,16 @@ def check_key_location(key_file: str | os.PathLike, dataset_dir: str | os.PathLi
                 f"{key_file}: the key file is inside the output folder {folder}; a key is never stored "
                 "with the data (and the folder is replaced on ingest). Move the key elsewhere."
             )
+
+
+def event_ids(forms: pd.Series, record_ids: pd.Series, key: bytes) -> pd.Series:
+    """The event id of each (form, record id): the form code, ``-`` and 20 hex digits of a keyed token.
+
+    The database's record ids do not leak (unlike a plain hash they cannot be guessed
+    without the key), and the same record gets the same id in every run with the same key."""
+    forms = pd.Series(forms).astype("str").reset_index(drop=True)
+    record_ids = pd.Series(record_ids).astype("str").reset_index(drop=True)
+    return forms + "-" + keyed_token(forms + "\x1f" + record_ids, key, "event", EVENT_TOKEN_HEX)
 
 
 # -- the events table's columns --------------------------------------------------------------------
@@ -177,7 +189,7 @@ class _Run:
     warnings: list[Problem] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
-    identifiers: dict = field(default_factory=dict)  # personal field -> distinct raw values (for the deny list)
+    identifiers: set = field(default_factory=set)  # distinct raw names and identifiers (for the deny list)
     duplicates: pd.DataFrame | None = None  # exact duplicate records dropped (problems)
 
 
@@ -382,7 +394,7 @@ def _records(run: _Run, catalogue: FormCatalogue, key: bytes) -> _Records:
     records = _Records(person=person, events=event, indicators=indicator, duplicates=concat_problems([dropped, rejected]))
     records = _keep(records, ~repeated)
     person = records.person
-    event_id = person["form"] + "-" + keyed_token(person["form"] + "\x1f" + person["record_id"], key, "event", EVENT_TOKEN_HEX)
+    event_id = event_ids(person["form"], person["record_id"], key)
     if event_id.duplicated().any():  # 80-bit tokens: astronomically unlikely, but never silent
         raise IngestError("two records got the same event id; report this (it means a token collision)")
     records.events["event_id"] = event_id.to_numpy()
@@ -402,13 +414,16 @@ def _keep(records: _Records, keep: np.ndarray) -> _Records:
                     indicators=ind.reset_index(drop=True), duplicates=records.duplicates)
 
 
+#: Personal fields whose raw values go on the deny list (names are listed as "first last").
+DENY_LIST_FIELDS = ("cpr", "passport_no", "phone", "email")
+
+
 def _collect_identifiers(run: _Run, values: pd.DataFrame, catalogue: FormCatalogue, form: str) -> None:
-    """Distinct raw identifiers (names, CPR and passport numbers, phones, e-mails) for the deny list."""
-    if not _deny_list_available():
-        return
-    for f in catalogue.fields_of(form):
-        if f.personal and f.type == "string" and f.name in values.columns and (f.max_length or 0) <= 300:
-            run.identifiers.setdefault(f.name, set()).update(values[f.name].dropna().unique().tolist())
+    """Distinct raw names and identifiers (CPR and passport numbers, phones, e-mails) for the deny list."""
+    names = (values["first_name"].fillna("") + " " + values["last_name"].fillna("")).str.strip()
+    found = [names[names != ""]] + [values[f] for f in DENY_LIST_FIELDS if f in values.columns]
+    for column in found:
+        run.identifiers.update(column.dropna().unique().tolist())
 
 
 def _quarantine_rows(run: _Run, rows: pd.DataFrame, problems: pd.DataFrame) -> None:
@@ -536,23 +551,22 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
         _replace_dir(state_staged, linkage_dir(dataset_dir))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    deny = _write_deny_list(dataset_dir, run, key)
+    deny = _write_deny_list(dataset_dir, run, key, append=report["mode"] == "append")
     return IngestResult(dataset_dir=dataset_dir, report=report, deny_list=deny)
 
 
-def _deny_list_available() -> bool:
-    try:
-        from studylib.privacy.audit import make_deny_list  # noqa: F401  (owned by the disclosure audit)
-    except ImportError:
-        return False
-    return True
+def _write_deny_list(dataset_dir: Path, run: _Run, key: bytes, append: bool) -> Path:
+    """Keyed hashes of the raw names and identifiers, beside the dataset (never inside), for the output audit.
 
-
-def _write_deny_list(dataset_dir: Path, run: _Run, key: bytes) -> Path | None:
-    """Keyed hashes of the raw names and identifiers, beside the dataset, for the output audit."""
-    if not _deny_list_available():
-        return None
-    return None
+    An append adds to the deny list of the earlier periods."""
+    deny = make_deny_list(sorted(run.identifiers), key)
+    path = deny_list_path(dataset_dir)
+    if append and path.is_file():
+        old = DenyList.read(path)
+        deny = DenyList(deny.digests | old.digests, max(deny.max_words, old.max_words))
+    deny.write(path)
+    os.chmod(path, 0o600)
+    return path
 
 
 # -- the report ---------------------------------------------------------------------------------------------

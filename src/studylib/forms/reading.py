@@ -195,12 +195,21 @@ def _read_csv(path: Path) -> RawTable:
     bad_rows["fields"] = bad_rows["fields"].astype("Int64")
     rows = _row_numbers(len(frame), bad_rows["row"].dropna().to_numpy(dtype=np.int64))
     warnings = []
-    if len(frame) and body.count(b'"') % 2 == 1:
+    if body.count(b'"') % 2 == 1:
         # the file ends inside a quoted value: its last row was cut off
-        bad_rows = pd.concat([bad_rows, pd.DataFrame({"row": [int(rows[-1])], "fields": [len(header)], "text": ["(truncated)"]})],
-                             ignore_index=True).astype({"row": "Int64", "fields": "Int64"})
-        frame, rows = frame.iloc[:-1], rows[:-1]
-        warnings.append(Problem(where=where, row=int(bad_rows["row"].iloc[-1]), rule="the file ends inside a quoted value: the last row is truncated"))
+        last_bad = int(bad_rows["row"].max()) if bad_rows["row"].notna().any() else 0
+        if last_bad and (not len(rows) or last_bad > rows[-1]):
+            bad_rows.loc[bad_rows["row"] == last_bad, "text"] = "(truncated)"
+            last = last_bad
+        elif len(rows):
+            last = int(rows[-1])
+            bad_rows = pd.concat([bad_rows, pd.DataFrame({"row": [last], "fields": [len(header)], "text": ["(truncated)"]})],
+                                 ignore_index=True).astype({"row": "Int64", "fields": "Int64"})
+            frame, rows = frame.iloc[:-1], rows[:-1]
+        else:
+            last = None
+        if last is not None:
+            warnings.append(Problem(where=where, row=last, rule="the file ends inside a quoted value: the last row is truncated"))
     return RawTable(path=path, frame=frame.reset_index(drop=True), rows=rows, bad_rows=bad_rows,
                     encoding=encoding, delimiter=delimiter, warnings=warnings)
 
