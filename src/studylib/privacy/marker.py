@@ -7,7 +7,8 @@ figure's ``<img>``)::
                                 "rounding": null, "margins": true, "zeros_disclosive": false}'>
 
 In a notebook the same object sits in the output's metadata under ``studylib_safe``.
-``rule`` is ``suppression`` or ``rounding``; ``min_cell`` is the minimum cell applied;
+``rule`` is ``suppression``, ``rounding``, or ``statistics`` (estimates and rates whose
+count columns follow the minimum cell: :func:`studylib.report.safe_statistics`); ``min_cell`` is the minimum cell applied;
 ``rounding`` the base (3 or 5) or null. :func:`studylib.report.safe_table` and
 :func:`studylib.report.safe_figure` write it; :mod:`studylib.privacy.audit` reads it.
 """
@@ -21,7 +22,7 @@ from typing import Any
 MARKER_ATTRIBUTE = "data-studylib-safe"
 MARKER_METADATA_KEY = "studylib_safe"
 MARKER_VERSION = 1
-RULES = ("suppression", "rounding")
+RULES = ("suppression", "rounding", "statistics")
 
 
 class MarkerError(ValueError):

@@ -10,15 +10,18 @@
 from studylib.privacy.disclosure import published_rates, published_shares
 from studylib.report.figures import SafeFigure, safe_figure
 from studylib.report.settings import configure, current_settings
+from studylib.report.statistics import SafeStatistics, safe_statistics
 from studylib.report.tables import SafeTable, safe_table
 
 __all__ = [
     "SafeFigure",
+    "SafeStatistics",
     "SafeTable",
     "configure",
     "current_settings",
     "published_rates",
     "published_shares",
     "safe_figure",
+    "safe_statistics",
     "safe_table",
 ]
