@@ -95,3 +95,16 @@ def _build(say: Progress) -> Path:
     say(f"demo dataset written: {dataset}")
     del result
     return dataset
+
+
+def load_dataset(data_dir):
+    """Read a dataset folder for a template; the demo dataset is (re)created first when needed.
+
+    Templates call this with their ``data_dir`` parameter, so that they run as they are in
+    JupyterLab on a fresh checkout.
+    """
+    from studylib.data import read_dataset
+
+    if Path(data_dir).resolve() == paths.demo_dataset_dir().resolve():
+        ensure_demo_dataset()
+    return read_dataset(data_dir)
