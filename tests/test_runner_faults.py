@@ -265,3 +265,30 @@ def test_a_full_disk_fails_the_report_and_keeps_the_last_good_one(sleepers):
         if path.suffix in (".json", ".ipynb"):
             json.loads(path.read_text())
     assert _leftovers(settings.reports) == []
+
+
+def test_many_kernels_start_at_once_without_colliding(tmp_path):
+    """Six kernels started together: each has its own IPC sockets in a private folder (no TCP ports)."""
+    data = make_dataset(tmp_path / "dataset", n=30)
+    _template(tmp_path / "templates" / "drill.ipynb")
+    names = [f"k{i}" for i in range(6)]
+    for name in names:
+        _study(tmp_path, name, data)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    seen: set[str] = set()
+    real_folder = tempfile.mkdtemp
+
+    def watching(*args, **kwargs):
+        folder = real_folder(*args, **kwargs)
+        if "studylib-kernel-" in folder:
+            seen.add(folder)
+        return folder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        mp.setattr(tempfile, "mkdtemp", watching)
+        result = run_batch(find_studies(tmp_path / "studies"), BatchSettings(reports=tmp_path / "reports", workers=6))
+    assert [o.status for o in result.outcomes] == ["published"] * 6, [o.message for o in result.outcomes]
+    assert len(seen) == 6, "one private folder per kernel"
+    assert not any(Path(f).exists() for f in seen), "removed afterwards"

@@ -192,7 +192,8 @@ def kernel_variables(report: Report) -> dict[str, str]:
     }
 
 
-def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None) -> Outcome:
+def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
+               kernels: threading.Semaphore | None = None) -> Outcome:
     """Make one report: execute, export, audit, publish (or record the failure). Never raises."""
     started = time.monotonic()
     batch_started = publish.now_iso()
@@ -208,7 +209,7 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
                 not settings.force or _published_since(settings.reports, report.key, batch_started)
             ):
                 return outcome("skipped", "unchanged since the last good report" + (" (made by another run meanwhile)" if waited else ""))
-            return _make(report, settings, cancel, outcome)
+            return _make(report, settings, cancel, outcome, kernels)
     except LockBusy as err:
         return outcome("cancelled" if cancel is not None and cancel.is_set() else "failed", str(err), "locked")
     except Exception as err:  # noqa: BLE001 - one report never stops the batch
@@ -220,7 +221,26 @@ def _published_since(reports: Path, key: str, since: str) -> bool:
     return manifest.get("run", {}).get("finished", "") >= since
 
 
-def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome) -> Outcome:
+@contextmanager
+def _kernel_slot(kernels: threading.Semaphore | None, cancel: threading.Event | None) -> Iterator[None]:
+    """Hold one of the batch's kernel slots (``--workers``) while a notebook executes."""
+    if kernels is None:
+        yield
+        return
+    while not kernels.acquire(timeout=0.2):
+        if cancel is not None and cancel.is_set():
+            break
+    else:
+        try:
+            yield
+        finally:
+            kernels.release()
+        return
+    yield  # cancelled while waiting: execute_report sees the cancel and stops at once
+
+
+def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
+          kernels: threading.Semaphore | None = None) -> Outcome:
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 
     study, spec = report.study, report.study.spec
@@ -242,14 +262,15 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                 log.write(f"template {study.template} (sha256 {template_sha})\ndata {study.data} (content hash {data['content_hash']})\n")
                 log.write(f"parameters {report.parameters}\nenvironment {kernel_variables(report)}\n")
                 stage_name = "execute"
-                t = time.monotonic()
-                nb = execute_report(
-                    study.template, notebook, report.parameters,
-                    env=kernel_variables(report), cwd=study.template.parent,
-                    limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
-                    log=log, cancel=cancel,
-                )
-                timings["execute"] = time.monotonic() - t
+                with _kernel_slot(kernels, cancel):
+                    t = time.monotonic()
+                    nb = execute_report(
+                        study.template, notebook, report.parameters,
+                        env=kernel_variables(report), cwd=study.template.parent,
+                        limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
+                        log=log, cancel=cancel,
+                    )
+                    timings["execute"] = time.monotonic() - t
                 stage_name = "export"
                 files = _export(report, nb, stage, data, template_sha, started_at, timings)
                 stage_name = "audit"
@@ -448,14 +469,27 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     return result
 
 
+def _warm_up() -> None:
+    """Load the exporter, WeasyPrint and the audit while the first kernels start (not before them)."""
+    from studylib.runner.export import warm_up
+
+    warm_up()
+    import studylib.privacy.audit  # noqa: F401
+
+
 def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
+    """Reports on threads of this process. ``workers`` kernels run at once; a report whose kernel
+    is done exports (HTML, PDF), audits and publishes while the next report's kernel runs."""
+    kernels = threading.Semaphore(max(1, settings.workers))
+
     def one(report: Report) -> Outcome:
         if cancel.is_set():
             return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
         progress(report.key, None)
-        return run_report(report, settings, cancel)
+        return run_report(report, settings, cancel, kernels)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="studylib-report")
+    threading.Thread(target=_warm_up, name="studylib-warm-up", daemon=True).start()
+    pool = ThreadPoolExecutor(max_workers=min(len(reports), 2 * max(1, settings.workers)), thread_name_prefix="studylib-report")
     try:
         pending: set[Future] = {pool.submit(one, r) for r in reports}
         while pending:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import nbformat
 from traitlets.config import Config
 
 from studylib.errors import StudylibError
 from studylib.runner.kernel import StudyKernel, kernel_folder, kill_kernel
+from studylib.runner.template import papermill_module
 
 BANNER_TAG = "studylib-error"
 
@@ -138,6 +138,8 @@ def _mark_failure(output: Path, failure: ExecutionFailure, index: int | None) ->
     """Put a banner on the saved notebook (papermill does so only for cell errors)."""
     if not output.is_file():
         return
+    import nbformat
+
     nb = nbformat.read(output, as_version=4)
     if any(BANNER_TAG in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         return
@@ -162,9 +164,10 @@ def execute_report(
     limits: Limits,
     log: Any = None,
     cancel: threading.Event | None = None,
-) -> nbformat.NotebookNode:
+) -> Any:
     """Run ``template`` with ``parameters`` into ``output``; raise ExecutionFailure on any failure."""
-    import papermill as pm
+    pm = papermill_module()
+    import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
@@ -239,5 +242,7 @@ def _cell_by_source(nb, source: str) -> CellInfo | None:
 
 
 def _kernel_name(template: Path) -> str:
+    import nbformat
+
     nb = nbformat.read(template, as_version=4)
     return nb.metadata.get("kernelspec", {}).get("name", "python3")

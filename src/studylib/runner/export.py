@@ -17,13 +17,13 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-import nbformat
 
 from studylib.report import look
 
 TOC_MARK = "<!--studylib:toc-->"
 
-_local = threading.local()
+_exporter_lock = threading.Lock()
+_shared: list = []
 
 
 @dataclass(frozen=True)
@@ -92,22 +92,27 @@ def _shown(output) -> bool:
 
 
 def _exporter():
-    """One HTMLExporter per thread (building one reads the templates)."""
-    exporter = getattr(_local, "exporter", None)
-    if exporter is None:
-        from nbconvert import HTMLExporter
+    """The one HTMLExporter of this process (building one reads and compiles the templates)."""
+    with _exporter_lock:
+        if not _shared:
+            from nbconvert import HTMLExporter
 
-        exporter = HTMLExporter(
-            template_name=look.template_name(),
-            extra_template_basedirs=[str(look.template_base())],
-            exclude_input=True,
-            exclude_input_prompt=True,
-            exclude_output_prompt=True,
-            embed_images=True,
-            sanitize_html=False,
-        )
-        _local.exporter = exporter
-    return exporter
+            _shared.append(HTMLExporter(
+                template_name=look.template_name(),
+                extra_template_basedirs=[str(look.template_base())],
+                exclude_input=True,
+                exclude_input_prompt=True,
+                exclude_output_prompt=True,
+                embed_images=True,
+                sanitize_html=False,
+            ))
+        return _shared[0]
+
+
+def warm_up() -> None:
+    """Build the exporter and load WeasyPrint's fonts once, while the first kernels start."""
+    _exporter()
+    to_pdf("<!DOCTYPE html><html><head><style>" + look.stylesheet() + "</style></head><body><p>studylib</p></body></html>")
 
 
 def to_html(nb, page: ReportPage) -> str:
@@ -120,7 +125,9 @@ def to_html(nb, page: ReportPage) -> str:
         "summary": page.summary or matter.get("summary"),
         "css": look.stylesheet(),
     }
-    body, _ = _exporter().from_notebook_node(reader_notebook(nb), resources={"studylib": page_fields})
+    exporter = _exporter()
+    with _exporter_lock:  # one render at a time: an exporter keeps state while it renders
+        body, _ = exporter.from_notebook_node(reader_notebook(nb), resources={"studylib": page_fields})
     body = strip_active_content(body)
     return body.replace(TOC_MARK, table_of_contents(body), 1)
 

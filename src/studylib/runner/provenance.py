@@ -19,11 +19,14 @@ from typing import Any
 
 import studylib
 from studylib import __version__, paths
-from studylib.data.dataset import read_meta
+from studylib.errors import StudylibError
 from studylib.runner.study import DATA_PARAMETER, Report
 
 #: The report's look (studylib.report.look), found by path: importing studylib.report loads pandas.
 LOOK_FOLDER = Path(studylib.__file__).resolve().parent / "report" / "look"
+
+#: The metadata file of a dataset folder (studylib.data.dataset.META_FILE).
+META_FILE = "dataset.json"
 
 _LIBRARIES = ("papermill", "nbclient", "nbconvert", "ipykernel", "weasyprint", "pandas", "matplotlib")
 
@@ -70,7 +73,7 @@ def data_identity(folder: Path) -> dict[str, Any]:
     Only these fields: ``dataset.json`` may say more about how the data were made, and
     none of that belongs in a report's manifest.
     """
-    meta = read_meta(folder)
+    meta = _dataset_meta(folder)
     made_by = canonical(meta.get("made_by", {})).lower()
     synthetic = "synth" in made_by or paths_is_within(folder, paths.generated_dir())
     return {
@@ -79,6 +82,15 @@ def data_identity(folder: Path) -> dict[str, Any]:
         "schema_version": meta.get("schema_version"),
         "synthetic": bool(synthetic),
     }
+
+
+def _dataset_meta(folder: Path) -> dict:
+    """``dataset.json`` of a dataset folder (read as JSON: :mod:`studylib.data.dataset` loads pandas)."""
+    path = Path(folder) / META_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StudylibError(f"{path}: cannot read the dataset's metadata ({exc}); make the dataset with `studylib ingest`") from None
 
 
 def paths_is_within(path: Path, folder: Path) -> bool:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,20 @@ class TemplateParameter:
     help: str
 
 
+def papermill_module():
+    """Import papermill (only when a template is really read or run), without one slow optional import.
+
+    papermill loads nbformat, which loads jsonschema, whose optional IRI format checker
+    (``rfc3987_syntax``) compiles a grammar for about a second. Notebook validation never
+    uses that format, so it is marked absent before the import; jsonschema skips it.
+    """
+    if "papermill" not in sys.modules and "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import papermill
+
+    return papermill
+
+
 def _has_parameters_cell(path: Path) -> bool:
     try:
         nb = json.loads(path.read_text())
@@ -43,7 +58,5 @@ def template_parameters(path: str | Path) -> dict[str, TemplateParameter]:
         raise TemplateError(f"{path}: template not found")
     if not _has_parameters_cell(path):
         raise TemplateError(f"{path}: no cell tagged 'parameters' (tag the cell that sets the defaults)")
-    from papermill import inspect_notebook  # slow import; only when a template is really read
-
-    found = inspect_notebook(str(path))
+    found = papermill_module().inspect_notebook(str(path))
     return {name: TemplateParameter(**p) for name, p in found.items()}

@@ -1,0 +1,75 @@
+"""Benchmark of the study runner: all default studies from scratch, against the naive way.
+
+Ours: ``studylib run --all --workers 2`` into an empty reports folder (execute, HTML, PDF,
+audit, publish). Naive: for each study, the ``papermill`` command, then ``jupyter nbconvert
+--to html --no-input``, one study after another (HTML only, no audit). Prints both times,
+the ratio (target <= 0.30) and the time of a re-run with nothing changed (target <= 2 s).
+
+Run: ``.venv/bin/python benchmarks/bench_runner.py`` (makes the demo dataset if needed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _timed(command: list[str], env: dict | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, **(env or {})},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def naive(studies: list[Path], data: Path, out: Path) -> float:
+    total = 0.0
+    for file in studies:
+        study = yaml.safe_load(file.read_text())
+        template = (file.parent / study["template"]).resolve()
+        notebook = out / f"{study['id']}.ipynb"
+        parameters = {**study.get("parameters", {}), "data_dir": str(data)}
+        env = {"STUDYLIB_MIN_CELL": str(study["disclosure"]["min_cell"]),
+               "STUDYLIB_ROUNDING": str(study["disclosure"].get("rounding") or "none")}
+        total += _timed([str(BIN / "papermill"), str(template), str(notebook), "-y", yaml.safe_dump(parameters),
+                         "--cwd", str(template.parent)], env)
+        total += _timed([str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", str(notebook)])
+    return total
+
+
+def main() -> None:
+    from studylib.demo import ensure_demo_dataset
+
+    data = ensure_demo_dataset()
+    studies = sorted((ROOT / "studies").glob("*.yaml"))
+    work = Path(tempfile.mkdtemp(prefix="bench-runner-"))
+    try:
+        reports = work / "reports"
+        ours_cmd = [str(BIN / "studylib"), "run", "--all", "--workers", "2", "--reports", str(reports)]
+        _timed([str(BIN / "python"), "-c", "import papermill, nbconvert, weasyprint, pandas, matplotlib"])  # warm the disk cache
+        ours = _timed(ours_cmd)
+        rerun = _timed(ours_cmd)
+        naive_out = work / "naive"
+        naive_out.mkdir()
+        slow = naive(studies, data, naive_out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ratio = ours / slow
+    print(f"default studies: {len(studies)} ({', '.join(f.stem for f in studies)}) on {os.cpu_count()} cores")
+    print(f"naive (papermill CLI + nbconvert --no-input, one after another, HTML only): {slow:6.1f} s")
+    print(f"studylib run --all --workers 2 (HTML + PDF + audit + publish):            {ours:6.1f} s")
+    print(f"ratio: {ratio:.2f} (target <= 0.30) {'OK' if ratio <= 0.30 else 'MISSED'}")
+    print(f"re-run with nothing changed: {rerun:.2f} s (target <= 2 s) {'OK' if rerun <= 2 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
