@@ -180,7 +180,7 @@ def export_frame(records: pd.DataFrame, code: str, dialect: str = "iso") -> pd.D
     """The rows of one form as an export would spell them."""
     cat = form_catalogue()
     d = DIALECTS[dialect]
-    frame = records[records["form"] == code][cat.columns_of(code)].copy().fillna("")
+    frame = records[records["form"] == code].reindex(columns=cat.columns_of(code)).fillna("")
     for f in cat.fields_of(code):
         col = frame[f.name].astype(str)
         if f.type == "date":

@@ -266,7 +266,9 @@ def ingest(
     step("linking", 1, 1)
 
     step("pseudonymising", 0, 1)
+    persons = person_attributes(links, linkage)[["person_id", "sex", "birth_year", "nationality"]]  # links in linkage order
     events["person_id"] = linkage.person_id.to_numpy()
+    events = events[list(event_columns(catalogue))]
     order = sort_positions(events, ["date", "event_id"])
     events = events.iloc[order].reset_index(drop=True)
     links = links.iloc[order].reset_index(drop=True)
@@ -279,7 +281,6 @@ def ingest(
     }).astype("str")
     indicators = indicators.drop_duplicates()
     indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
-    persons = person_attributes(links, linkage)[["person_id", "sex", "birth_year", "nationality"]]
     step("pseudonymising", 1, 1)
 
     step("deriving cases", 0, 1)
