@@ -23,6 +23,7 @@ from studylib.privacy.disclosure import (
     published_shares,
 )
 from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, parse_marker
+from studylib.privacy.tokens import KeyFileError, new_key, person_token, read_key
 
 __all__ = [
     "AuditError",
@@ -31,6 +32,7 @@ __all__ = [
     "DisclosureError",
     "DisclosureSettings",
     "Finding",
+    "KeyFileError",
     "MARKER_ATTRIBUTE",
     "MARKER_METADATA_KEY",
     "ProtectedTable",
@@ -40,9 +42,12 @@ __all__ = [
     "audit_notebook",
     "audit_path",
     "make_deny_list",
+    "new_key",
     "normalise_name",
     "parse_marker",
+    "person_token",
     "protect_table",
     "published_rates",
     "published_shares",
+    "read_key",
 ]
