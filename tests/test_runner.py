@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
 import yaml
 from pypdf import PdfReader
@@ -181,7 +180,7 @@ def test_template_runs_as_it_is_with_papermill(project, tmp_path):
 
 
 def test_a_matrix_study_fans_out_on_a_dask_local_cluster(project, tmp_path):
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     root, dataset = project[0], project[1]
     raw = yaml.safe_load((ROOT / "studies" / "cleaning.yaml").read_text())

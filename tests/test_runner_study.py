@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from runner_fixtures import ROOT, make_dataset, make_project, write_study
 from studylib.cli import app
 from studylib.errors import ValidationError
 from studylib.privacy.rounding import BASES
-from studylib.runner.batch import BatchSettings, plan_batch
+from studylib.runner import publish
+from studylib.runner.batch import BatchSettings, plan_batch, run_batch
 from studylib.runner.study import Disclosure, accepts, combination_name, parameter_problems, read_study, reports_of
 from studylib.runner.kernel import kernel_environment
 from studylib.runner.template import TemplateError, template_parameters
@@ -148,3 +152,50 @@ def test_a_kernel_gets_the_study_settings_but_never_a_secret():
     env = kernel_environment({"STUDYLIB_MIN_CELL": "10"}, base={"HOME": "/home/x", "STUDYLIB_KEY_FILE": "/k", "AWS_SECRET_ACCESS_KEY": "s", "DB_PASSWORD": "p"})
     assert env["STUDYLIB_MIN_CELL"] == "10" and env["HOME"] == "/home/x" and env["PYTHONHASHSEED"] == "0"
     assert not {"STUDYLIB_KEY_FILE", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"} & set(env)
+
+
+# --- publishing mechanics (no kernel) -------------------------------------------------------------
+
+
+def _folder(path: Path, text: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "report.html").write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_replace_folder_swaps_a_report_in_one_step(tmp_path, monkeypatch, exchange):
+    if exchange:  # Linux: one atomic renameat2(RENAME_EXCHANGE)
+        a, b = _folder(tmp_path / "a", "a"), _folder(tmp_path / "b", "b")
+        assert publish._exchange(a, b) and (a / "report.html").read_text() == "b"
+    else:
+        monkeypatch.setattr(publish, "_EXCHANGE", None)
+    target = _folder(tmp_path / "reports" / "cleaning", "old")
+    new = _folder(tmp_path / "reports" / ".staging" / "1-cleaning", "new")
+    publish.replace_folder(new, target)
+    assert (target / "report.html").read_text() == "new" and not new.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [".staging", "cleaning"]
+
+
+def test_recover_puts_back_a_report_moved_aside_by_a_crash(tmp_path):
+    reports = tmp_path / "reports"
+    _folder(reports / ".cleaning.old-4242-abcd1234", "last good")
+    publish.recover(reports / "cleaning")
+    assert (reports / "cleaning" / "report.html").read_text() == "last good"
+
+
+def test_staging_left_by_a_dead_batch_is_removed_and_a_live_one_kept(tmp_path):
+    reports = tmp_path / "reports"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    _folder(reports / ".staging" / f"{dead}-cleaning-x", "partial")
+    live = _folder(reports / ".staging" / f"{os.getpid()}-overview-y", "in progress")
+    removed = publish.remove_stale_staging(reports)
+    assert [p.name for p in removed] == [f"{dead}-cleaning-x"] and live.exists()
+
+
+def test_an_invalid_study_shows_as_failed_in_the_index_with_its_problems(tmp_path, dataset):
+    path = write_study(tmp_path, _study(data=str(dataset), colour="red"))
+    result = run_batch([path], BatchSettings(reports=tmp_path / "reports", studies_dir=tmp_path / "studies"))
+    assert not result.ok and result.outcomes[0].status == "invalid"
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert 'class="status-failed"' in index and "unknown key" in index and "run.log" not in index

@@ -13,6 +13,7 @@ and rewrites ``reports/index.html``.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import threading
@@ -20,7 +21,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -423,6 +424,22 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
         return False
 
 
+def _record_invalid(outcome: Outcome, settings: BatchSettings) -> None:
+    """An invalid study file shows as failed in the index, with its problems (its last good report stays)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", outcome.key) or outcome.key.startswith("."):
+        return
+    try:
+        with report_lock(settings.reports, outcome.key, wait=5.0):
+            with publish.staging(settings.reports, outcome.key) as stage:
+                publish.write_json(stage / publish.FAILURE, {
+                    "time": publish.now_iso(), "study": outcome.study, "report": outcome.key,
+                    "kind": "invalid", "message": outcome.message,
+                })
+                publish.record_failure(stage, settings.reports, outcome.key)
+    except (LockBusy, OSError):
+        pass
+
+
 # --- the batch -----------------------------------------------------------------------------------------
 
 
@@ -455,6 +472,8 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     with _signals_cancel(cancel, result):
         plan = plan_batch(files, settings)
         for o in plan.done:
+            if o.status == "invalid":
+                _record_invalid(o, settings)
             result.outcomes.append(o)
             progress(o.key, o)
         if plan.run and not cancel.is_set():
@@ -580,7 +599,3 @@ def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
     with report_lock(reports, ".index", wait=60):
         publish.write_atomic(path, page)
     return path
-
-
-def summary_rows(result: BatchResult) -> list[dict]:
-    return [asdict(o) for o in result.outcomes]

@@ -165,6 +165,7 @@ class ReportState:
     title: str
     manifest: dict | None
     failure: dict | None
+    failed_files: tuple[str, ...] = ()
 
     @property
     def last_success(self) -> str | None:
@@ -180,7 +181,9 @@ class ReportState:
 
 def report_state(reports: Path, key: str, title: str) -> ReportState:
     folder = reports / key
-    return ReportState(key, title, read_json(folder / MANIFEST), read_json(folder / FAILED / FAILURE))
+    failed = folder / FAILED
+    files = tuple(sorted(p.name for p in failed.iterdir())) if failed.is_dir() else ()
+    return ReportState(key, title, read_json(folder / MANIFEST), read_json(failed / FAILURE), files)
 
 
 def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
@@ -196,8 +199,9 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
             if state.manifest:
                 links.append(f'<a href="{html.escape(state.key)}/{MANIFEST}">manifest</a>')
             if state.status == "failed":
-                links.append(f'<a href="{html.escape(state.key)}/{FAILED}/run.log">log</a>')
-                links.append(f'<a href="{html.escape(state.key)}/{FAILED}/notebook.ipynb">notebook</a>')
+                for name, label in (("run.log", "log"), ("notebook.ipynb", "notebook")):
+                    if name in state.failed_files:
+                        links.append(f'<a href="{html.escape(state.key)}/{FAILED}/{name}">{label}</a>')
             reason = (state.failure or {}).get("message", "") if state.status == "failed" else ""
             css_class = {"ok": "status-ok", "failed": "status-failed"}.get(state.status, "status-never")
             rows.append(
