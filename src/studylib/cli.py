@@ -275,7 +275,7 @@ def run_command(
     studies: list[str] = typer.Argument(None, help="Study files (studies/<id>.yaml) or study ids."),
     run_all: bool = typer.Option(False, "--all", help="Run every study in the studies folder."),
     force: bool = typer.Option(False, "--force", help="Run even reports that are unchanged since their last good run."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Reports made at the same time on this machine."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Kernels running at the same time on this machine (exports run behind them)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (workers share the file system)."),
     reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
     studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),

@@ -104,7 +104,8 @@ def is_current(report: Report, reports: Path) -> bool:
 
 
 def _invalid(file: Path, err: StudylibError) -> Outcome:
-    return Outcome(key=file.stem, study=file.stem, title=file.stem, status="invalid", message=str(err))
+    kind = "invalid" if file.is_file() else "missing"
+    return Outcome(key=file.stem, study=file.stem, title=file.stem, status="invalid", message=str(err), kind=kind)
 
 
 def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
@@ -426,7 +427,7 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
 
 def _record_invalid(outcome: Outcome, settings: BatchSettings) -> None:
     """An invalid study file shows as failed in the index, with its problems (its last good report stays)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", outcome.key) or outcome.key.startswith("."):
+    if outcome.kind == "missing" or not re.fullmatch(r"[A-Za-z0-9_.-]+", outcome.key) or outcome.key.startswith("."):
         return
     try:
         with report_lock(settings.reports, outcome.key, wait=5.0):
