@@ -186,6 +186,11 @@ def report_state(reports: Path, key: str, title: str) -> ReportState:
     return ReportState(key, title, read_json(folder / MANIFEST), read_json(failed / FAILURE), files)
 
 
+def _readable_time(iso: str | None) -> str:
+    """``2026-11-28T13:59:54+00:00`` as ``2026-11-28 13:59`` (UTC)."""
+    return iso[:16].replace("T", " ") if iso else "–"
+
+
 def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
     """The index page: one row per report, grouped by study (id, title, reports)."""
     rows = []
@@ -212,7 +217,7 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
                 f'<td class="{css_class}">{html.escape(state.status)}'
                 + (f'<br><span class="note">{html.escape(reason[:300])}</span>' if reason else "")
                 + "</td>"
-                f"<td>{html.escape(state.last_success or '–')}</td>"
+                f"<td>{html.escape(_readable_time(state.last_success))}</td>"
                 f"<td>{' · '.join(links) or '–'}</td>"
                 "</tr>"
             )
@@ -233,7 +238,7 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
 <p class="report-kicker">studylib</p>
 <h1 class="report-title">Reports</h1>
 <p class="report-subtitle">Every study, its last run and its published reports.</p>
-<dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(generated)}</dd></div></dl>
+<dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(_readable_time(generated))} UTC</dd></div></dl>
 </header>
 <main class="report-body">
 <table class="report-index">
