@@ -140,7 +140,8 @@ def read_export(path: str | Path) -> RawTable:
     """Read a CSV or XLSX export into text columns; raise ExportError if the file is unusable."""
     path = Path(path)
     try:
-        head = path.open("rb").read(8)
+        with path.open("rb") as handle:
+            head = handle.read(8)
     except OSError as exc:
         raise ExportError(Problem(where=str(path), rule=f"cannot read the file ({exc.strerror})")) from None
     if head.startswith(b"PK\x03\x04"):
