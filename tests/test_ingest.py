@@ -364,6 +364,8 @@ def test_cli_key_new_and_ingest(tmp_path):
     assert "dataset written" in done.output and (tmp_path / "ds" / "dataset.json").is_file()
     key_hex = read_key(tmp_path / "k.key").hex()
     assert key_hex not in done.output
+    demo = _run("ingest", str(raw), "--out", str(tmp_path / "demo"), "--key-file", str(tmp_path / "DEMO-test.key"))
+    assert demo.exit_code == 0 and "is a demo key: use it for synthetic data only" in " ".join(demo.output.split())
 
 
 @pytest.mark.parametrize("problem", ["no key", "short key", "key inside the output", "output not a dataset", "no exports"])

@@ -178,7 +178,7 @@ def ingest_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from studylib.forms.ingest import check_key_location, ingest
-    from studylib.privacy.tokens import read_key
+    from studylib.privacy.tokens import is_demo_key, read_key
 
     if key_file is None:
         fail("no key: give --key-file PATH or set STUDYLIB_KEY_FILE (make a key with `studylib key new PATH`)")
@@ -189,6 +189,8 @@ def ingest_command(
             key = read_key(key_file)
         for w in caught:
             console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+        if is_demo_key(key_file):
+            console.print(f"[yellow]warning:[/yellow] {key_file} is a demo key: use it for synthetic data only", highlight=False)
         with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
             tasks: dict[str, int] = {}
