@@ -49,17 +49,15 @@ import pyarrow as pa
 from studylib import __version__
 from studylib.data.cases import derive_cases, sort_positions
 from studylib.data.dataset import META_FILE, _replace_dir, read_dataset, read_meta, write_dataset
-from studylib.data.schemas import TABLES
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.forms.catalogue import FormCatalogue, form_catalogue
-from studylib.forms.linkage import key_column, key_names, link, linkage_rules, person_attributes, record_keys
-from studylib.forms.reading import ExportError, RawTable, discover_exports, escape_formulas, ingest_rules, read_export
+from studylib.forms.linkage import link, linkage_rules, person_attributes, record_keys
+from studylib.forms.reading import ExportError, discover_exports, escape_formulas, ingest_rules, read_export
 from studylib.forms.validation import (
     CPR_BIRTH_DATE,
     ValidatedExport,
     as_problems,
     concat_problems,
-    file_problems,
     problems_frame,
     validate_export,
     whole_years,
@@ -242,59 +240,79 @@ def ingest(
     if strict and len(new.duplicates):
         raise ValidationError(as_problems(new.duplicates, 50), summary="--strict: stopped at duplicate records")
     already = 0
-    if previous is not None:
+    if previous is not None:  # a record ingested before keeps its first version
         seen = new.events["event_id"].isin(previous["events"]["event_id"]).to_numpy()
         already = int(seen.sum())
         new = _keep(new, ~seen)
     if previous is None and new.events.empty:
         raise IngestError("no valid records to ingest: every row was rejected (see the quarantine files)")
-    links_new = pd.concat([new.events[["event_id", "form"]],
-                           record_keys(new.person, new.person["form"] + ":" + new.person["record_id"], key),
-                           new.person[["age"]]], axis=1)
-    events_new = new.events
-    if previous is not None:  # old and new, aligned by position
-        links = pd.concat([previous["links"], links_new], ignore_index=True)
-        events = pd.concat([previous["events"], events_new], ignore_index=True)
-        offset = len(previous["events"])
-        positions = np.concatenate([previous["indicator_positions"], new.indicators["position"].to_numpy() + offset])
-        indicator_codes = pd.concat([previous["indicators"]["indicator"], new.indicators["indicator"]], ignore_index=True)
-    else:
-        links, events = links_new.reset_index(drop=True), events_new.reset_index(drop=True)
-        positions, indicator_codes = new.indicators["position"].to_numpy(), new.indicators["indicator"]
-    del new, links_new, events_new
-    linkage = link(links)
+    added = len(new.events)
+    combined = _combine(previous, new, key)
+    del new
+    linkage = link(combined.links)
     step("linking", 1, 1)
 
     step("pseudonymising", 0, 1)
-    persons = person_attributes(links, linkage)[["person_id", "sex", "birth_year", "nationality"]]  # links in linkage order
-    events["person_id"] = linkage.person_id.to_numpy()
-    events = events[list(event_columns(catalogue))]
-    order = sort_positions(events, ["date", "event_id"])
-    events = events.iloc[order].reset_index(drop=True)
-    links = links.iloc[order].reset_index(drop=True)
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    indicators = pd.DataFrame({
-        "person_id": linkage.person_ids.array.take(linkage.person_code[positions]),
-        "indicator": indicator_codes.to_numpy(),
-        "event_id": events["event_id"].array.take(rank[positions]),
-    }).astype("str")
-    indicators = indicators.drop_duplicates()
-    indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
+    tables, links = _pseudonymised_tables(combined, linkage, catalogue)
     step("pseudonymising", 1, 1)
-
     step("deriving cases", 0, 1)
-    cases = derive_cases(persons, events, indicators, event_ages=links["age"])
+    tables["cases"] = derive_cases(tables["persons"], tables["events"], tables["indicators"], event_ages=links["age"])
     step("deriving cases", 1, 1)
 
-    tables = {"persons": persons, "events": events, "indicators": indicators, "cases": cases}
-    added = int(len(links) - (len(previous["links"]) if previous is not None else 0))
     report = _report(run, added, already, linkage, tables, catalogue, quarantined, raw_dirs, previous is not None)
     step("writing", 0, 1)
     result = _write_outputs(dataset_dir, tables, links, report, key, catalogue, run)
     result.quarantine_files = quarantined
     step("writing", 1, 1)
     return result
+
+
+@dataclass
+class _Combined:
+    """Earlier and new records together, aligned by position: linkage tokens and events, and the
+    indicator codes with the position of their event."""
+
+    links: pd.DataFrame
+    events: pd.DataFrame
+    indicator_positions: np.ndarray
+    indicator_codes: pd.Series
+
+
+def _combine(previous: dict | None, new: _Records, key: bytes) -> _Combined:
+    links = pd.concat([new.events[["event_id", "form"]],
+                       record_keys(new.person, new.person["form"] + ":" + new.person["record_id"], key),
+                       new.person[["age"]]], axis=1)
+    if previous is None:
+        return _Combined(links.reset_index(drop=True), new.events.reset_index(drop=True),
+                         new.indicators["position"].to_numpy(), new.indicators["indicator"])
+    offset = len(previous["events"])
+    return _Combined(
+        links=pd.concat([previous["links"], links], ignore_index=True),
+        events=pd.concat([previous["events"], new.events], ignore_index=True),
+        indicator_positions=np.concatenate([previous["indicator_positions"], new.indicators["position"].to_numpy() + offset]),
+        indicator_codes=pd.concat([previous["indicators"]["indicator"], new.indicators["indicator"]], ignore_index=True),
+    )
+
+
+def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue) -> tuple[dict, pd.DataFrame]:
+    """persons, events and indicators with person ids, sorted by their ids (and the links in event order)."""
+    persons = person_attributes(combined.links, linkage)[["person_id", "sex", "birth_year", "nationality"]]
+    events = combined.events
+    events["person_id"] = linkage.person_id.to_numpy()
+    events = events[list(event_columns(catalogue))]
+    order = sort_positions(events, ["date", "event_id"])
+    events = events.iloc[order].reset_index(drop=True)
+    links = combined.links.iloc[order].reset_index(drop=True)
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    positions = combined.indicator_positions
+    indicators = pd.DataFrame({
+        "person_id": linkage.person_ids.array.take(linkage.person_code[positions]),
+        "indicator": combined.indicator_codes.to_numpy(),
+        "event_id": events["event_id"].array.take(rank[positions]),
+    }).astype("str").drop_duplicates()
+    indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
+    return {"persons": persons, "events": events, "indicators": indicators}, links
 
 
 def _check_output_folder(dataset_dir: Path, raw_dirs: list[Path]) -> None:

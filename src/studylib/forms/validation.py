@@ -14,7 +14,6 @@ rows themselves can be looked at.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,15 +373,3 @@ def _rejected_rows(raw: RawTable, bad: np.ndarray, problems: pd.DataFrame) -> pd
 def concat_problems(frames) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else empty_problems()
-
-
-def file_problems(problems: list[Problem]) -> pd.DataFrame:
-    """File-level problems as a problems table."""
-    return pd.DataFrame(
-        [{"file": p.where, "row": p.row, "column": p.column, "rule": p.rule, "value": None} for p in problems],
-        columns=list(PROBLEM_COLUMNS),
-    ) if problems else empty_problems()
-
-
-def display_name(path: str | Path) -> str:
-    return Path(path).name
