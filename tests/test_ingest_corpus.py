@@ -392,6 +392,11 @@ def test_bad_input(case, records, key_file, clean_hash, tmp_path):
     for name in rejected_files:
         target = quarantine / f"{Path(name).stem}.rejected.csv"
         assert target.is_file() and (target.stat().st_mode & 0o077) == 0
+        kept = pd.read_csv(target, dtype=str, keep_default_na=False, encoding="utf-8-sig").set_index("_row")
+        for spec in case.get("rejected", []):
+            if spec["file"] == name:
+                row = kept.loc[str(_row(spec, records))]
+                assert spec["column"] is not None or row["_text"], "a row that could not be split keeps its text"
     # the report carries no value of a personal field
     text = (out / "ingest_report.json").read_text() + (out / "ingest_report.md").read_text()
     personal = pd.concat([records[c] for c in ("first_name", "last_name", "cpr", "passport_no", "phone", "email")])

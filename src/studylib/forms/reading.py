@@ -75,7 +75,7 @@ class RawTable:
     path: Path
     frame: pd.DataFrame  # columns as in the file (names stripped, lower-cased), str dtype
     rows: np.ndarray  # the file row number of each frame row
-    bad_rows: pd.DataFrame  # rows that could not be split into the header's columns: row, fields, text
+    bad_rows: pd.DataFrame  # rows that could not be split into the header's columns: row, fields, text, truncated
     encoding: str = "utf-8"
     delimiter: str | None = None
     warnings: list[Problem] = field(default_factory=list)
@@ -191,28 +191,32 @@ def _read_csv(path: Path) -> RawTable:
         raise ExportError(Problem(where=where, rule=f"not readable as CSV ({str(exc).splitlines()[0]})")) from None
     frame = table.to_pandas()
     frame.columns = header
-    bad_rows = pd.DataFrame(bad, columns=["row", "fields", "text"])
-    bad_rows["row"] = bad_rows["row"].astype("Int64")
-    bad_rows["fields"] = bad_rows["fields"].astype("Int64")
+    bad_rows = _bad_rows(bad)
     rows = _row_numbers(len(frame), bad_rows["row"].dropna().to_numpy(dtype=np.int64))
     warnings = []
     if body.count(b'"') % 2 == 1:
         # the file ends inside a quoted value: its last row was cut off
         last_bad = int(bad_rows["row"].max()) if bad_rows["row"].notna().any() else 0
+        last = None
         if last_bad and (not len(rows) or last_bad > rows[-1]):
-            bad_rows.loc[bad_rows["row"] == last_bad, "text"] = "(truncated)"
+            bad_rows.loc[bad_rows["row"] == last_bad, "truncated"] = True
             last = last_bad
         elif len(rows):
             last = int(rows[-1])
-            bad_rows = pd.concat([bad_rows, pd.DataFrame({"row": [last], "fields": [len(header)], "text": ["(truncated)"]})],
-                                 ignore_index=True).astype({"row": "Int64", "fields": "Int64"})
+            text = delimiter.join(frame.iloc[-1].astype("str"))
+            bad_rows = pd.concat([bad_rows, _bad_rows([(last, len(header), text)], truncated=True)], ignore_index=True)
             frame, rows = frame.iloc[:-1], rows[:-1]
-        else:
-            last = None
         if last is not None:
             warnings.append(Problem(where=where, row=last, rule="the file ends inside a quoted value: the last row is truncated"))
     return RawTable(path=path, frame=frame.reset_index(drop=True), rows=rows, bad_rows=bad_rows,
                     encoding=encoding, delimiter=delimiter, warnings=warnings)
+
+
+def _bad_rows(rows: list[tuple], truncated: bool = False) -> pd.DataFrame:
+    """Rows that could not be split into the header's columns: row number, fields found, text."""
+    out = pd.DataFrame(rows, columns=["row", "fields", "text"]).astype({"row": "Int64", "fields": "Int64", "text": "str"})
+    out["truncated"] = truncated
+    return out
 
 
 def _decode(data: bytes, where: str) -> tuple[str, str]:
@@ -315,8 +319,7 @@ def _read_xlsx(path: Path) -> RawTable:
     finally:
         book.close()
     frame = pd.DataFrame(records, columns=header, dtype="str") if records else pd.DataFrame({c: pd.Series([], dtype="str") for c in header})
-    bad_rows = pd.DataFrame(bad, columns=["row", "fields", "text"]).astype({"row": "Int64", "fields": "Int64"})
-    return RawTable(path=path, frame=frame, rows=np.asarray(numbers, dtype=np.int64), bad_rows=bad_rows,
+    return RawTable(path=path, frame=frame, rows=np.asarray(numbers, dtype=np.int64), bad_rows=_bad_rows(bad),
                     encoding="xlsx", delimiter=None, warnings=warnings)
 
 

@@ -311,9 +311,9 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
     width = len(raw.frame.columns)
     bad_rows = raw.bad_rows
     if len(bad_rows):
-        rules_text = [f"the row has {n} field(s), the header {width} (truncated row, or a delimiter inside an unquoted value?)"
-                      if t != "(truncated)" else "the file ends inside a quoted value: the row is truncated"
-                      for n, t in zip(bad_rows["fields"], bad_rows["text"])]
+        rules_text = ["the file ends inside a quoted value: the row is truncated" if cut else
+                      f"the row has {n} field(s), the header {width} (truncated row, or a delimiter inside an unquoted value?)"
+                      for n, cut in zip(bad_rows["fields"], bad_rows["truncated"])]
         problems.append(pd.DataFrame({"file": check.file, "row": bad_rows["row"].astype(object), "column": None,
                                       "rule": rules_text, "value": None}, columns=list(PROBLEM_COLUMNS)))
     problems = pd.concat(problems, ignore_index=True) if problems else empty_problems()
