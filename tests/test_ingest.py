@@ -186,6 +186,18 @@ def test_the_deny_list_lies_beside_the_dataset_and_knows_the_names(ingested, mes
     assert not deny.lookup([name], OTHER_KEY)
 
 
+def test_a_large_deny_list_is_made_in_a_second_process_with_the_same_result(tmp_path, monkeypatch):
+    import studylib.forms.ingest as ingest_module
+
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, n_persons=30)
+    inline = ingest(raw, tmp_path / "inline", KEY)
+    monkeypatch.setattr(ingest_module, "DENY_LIST_IN_BACKGROUND", 1)
+    background = ingest(raw, tmp_path / "background", KEY)
+    assert DenyList.read(background.deny_list).digests == DenyList.read(inline.deny_list).digests
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+
+
 def test_linkage_recovers_the_true_persons_of_messy_exports(ingested, messy_raw):
     truth = pd.read_parquet(messy_raw / "truth" / "records.parquet")
     truth["event_id"] = event_ids(truth["form"], truth["record_id"], KEY).to_numpy()

@@ -237,6 +237,17 @@ def ingest(
     step("linking", 0, 1)
     new = _records(run, catalogue, key)
     quarantined = _write_quarantine(run)
+    deny = _DenyListJob(run.identifiers, key, dataset_dir, append=previous is not None)
+    run.identifiers = set()
+    try:
+        return _finish(run, new, previous, deny, quarantined, dataset_dir, raw_dirs, key, catalogue, strict, step)
+    finally:
+        deny.cancel()
+
+
+def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob", quarantined: list[Path], dataset_dir: Path,
+            raw_dirs: list[Path], key: bytes, catalogue: FormCatalogue, strict: bool, step: Progress) -> IngestResult:
+    """Link, pseudonymise, derive the cases and write: the part after the exports are read."""
     if strict and len(new.duplicates):
         raise ValidationError(as_problems(new.duplicates, 50), summary="--strict: stopped at duplicate records")
     already = 0
@@ -261,7 +272,8 @@ def ingest(
 
     report = _report(run, added, already, linkage, tables, catalogue, quarantined, raw_dirs, previous is not None)
     step("writing", 0, 1)
-    result = _write_outputs(dataset_dir, tables, links, report, key, catalogue, run)
+    result = _write_outputs(dataset_dir, tables, links, report, key, catalogue)
+    result.deny_list = deny.finish()
     result.quarantine_files = quarantined
     step("writing", 1, 1)
     return result
@@ -543,7 +555,7 @@ def _write_quarantine(run: _Run) -> list[Path]:
     return written
 
 
-def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report: dict, key: bytes, catalogue: FormCatalogue, run: _Run) -> IngestResult:
+def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report: dict, key: bytes, catalogue: FormCatalogue) -> IngestResult:
     made_by = {"tool": "studylib ingest", "studylib_version": __version__, "catalogue_version": catalogue.version,
                "linkage_rules_version": linkage_rules()["version"], "validation_rules_version": ingest_rules()["version"]}
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -570,18 +582,57 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
         _replace_dir(state_staged, linkage_dir(dataset_dir))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    deny = _write_deny_list(dataset_dir, run, key, append=report["mode"] == "append")
-    return IngestResult(dataset_dir=dataset_dir, report=report, deny_list=deny)
+    return IngestResult(dataset_dir=dataset_dir, report=report)
 
 
-def _write_deny_list(dataset_dir: Path, run: _Run, key: bytes, append: bool) -> Path:
-    """Keyed hashes of the raw names and identifiers, beside the dataset (never inside), for the output audit.
+#: From this many distinct identifiers on, the deny list is hashed in a second process while
+#: ingest links and writes (the hashing is pure Python; the machine has a second core).
+DENY_LIST_IN_BACKGROUND = 50_000
 
-    An append adds to the deny list of the earlier periods."""
-    deny = make_deny_list(sorted(run.identifiers), key)
-    path = deny_list_path(dataset_dir)
-    if append and path.is_file():
-        old = DenyList.read(path)
+
+class _DenyListJob:
+    """The deny list of an ingest: keyed hashes of the raw names and identifiers, written beside the
+    dataset (never inside) for the output audit. An append adds to the earlier periods' list.
+
+    Large lists are made in a second process (spawned: the key goes through a pipe, never a file)
+    into a temporary file; :meth:`finish` puts it in place, :meth:`cancel` removes it."""
+
+    def __init__(self, identifiers: set, key: bytes, dataset_dir: Path, append: bool):
+        self.path = deny_list_path(dataset_dir)
+        self.previous = self.path if append and self.path.is_file() else None
+        dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.executor = self.future = None
+        names = sorted(identifiers)
+        if len(names) >= DENY_LIST_IN_BACKGROUND:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous)
+        else:
+            write_deny_list(names, key, self.tmp, self.previous)
+
+    def finish(self) -> Path:
+        if self.future is not None:
+            self.future.result()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def cancel(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        self.tmp.unlink(missing_ok=True)
+
+
+def write_deny_list(names: list[str], key: bytes, path: Path, previous: Path | None = None) -> Path:
+    """Write the deny list of ``names`` (joined with the list at ``previous``) to ``path``, owner-only."""
+    deny = make_deny_list(names, key)
+    if previous is not None:
+        old = DenyList.read(previous)
         deny = DenyList(deny.digests | old.digests, max(deny.max_words, old.max_words))
     deny.write(path)
     os.chmod(path, 0o600)
