@@ -195,7 +195,7 @@ def kernel_variables(report: Report) -> dict[str, str]:
 
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
-               kernels: threading.Semaphore | None = None) -> Outcome:
+               kernels: tuple[KernelSlots, int] | None = None) -> Outcome:
     """Make one report: execute, export, audit, publish (or record the failure). Never raises."""
     started = time.monotonic()
     batch_started = publish.now_iso()
@@ -223,26 +223,63 @@ def _published_since(reports: Path, key: str, since: str) -> bool:
     return manifest.get("run", {}).get("finished", "") >= since
 
 
+class KernelSlots:
+    """``--workers`` kernels at once, handed out in the order the reports were queued."""
+
+    def __init__(self, slots: int, turns: int) -> None:
+        self.free = max(1, slots)
+        self.turns: list[int] = list(range(turns))  # every report queues up front, in order
+        self.condition = threading.Condition()
+
+    def withdraw(self, turn: int) -> None:
+        """A report that ends without running a kernel (skipped, failed early) leaves the queue."""
+        with self.condition:
+            if turn in self.turns:
+                self.turns.remove(turn)
+                self.condition.notify_all()
+
+    @contextmanager
+    def slot(self, turn: int, cancel: threading.Event | None) -> Iterator[None]:
+        """Wait for a free slot and this report's turn; a cancelled batch stops waiting."""
+        acquired = self._acquire(turn, cancel)
+        try:
+            yield  # not acquired (cancelled): execute_report sees the cancel and stops at once
+        finally:
+            if acquired:
+                with self.condition:
+                    self.free += 1
+                    self.condition.notify_all()
+
+    def _acquire(self, turn: int, cancel: threading.Event | None) -> bool:
+        with self.condition:
+            if turn not in self.turns:
+                self.turns.append(turn)
+                self.turns.sort()
+            while not (self.free and self.turns[0] == turn):
+                if cancel is not None and cancel.is_set():
+                    self.turns.remove(turn)
+                    self.condition.notify_all()
+                    return False
+                self.condition.wait(0.2)
+            self.turns.pop(0)
+            self.free -= 1
+            self.condition.notify_all()
+            return True
+
+
 @contextmanager
-def _kernel_slot(kernels: threading.Semaphore | None, cancel: threading.Event | None) -> Iterator[None]:
+def _kernel_slot(kernels: tuple[KernelSlots, int] | None, cancel: threading.Event | None) -> Iterator[None]:
     """Hold one of the batch's kernel slots (``--workers``) while a notebook executes."""
     if kernels is None:
         yield
         return
-    while not kernels.acquire(timeout=0.2):
-        if cancel is not None and cancel.is_set():
-            break
-    else:
-        try:
-            yield
-        finally:
-            kernels.release()
-        return
-    yield  # cancelled while waiting: execute_report sees the cancel and stops at once
+    slots, turn = kernels
+    with slots.slot(turn, cancel):
+        yield
 
 
 def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
-          kernels: threading.Semaphore | None = None) -> Outcome:
+          kernels: tuple[KernelSlots, int] | None = None) -> Outcome:
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 
     study, spec = report.study, report.study.spec
@@ -479,7 +516,7 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
             progress(o.key, o)
         if plan.run and not cancel.is_set():
             runner = _run_on_cluster if settings.cluster else _run_on_threads
-            runner(plan.run, settings, cancel, progress, result)
+            runner(longest_first(plan.run, settings.reports), settings, cancel, progress, result)
         for report in plan.run:
             if not any(o.key == report.key for o in result.outcomes):
                 o = Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
@@ -487,6 +524,20 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
                 progress(o.key, o)
     result.index = write_index(settings.reports, settings.studies_dir)
     return result
+
+
+def longest_first(reports: list[Report], folder: Path) -> list[Report]:
+    """Start the reports expected to take longest first, so that no long one runs alone at the end.
+
+    Expected time: the last run's total from the manifest; without one, the template's size
+    (a longer template usually does more).
+    """
+    def expected(report: Report) -> float:
+        manifest = publish.read_json(folder / report.key / publish.MANIFEST) or {}
+        seconds = manifest.get("timings", {}).get("total")
+        return float(seconds) if seconds else report.study.template.stat().st_size / 2000
+
+    return sorted(reports, key=expected, reverse=True)
 
 
 def _warm_up() -> None:
@@ -500,18 +551,21 @@ def _warm_up() -> None:
 def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
     """Reports on threads of this process. ``workers`` kernels run at once; a report whose kernel
     is done exports (HTML, PDF), audits and publishes while the next report's kernel runs."""
-    kernels = threading.Semaphore(max(1, settings.workers))
+    slots = KernelSlots(settings.workers, len(reports))
 
-    def one(report: Report) -> Outcome:
-        if cancel.is_set():
-            return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
-        progress(report.key, None)
-        return run_report(report, settings, cancel, kernels)
+    def one(turn: int, report: Report) -> Outcome:
+        try:
+            if cancel.is_set():
+                return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
+            progress(report.key, None)
+            return run_report(report, settings, cancel, (slots, turn))
+        finally:
+            slots.withdraw(turn)
 
     threading.Thread(target=_warm_up, name="studylib-warm-up", daemon=True).start()
     pool = ThreadPoolExecutor(max_workers=min(len(reports), 2 * max(1, settings.workers)), thread_name_prefix="studylib-report")
     try:
-        pending: set[Future] = {pool.submit(one, r) for r in reports}
+        pending: set[Future] = {pool.submit(one, turn, r) for turn, r in enumerate(reports)}
         while pending:
             finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in finished:
