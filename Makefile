@@ -22,7 +22,7 @@ setup: $(STAMP)  ## create .venv and install studylib with its test extra
 
 reports: setup  ## generate demo synthetic data, ingest it, run every study
 	$(BIN)/studylib demo
-	$(BIN)/studylib run --all
+	$(BIN)/studylib run --all --workers 2
 
 test: setup  ## run the whole test suite
 	$(BIN)/python -m pytest -q

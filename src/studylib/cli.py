@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from studylib import __version__
 from studylib.errors import StudylibError
@@ -29,7 +30,7 @@ console = Console(stderr=True)
 
 def fail(error: Exception, code: int = 2) -> None:
     """Print an error the user can act on and exit non-zero."""
-    console.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
