@@ -25,7 +25,7 @@ import pandas as pd
 
 from studylib.analysis import EstimationError, ExtentWarning, estimate_population, overlap_table, read_overlap_table
 
-MSE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mse"
+MSE = Path(__file__).resolve().parents[1] / "tests" / "reference" / "mse"
 LIST_NAMES = ("centre_outreach", "police", "ngo", "municipality", "hotline")
 
 

@@ -22,7 +22,7 @@ from studylib.analysis import (
 )
 from studylib.errors import StudylibError
 
-MSE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "mse"
+MSE = Path(__file__).resolve().parent / "reference" / "mse"  # copy of ../shared/reference/mse (published overlap tables)
 
 
 def reference(name: str) -> pd.DataFrame:
