@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -140,6 +141,43 @@ def build_raw(folder: Path, rows: int, seed: int = 7) -> int:
     return written
 
 
+class MemorySampler(threading.Thread):
+    """Peak proportional set size (PSS) of a process and its children, sampled every 20 ms.
+
+    PSS counts a page shared between processes once: a freshly forked helper that still shares
+    its parent's pages is not counted twice (its ru_maxrss would be)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def _tree(self) -> list[int]:
+        pids, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            pids.append(pid)
+            try:
+                todo += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    @staticmethod
+    def _pss(pid: int) -> int:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, sum(self._pss(p) for p in self._tree()))
+            self.done.wait(0.02)
+
+
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
@@ -150,7 +188,7 @@ start, cpu = time.perf_counter(), time.process_time()
 result = ingest(raw, out, key)
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak, "persons": result.report["dataset"]["persons"],
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "rss_bytes": peak, "persons": result.report["dataset"]["persons"],
                   "events": result.report["dataset"]["events"], "rejected": result.report["rejected"]["rows"]}))
 """
 
@@ -168,19 +206,26 @@ def main() -> None:
     size = sum(p.stat().st_size for p in raw.iterdir() if p.is_file())
     print(f"raw exports: {rows:,} rows in 14 files, {size / 1e6:.0f} MB, built in {time.perf_counter() - t0:.1f} s")
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(raw), str(out)], capture_output=True, text=True, check=False)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD, str(raw), str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler = MemorySampler(proc.pid)
+        sampler.start()
+        stdout, stderr = proc.communicate()
+        sampler.done.set()
+        sampler.join()
         if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
+            print(stderr, file=sys.stderr)
             raise SystemExit(proc.returncode)
-        fig = json.loads(proc.stdout.strip().splitlines()[-1])
+        fig = json.loads(stdout.strip().splitlines()[-1])
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
+    peak = sampler.peak
     print(f"ingest: {fig['seconds']:.1f} s (target {TARGET_SECONDS:.0f} s, ratio {fig['seconds'] / TARGET_SECONDS:.2f}); "
-          f"{rows / fig['seconds']:,.0f} rows/s; CPU {fig['cpu_seconds']:.1f} s (the machine is shared: CPU time shows the work)")
-    print(f"peak memory: {fig['peak_bytes'] / 1024**3:.2f} GiB (target 4 GiB, ratio {fig['peak_bytes'] / TARGET_BYTES:.2f})")
+          f"{rows / fig['seconds']:,.0f} rows/s; CPU {fig['cpu_seconds']:.1f} s in the main process (the machine is shared: CPU time shows the work)")
+    print(f"peak memory: {peak / 1024**3:.2f} GiB, the ingest and its deny-list process (PSS sampled every 20 ms; the ingest "
+          f"process alone peaked at {fig['rss_bytes'] / 1024**3:.2f} GiB resident) (target 4 GiB, ratio {peak / TARGET_BYTES:.2f})")
     print(f"output: {fig['persons']:,} persons, {fig['events']:,} events, {fig['rejected']:,} rows rejected")
-    ok = fig["seconds"] <= TARGET_SECONDS and fig["peak_bytes"] <= TARGET_BYTES
+    ok = fig["seconds"] <= TARGET_SECONDS and peak <= TARGET_BYTES
     print("within targets" if ok else "OUTSIDE TARGETS")
     raise SystemExit(0 if ok else 1)
 

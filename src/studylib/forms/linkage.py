@@ -19,6 +19,8 @@ from importlib.resources import files
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
@@ -103,12 +105,11 @@ def _key_strings(values: pd.DataFrame, spec: dict, rules: dict) -> pd.Series:
             text = column.astype("str")
         not_values = spec.get("not_a_value", {}).get(name, [])
         parts.append(text.mask(text.isin(not_values)))
-    joined = pd.Series(spec["name"], index=values.index, dtype="str")
-    missing = pd.Series(False, index=values.index)
-    for part in parts:
-        missing |= part.isna()
-        joined = joined + ":" + part.fillna("")
-    return joined.mask(missing)
+    # one pass in Arrow: name:part:part..., missing where any part is missing
+    arrays = [pa.array(part.astype("str").array, type=pa.large_string(), from_pandas=True) for part in parts]
+    literal = pa.scalar(spec["name"], type=pa.large_string())
+    joined = pc.binary_join_element_wise(literal, *arrays, pa.scalar(":", type=pa.large_string()), null_handling="emit_null")
+    return pd.Series(pd.array(joined, dtype="str"), index=values.index)
 
 
 def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: bytes, rules: dict | None = None) -> pd.DataFrame:

@@ -137,8 +137,8 @@ def _normalise_text(name: str, s: pd.Series) -> pd.Series:
     for step in steps:
         if step == "upper":
             s = s.str.upper()
-        elif step == "no_spaces":
-            s = s.str.replace(r"\s+", "", regex=True)
+        elif step == "no_spaces":  # spelled out: with \s pandas falls back to Python per value
+            s = s.str.replace("[ \t\r\n\u00a0]+", "", regex=True)
         elif step == "no_hyphens":
             s = s.str.replace("-", "", regex=False)
         elif step == "digits_only":
