@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -21,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
 
 from studylib import paths
-from studylib.errors import Problem, ValidationError
+from studylib.errors import Problem, StudylibError, ValidationError
 
 #: The template parameter through which the runner passes the study's dataset folder.
 DATA_PARAMETER = "data_dir"
@@ -203,6 +204,14 @@ def _resolve(base: Path, value: str) -> Path:
     return (path if path.is_absolute() else base / path).resolve()
 
 
+@lru_cache(maxsize=1)
+def _demo_dataset() -> Path:
+    """The demo dataset, (re)created on demand once per process (synth -> demo key -> ingest)."""
+    from studylib.demo import ensure_demo_dataset
+
+    return ensure_demo_dataset()
+
+
 def read_study(file: str | Path) -> Study:
     """Read and check one study file; raise one ValidationError naming every problem."""
     file = Path(file)
@@ -232,6 +241,11 @@ def read_study(file: str | Path) -> Study:
     elif template.suffix != ".ipynb":
         problems.append(Problem(where=_where(file, lines, ("template",)), rule="a template is a notebook (.ipynb)", value=spec.template))
     data = paths.demo_dataset_dir() if spec.data == DEMO_DATA else _resolve(file.parent, spec.data)
+    if spec.data == DEMO_DATA:
+        try:
+            data = _demo_dataset()
+        except StudylibError as err:
+            problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"the demo dataset cannot be made: {err}"))
     if not (data / "dataset.json").is_file():
         hint = "; create it with `studylib demo`" if spec.data == DEMO_DATA else ""
         problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"not a dataset folder (no dataset.json): {data}{hint}"))
