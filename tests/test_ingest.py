@@ -25,7 +25,8 @@ from studylib.data.cases import derive_cases
 from studylib.data.schemas import CASES
 from studylib.errors import StudylibError
 from studylib.forms.catalogue import form_catalogue
-from studylib.forms.ingest import IngestError, deny_list_path, event_ids, ingest, linkage_dir
+from studylib.forms.ingest import IngestError, event_ids, ingest, linkage_dir
+from studylib.privacy.denylist import deny_list_path
 from studylib.forms.linkage import normalise_names
 from studylib.forms.reading import parse_dates, parse_decimal, read_export
 from studylib.privacy.denylist import DenyList

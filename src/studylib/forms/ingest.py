@@ -62,7 +62,7 @@ from studylib.forms.validation import (
     validate_export,
     whole_years,
 )
-from studylib.privacy.denylist import DenyList, make_deny_list
+from studylib.privacy.denylist import DenyList, deny_list_path, make_deny_list
 from studylib.privacy.tokens import key_fingerprint, keyed_token
 
 REPORT_JSON = "ingest_report.json"
@@ -85,12 +85,6 @@ def linkage_dir(dataset_dir: str | os.PathLike) -> Path:
     """The sibling folder with the keyed linkage tokens of a dataset."""
     dataset_dir = Path(dataset_dir)
     return dataset_dir.with_name(dataset_dir.name + ".linkage")
-
-
-def deny_list_path(dataset_dir: str | os.PathLike) -> Path:
-    """Where ingest puts the deny list of a dataset (beside it, never inside)."""
-    dataset_dir = Path(dataset_dir)
-    return dataset_dir.with_name(dataset_dir.name + ".denylist")
 
 
 def check_key_location(key_file: str | os.PathLike, dataset_dir: str | os.PathLike) -> None:

@@ -132,6 +132,12 @@ class DenyList:
         return cls(frozenset(digests), max_words)
 
 
+def deny_list_path(dataset_dir: str | os.PathLike) -> Path:
+    """Where a dataset's deny list lives: beside the dataset folder (``<dataset>.denylist``), never inside."""
+    dataset_dir = Path(dataset_dir)
+    return dataset_dir.with_name(dataset_dir.name + ".denylist")
+
+
 def make_deny_list(names: Iterable, key: bytes) -> DenyList:
     """A deny list of names and identifiers (missing and blank ones are skipped)."""
     if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:

@@ -2,8 +2,8 @@
 
 :func:`audit_report` runs :mod:`studylib.privacy.audit` on everything a run produced (the
 executed notebook, the HTML page, the PDF) with the study's minimum cell and, when it is
-known, the key and the deny list (``STUDYLIB_KEY_FILE``, ``STUDYLIB_DENY_LIST``; the demo
-key for the demo dataset), so that neither the key nor a person token nor a listed name can
+known, the key and the deny list (``STUDYLIB_KEY_FILE``, ``STUDYLIB_DENY_LIST`` or the
+dataset's own ``<dataset>.denylist``; the demo key for the demo dataset), so that neither the key nor a person token nor a listed name can
 slip through. A report whose verdict is not ``passed`` is never published; the manifest
 records the verdict (masked findings only, never the text found).
 """
@@ -38,17 +38,27 @@ class Verdict:
 
 
 def audit_key(data: Path) -> tuple[Path | None, Path | None]:
-    """The key file and deny list the audit may use for this dataset (never read by a kernel)."""
+    """The key file and deny list the audit may use for this dataset (never read by a kernel).
+
+    The key: ``STUDYLIB_KEY_FILE``, or the demo key for the demo dataset. The deny list:
+    ``STUDYLIB_DENY_LIST``, else the one ingest wrote beside the dataset (it needs the key).
+    """
+    from studylib.privacy.denylist import deny_list_path
+
     key = os.environ.get(KEY_VARIABLE)
     deny = os.environ.get(DENY_LIST_VARIABLE)
+    beside = deny_list_path(data)
+    default_deny = beside if beside.is_file() else None
     if key:
-        return Path(key), Path(deny) if deny else None
+        return Path(key), Path(deny) if deny else default_deny
     demo_key = paths.demo_key_file()
     try:
         is_demo = data.resolve() == paths.demo_dataset_dir().resolve()
     except OSError:
         is_demo = False
-    return (demo_key if is_demo and demo_key.is_file() else None), None
+    if is_demo and demo_key.is_file():
+        return demo_key, Path(deny) if deny else default_deny
+    return None, None
 
 
 def audit_report(stage: Path, min_cell: int, data: Path) -> Verdict:
