@@ -299,6 +299,17 @@ def test_minors_get_a_child_protection_notification(clean):
     assert (_date(f13["date"]).to_numpy() >= first.loc[f13["true_id"]].to_numpy()).all()
 
 
+def test_the_notification_comes_before_the_eighteenth_birthday(tmp_path):
+    """Minors first registered days before turning 18 are still minors on their F13."""
+    out = synth(tmp_path / "raw", persons=40_000, seed=3, pii=False)
+    pop = pd.read_parquet(out / "truth" / "population.parquet").set_index("true_id")
+    f13 = raw_frame(out, "F13")
+    born = pd.to_datetime(pop.loc[f13["true_id"], "birth_date"]).dt.tz_localize(None)
+    eighteen = (pd.DatetimeIndex(born) + pd.DateOffset(years=18)).to_numpy()
+    assert len(f13) > 500
+    assert (_date(f13["date"]).to_numpy() < eighteen).all()
+
+
 def test_identified_persons_get_a_decision_before_reflection_and_safe_house(clean):
     f04, f05 = raw_frame(clean, "F04"), raw_frame(clean, "F05")
     identified = f05[f05["decision"] == "identified"].set_index("true_id")

@@ -362,9 +362,11 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     cfg = fv["F13"]
     minors = persons[reg["age"].to_numpy() < 18]
     j = minors.size
+    # the notification comes while the person is still a minor: at the latest the day before 18
+    adult_day = _eighteenth_birthday(reg["birth_day"].to_numpy(np.int64)[minors]) - 1
     out["F13"] = {
         "person": minors,
-        "date": np.minimum(first[minors] + lag(rng, pw.child_notice_lag_days, j), export_day),
+        "date": np.minimum(np.minimum(first[minors] + lag(rng, pw.child_notice_lag_days, j), adult_day), export_day),
         "organisation": pick(rng, cfg["organisation"], j),
         "unaccompanied": _bool(chance(rng, pw.unaccompanied, j)),
         "guardian_appointed": _bool(chance(rng, fv["F13"]["guardian_appointed"], j)),
@@ -406,3 +408,9 @@ def all_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, r
         ordered.update({k: v for k, v in cols.items() if k not in ordered})
         out[code] = ordered
     return out
+
+
+def _eighteenth_birthday(birth_days: np.ndarray) -> np.ndarray:
+    """Day numbers (days since 1970-01-01) of the 18th birthdays (from 29 February: 28 February)."""
+    born = pd.DatetimeIndex((birth_days + EPOCH).astype("datetime64[D]"))
+    return ((born + pd.DateOffset(years=18)).to_numpy().astype("datetime64[D]") - EPOCH).astype(np.int64)
