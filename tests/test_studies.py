@@ -61,6 +61,7 @@ def test_the_extent_report_shows_ranges_of_several_models_and_the_truth(publishe
     for model in ("main effects only", "stepwise, p < 0.02", "all two-list interactions"):
         assert model in text
     assert "True population and estimated ranges" in text
+    assert "by period of first contact" in text
     assert "underestimates" in text  # the plain-language caveat on heterogeneity
     pdf = " ".join(page.extract_text() for page in PdfReader(reports / "extent" / "report.pdf").pages)
     assert "Estimates by sector" in pdf
