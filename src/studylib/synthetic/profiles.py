@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, ValidationInfo, field_validator, model_validator
 
 from studylib.data import vocabularies
 from studylib.errors import ConfigError
@@ -102,6 +102,17 @@ class IndicatorProbabilities(_Strict):
         return self
 
 
+#: The vocabulary whose codes each share field of a sector profile is over.
+SHARE_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "sex": vocabularies.SEX,
+    "age_bands": vocabularies.AGE_BAND[:-1],
+    "nationality": vocabularies.NATIONALITY,
+    "recruitment_channel": vocabularies.RECRUITMENT_CHANNEL,
+    "exploitation": vocabularies.EXPLOITATION,
+    "region": vocabularies.REGION,
+}
+
+
 class SectorProfile(_Strict):
     """Who the persons of one sector are, and how visible they are to each organisation."""
 
@@ -126,35 +137,11 @@ class SectorProfile(_Strict):
             raise ValueError(f"unknown sector {v!r}; sectors are {', '.join(vocabularies.SECTOR)}")
         return v
 
-    @field_validator("sex")
+    @field_validator("sex", "age_bands", "nationality", "recruitment_channel", "exploitation", "region")
     @classmethod
-    def _sex(cls, v):
-        return _shares(v, vocabularies.SEX, "sex")
-
-    @field_validator("age_bands")
-    @classmethod
-    def _age(cls, v):
-        return _shares(v, vocabularies.AGE_BAND[:-1], "age_bands")
-
-    @field_validator("nationality")
-    @classmethod
-    def _nat(cls, v):
-        return _shares(v, vocabularies.NATIONALITY, "nationality")
-
-    @field_validator("recruitment_channel")
-    @classmethod
-    def _rec(cls, v):
-        return _shares(v, vocabularies.RECRUITMENT_CHANNEL, "recruitment_channel")
-
-    @field_validator("exploitation")
-    @classmethod
-    def _exp(cls, v):
-        return _shares(v, vocabularies.EXPLOITATION, "exploitation")
-
-    @field_validator("region")
-    @classmethod
-    def _reg(cls, v):
-        return None if v is None else _shares(v, vocabularies.REGION, "region")
+    def _shares_of_codes(cls, v, info: ValidationInfo):
+        """Shares over codes of the field's vocabulary (SHARE_VOCABULARIES), summing to 1."""
+        return None if v is None else _shares(v, SHARE_VOCABULARIES[info.field_name], info.field_name)
 
     @field_validator("visibility")
     @classmethod
