@@ -234,7 +234,7 @@ def _suppress_secondary(values: np.ndarray, hidden: np.ndarray, settings: Disclo
             hidden[cell] = True
 
 
-def _bounds(values, hidden, published, settings, relations, exact: bool):
+def _bounds(values, hidden, published, settings, relations, exact: bool, networks: bool = True):
     """Array-level attack: (target flat indices, lower, upper, safe) for a protection."""
     rule = Rule(settings.min_cell, settings.zeros_disclosive)
     flat_values = values.ravel().astype(float)
@@ -252,7 +252,7 @@ def _bounds(values, hidden, published, settings, relations, exact: bool):
         upper = shown + (base - 1)
         targets = np.flatnonzero(lower <= settings.min_cell - 1)
         safe = partial(_rounding_safe, rule)
-    lo, hi = intruder_bounds(flat_values, known, lower, upper, targets, relations, None if exact else safe)
+    lo, hi = intruder_bounds(flat_values, known, lower, upper, targets, relations, None if exact else safe, networks)
     return targets, lo, hi, safe(lo, hi)
 
 
@@ -276,7 +276,7 @@ def apply_suppression(
     return _assemble(values, rule.is_sensitive(values), mask, values, settings, layout)
 
 
-def attack(protected: ProtectedTable, exact: bool = True) -> pd.DataFrame:
+def attack(protected: ProtectedTable, exact: bool = True, networks: bool = True) -> pd.DataFrame:
     """The attacker's bounds for every hidden cell, from the published table alone.
 
     Suppressed cells are unknown (at least 0); rounded cells lie within ``base - 1`` of
@@ -289,10 +289,16 @@ def attack(protected: ProtectedTable, exact: bool = True) -> pd.DataFrame:
 
     With ``exact=False`` (what :func:`protect_table` uses) a cell stops being refined once
     the values it can take already make it safe; unsafe cells still get exact bounds.
+
+    Bounds of one- and two-dimensional tables are found as maximum flows, which give the
+    linear programmes' bounds many times faster; ``networks=False`` solves the programmes
+    themselves (the reference path, for tests and the benchmark).
     """
     values = protected._values
     relations = relation_matrix(values.shape) if protected.margins else sparse.csr_matrix((0, values.size))
-    targets, lo, hi, safe = _bounds(values, protected._hidden, protected._published, protected.settings, relations, exact)
+    targets, lo, hi, safe = _bounds(
+        values, protected._hidden, protected._published, protected.settings, relations, exact, networks
+    )
     result = pd.DataFrame(
         {
             "count": values.ravel()[targets].astype(np.int64),

@@ -7,9 +7,14 @@ knows a hidden cell only within prior bounds (``0..inf`` for a suppressed cell, 
 interval for a rounded one), and solves linear programmes (scipy HiGHS) for the smallest
 and largest value each hidden cell can take: :func:`intruder_bounds`.
 
-The linear programmes are split into independent components (hidden cells linked through
-shared relations), and a solution found for one cell serves as a witness for the others:
-a bound already reached by a feasible table needs no programme of its own.
+The system is split into independent components (hidden cells linked through shared
+relations), and a solution found for one cell serves as a witness for the others: a bound
+already reached by a feasible table needs no programme of its own (:class:`_Component`).
+A bound that still needs proof is a linear programme, except in a component that is a
+flow network, as every component of a one- or two-dimensional table is (turn some of its
+relations round and every hidden cell enters one relation and leaves another, or touches
+one only): there it is a maximum flow (scipy.sparse.csgraph, :class:`_Network`), many
+times faster and, by total unimodularity, the same whole number.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Callable
 import numpy as np
 from scipy import sparse
 from scipy.optimize import linprog
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, maximum_flow
 
 from studylib.errors import StudylibError
 
@@ -67,6 +72,7 @@ def intruder_bounds(
     targets: np.ndarray,
     relations: sparse.spmatrix,
     enough: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    networks: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The attacker's integer bounds for the ``targets`` (flat cell indices).
 
@@ -78,6 +84,9 @@ def intruder_bounds(
     "safe"), a target stops being refined as soon as values it can take make the test
     true; its interval is then only as wide as that evidence (the exact bounds are at
     least as wide). Targets that fail the test always get their exact bounds.
+
+    ``networks=False`` proves every bound by a linear programme (the reference path that
+    tests and the benchmark compare the flow networks with).
     """
     values = np.asarray(values, dtype=float).ravel()
     known = np.asarray(known, dtype=bool).ravel()
@@ -118,11 +127,106 @@ def intruder_bounds(
         rels = rel_order[np.searchsorted(rel_sorted, component):np.searchsorted(rel_sorted, component, "right")]
         wanted = np.flatnonzero(var_label[target_var] == component)
         local = np.searchsorted(variables, target_var[wanted])  # variables are in ascending order
-        problem = _Component(
-            a_hidden[rels][:, variables], rhs[rels], prior_lo[variables], prior_hi[variables], values[hidden[variables]]
-        )
+        a, b = a_hidden[rels][:, variables], rhs[rels]
+        lo, hi, truth = prior_lo[variables], prior_hi[variables], values[hidden[variables]]
+        problem = _Component(a, b, lo, hi, truth, networks)
         lo_out[wanted], hi_out[wanted] = problem.bounds(local, enough)
     return np.ceil(lo_out - _TOL) + 0.0, np.floor(hi_out + _TOL) + 0.0
+
+
+class _Network:
+    """The hidden cells of one component as the arcs of a flow network.
+
+    Arc ``e`` carries the cell's value from ``tails[e]`` to ``heads[e]`` (relations, or the
+    ground node past the last relation). The tables the attacker cannot tell apart are the
+    true table plus a circulation within the residual capacities (up to the prior upper
+    bound forwards, down to the prior lower bound backwards). Raising cell ``t`` by ``d``
+    sends ``d`` back from its head to its tail along the other arcs, lowering it sends ``d``
+    from its tail to its head: each bound is one maximum flow on the one residual graph, less
+    the capacity of ``t``'s own residual arc from source to sink (its other arc runs from sink
+    to source and carries nothing). Capacities must be whole numbers: every unbounded one
+    becomes ``infinite``, more than all finite capacities together, so a flow reaches
+    ``infinite`` only where the bound is unbounded.
+    """
+
+    def __init__(self, tails, heads, prior_lo, prior_hi, truth) -> None:
+        self.tails, self.heads = tails, heads
+        self.truth = truth.astype(np.int64)
+        bounded = np.isfinite(prior_hi)
+        self.down = (truth - prior_lo).astype(np.int64)
+        self.infinite = int(self.down.sum() + (prior_hi - truth)[bounded].sum()) + 1
+        self.up = np.where(bounded, prior_hi - truth, self.infinite).astype(np.int64)
+        nodes = int(max(tails.max(), heads.max())) + 1
+        graph = sparse.csr_array(
+            (np.concatenate([self.up, self.down]), (np.concatenate([tails, heads]), np.concatenate([heads, tails]))),
+            shape=(nodes, nodes),
+        )
+        graph.sum_duplicates()  # parallel arcs (one-dimensional tables) add up
+        graph.eliminate_zeros()
+        self.graph = graph.astype(np.int32)
+
+    @classmethod
+    def of(cls, a: sparse.csr_matrix, prior_lo, prior_hi, truth) -> "_Network | None":
+        """The component as a flow network, or None when its relations are no network or
+        its capacities are not whole numbers that fit the 32 bits of maximum_flow."""
+        whole = np.concatenate([truth, prior_lo, prior_hi[np.isfinite(prior_hi)]])
+        if not (np.all(np.isfinite(prior_lo)) and np.all(whole == np.round(whole))):
+            return None
+        arcs = _arcs(a)
+        if arcs is None:
+            return None
+        network = cls(*arcs, prior_lo, prior_hi, truth)
+        if network.infinite * (len(truth) + 1) >= 2**31:
+            return None
+        return network
+
+    def lower(self, t: int) -> float:
+        down = self._flow(self.tails[t], self.heads[t]) - int(self.up[t])
+        return float(self.truth[t] - min(int(self.down[t]), down))
+
+    def upper(self, t: int) -> float:
+        up = self._flow(self.heads[t], self.tails[t]) - int(self.down[t])
+        return np.inf if up >= self.infinite else float(self.truth[t] + min(int(self.up[t]), up))
+
+    def _flow(self, source: int, sink: int) -> int:
+        return int(maximum_flow(self.graph, int(source), int(sink)).flow_value)
+
+
+def _arcs(a: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each hidden cell as an arc (tail, head) between relations, when the relations form a
+    network: every coefficient is +-1, every cell is in at most two relations, and turning
+    some relations round (a sign for each) makes every cell in two of them enter one and
+    leave the other. A cell in one relation only runs to or from the ground node. None else.
+
+    The signs come from the components of a graph on the relations taken both ways round
+    (node ``r`` and node ``r + n``): a cell in relations ``r`` and ``q`` joins ``r`` to ``q``
+    when its coefficients differ in sign (keep both ways alike), else ``r`` to ``q + n``.
+    They exist when no relation shares a component with itself turned round.
+    """
+    n_rel, n_var = a.shape
+    csc = sparse.csc_matrix(a)
+    csc.sort_indices()
+    count = np.diff(csc.indptr)
+    if np.any(count > 2) or np.any(np.abs(csc.data) != 1):
+        return None
+    pair = csc.indptr[:-1][count == 2]
+    r, q = csc.indices[pair], csc.indices[pair + 1]
+    alike = csc.data[pair] != csc.data[pair + 1]
+    ends = np.concatenate([np.where(alike, q, q + n_rel), np.where(alike, q + n_rel, q)])
+    graph = sparse.coo_matrix(
+        (np.ones(2 * len(r)), (np.concatenate([r, r + n_rel]), ends)), shape=(2 * n_rel, 2 * n_rel)
+    )
+    _, label = connected_components(graph, directed=False)
+    if np.any(label[:n_rel] == label[n_rel:]):
+        return None
+    sign = np.where(label[:n_rel] < label[n_rel:], 1.0, -1.0)
+    enters = sign[csc.indices] * csc.data > 0
+    cell = np.repeat(np.arange(n_var), count)
+    tails = np.full(n_var, n_rel, dtype=np.int64)
+    heads = np.full(n_var, n_rel, dtype=np.int64)
+    heads[cell[enters]] = csc.indices[enters]
+    tails[cell[~enters]] = csc.indices[~enters]
+    return tails, heads
 
 
 class _Component:
@@ -131,15 +235,17 @@ class _Component:
     Every solution found is kept as a witness (a value each cell can take), and every
     dual solution of a maximisation as a certificate (an upper bound for each cell whose
     coefficient in it is positive). A bound that a witness reaches and a certificate
-    proves needs no programme of its own.
+    proves needs no programme of its own. The others are maximum flows when the component
+    is a flow network (and ``networks``), else programmes of their own.
     """
 
-    def __init__(self, a: sparse.csr_matrix, b: np.ndarray, prior_lo, prior_hi, truth) -> None:
+    def __init__(self, a: sparse.csr_matrix, b: np.ndarray, prior_lo, prior_hi, truth, networks=True) -> None:
         self.a, self.b = a, b
         self.prior_lo, self.prior_hi = prior_lo, prior_hi
         self.seen_lo, self.seen_hi = truth.copy(), truth.copy()
         self.proven_hi = np.minimum(prior_hi, _line_upper_bounds(a, b, prior_lo))
         self.box = np.column_stack([prior_lo, prior_hi])
+        self.network = _Network.of(a, prior_lo, prior_hi, truth) if networks and a.shape[0] else None
 
     def bounds(self, targets: np.ndarray, enough=None) -> tuple[np.ndarray, np.ndarray]:
         lo = np.empty(len(targets))
@@ -162,11 +268,15 @@ class _Component:
     def _lower(self, t: int) -> float:
         if self.seen_lo[t] <= self.prior_lo[t] + _TOL:
             return float(self.prior_lo[t])
+        if self.network is not None:
+            return self.network.lower(t)
         return self._solve(_objective(self.a.shape[1], [t], 1.0)).fun
 
     def _upper(self, t: int) -> float:
         if self.seen_hi[t] >= self.proven_hi[t] - _TOL:
             return float(self.proven_hi[t])
+        if self.network is not None:
+            return self.network.upper(t)
         result = self._solve(_objective(self.a.shape[1], [t], -1.0))
         if result is None:
             return np.inf
