@@ -6,28 +6,31 @@ organisation saw) is in :mod:`studylib.analysis.extent`, its log-linear models i
 :mod:`studylib.analysis.loglinear`.
 """
 
-from studylib.analysis.extent import (
-    EstimationError,
-    ExtentWarning,
-    OverlapTableError,
-    PopulationEstimate,
-    check_terms,
-    estimate_by,
-    estimate_population,
-    overlap_table,
-    read_overlap_table,
-    sensitivity,
-)
+from importlib import import_module
 
-__all__ = [
-    "EstimationError",
-    "ExtentWarning",
-    "OverlapTableError",
-    "PopulationEstimate",
-    "check_terms",
-    "estimate_by",
-    "estimate_population",
-    "overlap_table",
-    "read_overlap_table",
-    "sensitivity",
-]
+#: Public names and the module that holds each; imported on first use, so that a template
+#: using one kind of analysis does not pay for the others (statsmodels, scipy.stats).
+_EXPORTS = {
+    name: "studylib.analysis.extent"
+    for name in (
+        "EstimationError",
+        "ExtentWarning",
+        "OverlapTableError",
+        "PopulationEstimate",
+        "check_terms",
+        "estimate_by",
+        "estimate_population",
+        "overlap_table",
+        "read_overlap_table",
+        "sensitivity",
+    )
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'studylib.analysis' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)
