@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,27 @@ from studylib.data import vocabularies as V
 from studylib.forms.catalogue import form_catalogue
 from studylib.indicators import indicator_codes
 from studylib.paths import profiles_dir
-from studylib.synthetic import SynthOptions, generate, load_profiles, normalise_name
+from studylib.synthetic import SynthOptions, generate, load_profiles
 
 CAT = form_catalogue()
 EXPORT = CAT.export
 runner = CliRunner()
+
+
+# --- the reference linker's name key ------------------------------------------------------------
+
+
+def normalise_name(text: str | None) -> str | None:
+    """The linkage form of a name that the messy model promises to keep: every spelling variant
+    (case, accents, Danish letters written out, extra spaces, hyphen and space swapped) maps to
+    one string. Casefold, Danish letters written out first (å to aa), accents dropped, then
+    spaces, hyphens and apostrophes removed."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None
+    s = text.casefold().translate(str.maketrans({"æ": "ae", "ø": "oe", "å": "aa"}))
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    s = "".join(ch for ch in s if ch not in " -'\t")
+    return s or None
 
 
 # --- an independent checker of raw exports against the form catalogue --------------------------
@@ -368,8 +385,6 @@ def test_messy_records_link_back_to_their_persons(messy):
 
 
 def test_fake_personal_data_is_consistent_per_person(clean):
-    import unicodedata
-
     frames = pd.concat([raw_frame(clean, c) for c in V.FORM_CODES], ignore_index=True)
     with_cpr = frames[frames["cpr"] != ""]
     assert len(with_cpr) > 100

@@ -8,7 +8,6 @@ YAML files (:mod:`profiles`), by default in ``synthetic_data/profiles/``.
 """
 
 from studylib.synthetic.generator import DEFAULT_SEED, SynthOptions, SynthResult, generate
-from studylib.synthetic.messy import normalise_name
 from studylib.synthetic.profiles import ProfileSet, load_profiles
 
-__all__ = ["DEFAULT_SEED", "ProfileSet", "SynthOptions", "SynthResult", "generate", "load_profiles", "normalise_name"]
+__all__ = ["DEFAULT_SEED", "ProfileSet", "SynthOptions", "SynthResult", "generate", "load_profiles"]
