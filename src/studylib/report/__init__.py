@@ -5,23 +5,32 @@
 - :func:`configure` sets those settings for the kernel (defaults from the environment:
   ``STUDYLIB_MIN_CELL``, ``STUDYLIB_ROUNDING``);
 - ``look`` holds the report's nbconvert template and stylesheet.
+
+Names are imported on first use, so that the runner can read ``look`` without loading
+pandas, scipy and matplotlib.
 """
 
-from studylib.privacy.disclosure import published_rates, published_shares
-from studylib.report.figures import SafeFigure, safe_figure
-from studylib.report.settings import configure, current_settings
-from studylib.report.statistics import SafeStatistics, safe_statistics
-from studylib.report.tables import SafeTable, safe_table
+from importlib import import_module
 
-__all__ = [
-    "SafeFigure",
-    "SafeStatistics",
-    "SafeTable",
-    "configure",
-    "current_settings",
-    "published_rates",
-    "published_shares",
-    "safe_figure",
-    "safe_statistics",
-    "safe_table",
-]
+#: Public names and the module that holds each.
+_EXPORTS = {
+    "SafeFigure": "studylib.report.figures",
+    "safe_figure": "studylib.report.figures",
+    "SafeStatistics": "studylib.report.statistics",
+    "safe_statistics": "studylib.report.statistics",
+    "SafeTable": "studylib.report.tables",
+    "safe_table": "studylib.report.tables",
+    "configure": "studylib.report.settings",
+    "current_settings": "studylib.report.settings",
+    "published_rates": "studylib.privacy.disclosure",
+    "published_shares": "studylib.privacy.disclosure",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'studylib.report' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

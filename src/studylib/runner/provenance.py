@@ -17,13 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import studylib
 from studylib import __version__, paths
 from studylib.errors import StudylibError
+from studylib.report import look
 from studylib.runner.study import DATA_PARAMETER, Report
 
-#: The report's look (studylib.report.look), found by path: importing studylib.report loads pandas.
-LOOK_FOLDER = Path(studylib.__file__).resolve().parent / "report" / "look"
+#: The report's look (:mod:`studylib.report.look`: importing it loads no pandas).
+LOOK_FOLDER = look.FOLDER
 
 #: The metadata file of a dataset folder (studylib.data.dataset.META_FILE).
 META_FILE = "dataset.json"
