@@ -186,11 +186,11 @@ def derive_cases(
 
 
 def _per_person(ev: _Events, mask: np.ndarray, values, how: str) -> pd.Series:
-    """Max or sum of ``values`` (sorted order) over each person's events in ``mask``; NA where none."""
+    """Max, min or sum (``how``) of ``values`` (sorted order) over each person's events in ``mask``; NA where none."""
     values = pd.Series(values)
     keep = mask & values.notna().to_numpy()
     grouped = pd.Series(values[keep].to_numpy(dtype="float64"), index=ev.person[keep]).groupby(level=0)
-    result = grouped.max() if how == "max" else grouped.sum()
+    result = grouped.agg(how)
     out = pd.Series(pd.NA, index=range(ev.n_persons), dtype="Int64")
     out.iloc[result.index.to_numpy()] = result.round().astype("int64").to_numpy()
     return out
@@ -202,15 +202,7 @@ def _age_at_first_contact(cases: pd.DataFrame, ev: _Events, first: np.ndarray) -
     ages = pd.Series(ev.ages, dtype="Int64")
     at_first = pd.Series(ages.array.take(first, allow_fill=True), dtype="Int64")
     # the first contact form had no birth date: the youngest age on any of the person's forms
-    return at_first.fillna(_youngest(ev, ages)).astype("Int64")
-
-
-def _youngest(ev: _Events, ages: pd.Series) -> pd.Series:
-    keep = ages.notna().to_numpy()
-    result = pd.Series(ages[keep].to_numpy(dtype="int64"), index=ev.person[keep]).groupby(level=0).min()
-    out = pd.Series(pd.NA, index=range(ev.n_persons), dtype="Int64")
-    out.iloc[result.index.to_numpy()] = result.to_numpy()
-    return out
+    return at_first.fillna(_per_person(ev, np.ones(len(ages), dtype=bool), ages, "min")).astype("Int64")
 
 
 def _safe_house_days(ev: _Events, spec: dict) -> pd.Series:
