@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from runner_fixtures import ROOT, make_dataset, make_project, write_study
 from studylib.cli import app
+from studylib.data import atomic
 from studylib.errors import ValidationError
 from studylib.privacy.rounding import BASES
 from studylib.runner import publish
@@ -167,12 +168,12 @@ def _folder(path: Path, text: str) -> Path:
 def test_replace_folder_swaps_a_report_in_one_step(tmp_path, monkeypatch, exchange):
     if exchange:  # Linux: one atomic renameat2(RENAME_EXCHANGE)
         a, b = _folder(tmp_path / "a", "a"), _folder(tmp_path / "b", "b")
-        assert publish._exchange(a, b) and (a / "report.html").read_text() == "b"
+        assert atomic._exchange(a, b) and (a / "report.html").read_text() == "b"
     else:
-        monkeypatch.setattr(publish, "_EXCHANGE", None)
+        monkeypatch.setattr(atomic, "_EXCHANGE", None)
     target = _folder(tmp_path / "reports" / "cleaning", "old")
     new = _folder(tmp_path / "reports" / ".staging" / "1-cleaning", "new")
-    publish.replace_folder(new, target)
+    atomic.replace_folder(new, target)
     assert (target / "report.html").read_text() == "new" and not new.exists()
     assert sorted(p.name for p in target.parent.iterdir()) == [".staging", "cleaning"]
 
@@ -180,7 +181,7 @@ def test_replace_folder_swaps_a_report_in_one_step(tmp_path, monkeypatch, exchan
 def test_recover_puts_back_a_report_moved_aside_by_a_crash(tmp_path):
     reports = tmp_path / "reports"
     _folder(reports / ".cleaning.old-4242-abcd1234", "last good")
-    publish.recover(reports / "cleaning")
+    atomic.recover(reports / "cleaning")
     assert (reports / "cleaning" / "report.html").read_text() == "last good"
 
 

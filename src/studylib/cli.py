@@ -7,7 +7,6 @@ into a clear message and a non-zero exit.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -401,6 +400,7 @@ def new_study_command(
 
     from rich.markup import escape
 
+    from studylib.data.atomic import write_file
     from studylib.runner.study import new_study_text, read_study
     from studylib.runner.template import template_parameters
 
@@ -418,9 +418,7 @@ def new_study_command(
         relative = os.path.relpath(path.resolve(), studies_dir)
         text = new_study_text(study_id, title or study_id.replace("_", " ").capitalize(), relative, data, declared)
         studies_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        write_file(target, text)
         try:
             read_study(target)
         except StudylibError as err:

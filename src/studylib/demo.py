@@ -11,12 +11,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 from studylib import __version__, paths
+from studylib.data.atomic import write_file
 
 STAMP_FILE = "demo.json"
 
@@ -87,13 +87,10 @@ def _build(say: Progress) -> Path:
         say(f"making the demo key {key_file} (synthetic data only)")
         new_key(key_file, demo=True)
     say("ingesting: validate, link, pseudonymise")
-    result = ingest([raw], dataset, read_key(key_file))
+    ingest([raw], dataset, read_key(key_file))
     stamp = {"inputs": demo_inputs(), "synth": synth.counts, "dataset": str(dataset)}
-    tmp = paths.demo_dir() / f".{STAMP_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(stamp, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, paths.demo_dir() / STAMP_FILE)
+    write_file(paths.demo_dir() / STAMP_FILE, json.dumps(stamp, indent=2, sort_keys=True, default=str) + "\n")
     say(f"demo dataset written: {dataset}")
-    del result
     return dataset
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
-import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from studylib.data.atomic import replace_folder
 from studylib.data.schemas import SCHEMA_VERSION, TABLES
 from studylib.errors import Problem, StudylibError, ValidationError
 
@@ -115,22 +115,11 @@ def write_dataset(tables: Mapping[str, pd.DataFrame], folder: str | os.PathLike,
             "made_by": dict(made_by or {}),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        _replace_dir(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put ``new`` at ``target``; an old folder is moved aside first and removed after."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 def read_meta(folder: str | os.PathLike) -> dict:

@@ -48,7 +48,8 @@ import pyarrow as pa
 
 from studylib import __version__
 from studylib.data.cases import derive_cases, sort_positions
-from studylib.data.dataset import META_FILE, _replace_dir, read_dataset, read_meta, write_dataset
+from studylib.data.atomic import replace_folder, write_file
+from studylib.data.dataset import META_FILE, read_dataset, read_meta, write_dataset
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.forms.catalogue import FormCatalogue, form_catalogue
 from studylib.forms.linkage import link, linkage_rules, person_attributes, record_keys
@@ -521,19 +522,6 @@ def _previous_state(dataset_dir: Path, key: bytes) -> dict | None:
 # -- writing ------------------------------------------------------------------------------------------------
 
 
-def _write_private(path: Path, text: str, encoding: str = "utf-8") -> None:
-    """Write a file readable by its owner only, atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_quarantine(run: _Run) -> list[Path]:
     """Rejected rows beside the raw data (personal data stays in the raw area), formulas defused."""
     written = []
@@ -544,7 +532,7 @@ def _write_quarantine(run: _Run) -> list[Path]:
             continue
         target.parent.mkdir(mode=0o700, exist_ok=True)
         frame = escape_formulas(v.rejected.astype("str").fillna(""))
-        _write_private(target, frame.to_csv(index=False), encoding="utf-8-sig")
+        write_file(target, frame.to_csv(index=False), mode=0o600, encoding="utf-8-sig", newline="")
         written.append(target)
     return written
 
@@ -572,8 +560,8 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
             "Keyed tokens of the linkage keys of every event of the dataset beside this folder, so that\n"
             "later exports can be appended (studylib ingest --append). Pseudonymised, but it links more\n"
             "than the dataset does: keep it with the data controller; never share it with the dataset.\n")
-        _replace_dir(staged, dataset_dir)
-        _replace_dir(state_staged, linkage_dir(dataset_dir))
+        replace_folder(staged, dataset_dir)
+        replace_folder(state_staged, linkage_dir(dataset_dir))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return IngestResult(dataset_dir=dataset_dir, report=report)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from studylib.data.atomic import write_file
 from studylib.errors import StudylibError
 from studylib.privacy.tokens import MIN_KEY_BYTES, KeyFileError, keyed_digests
 
@@ -100,15 +100,7 @@ class DenyList:
         path = Path(path)
         body = {"format": FORMAT, "version": VERSION, "hash": "hmac-sha256", "purpose": PURPOSE,
                 "max_words": self.max_words, "digests": sorted(self.digests)}
-        fd, tmp = tempfile.mkstemp(prefix=".deny-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(body, handle, indent=0)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_file(path, json.dumps(body, indent=0))
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "DenyList":

@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 
 import yaml
 
+from studylib.data.atomic import recover, write_file
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.runner import publish
 from studylib.runner.lock import LockBusy, report_lock
@@ -206,7 +207,7 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
 
     try:
         with report_lock(settings.reports, report.key, settings.lock_wait, cancel) as waited:
-            publish.recover(settings.reports / report.key)
+            recover(settings.reports / report.key)
             if (waited or not settings.force) and is_current(report, settings.reports) and (
                 not settings.force or _published_since(settings.reports, report.key, batch_started)
             ):
@@ -652,5 +653,5 @@ def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
     page = publish.index_html(states, (LOOK_FOLDER / "report.css").read_text(), publish.now_iso())
     path = reports / publish.INDEX
     with report_lock(reports, ".index", wait=60):
-        publish.write_atomic(path, page)
+        write_file(path, page)
     return path

@@ -2,8 +2,8 @@
 
 A report is assembled in a staging folder (``reports/.staging/<pid>-...``, same file
 system) and only then swapped into ``reports/<id>/`` (or ``reports/<id>/<combination>/``)
-with one ``renameat2(RENAME_EXCHANGE)`` where the system has it, else with two renames
-(old aside, new in) that :func:`recover` can undo after a crash. Readers see the old
+with :func:`studylib.data.atomic.replace_folder` (one ``renameat2(RENAME_EXCHANGE)`` where the
+system has it, else two renames that :func:`~studylib.data.atomic.recover` undoes after a crash). Readers see the old
 report or the new one, never a mix, and the previous good report stays until the new one
 is complete and audited. A failed run leaves its executed notebook, log and
 ``failure.json`` in ``<report>/failed/`` (swapped in the same way) and never touches the
@@ -12,19 +12,18 @@ good report beside it. ``reports/index.html`` lists every study with its status.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import html
 import json
 import os
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from studylib.data.atomic import replace_folder
 
 MANIFEST = "manifest.json"
 FAILED = "failed"
@@ -32,55 +31,6 @@ FAILURE = "failure.json"
 STAGING = ".staging"
 INDEX = "index.html"
 REPORT_FILES = {"html": "report.html", "pdf": "report.pdf"}
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _renameat2():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return fn
-
-
-_EXCHANGE = _renameat2()
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically; False when the system or file system cannot."""
-    if _EXCHANGE is None:
-        return False
-    rc = _EXCHANGE(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Put folder ``new`` at ``target`` in one step; the old ``target`` is removed afterwards."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        os.rename(new, target)
-        return
-    if _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old content
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.rename(target, old)
-    os.rename(new, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def recover(target: Path) -> None:
-    """After a crash between the two renames of :func:`replace_folder`: put the old folder back."""
-    if target.exists() or not target.parent.is_dir():
-        return
-    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if olds:
-        os.rename(olds[-1], target)
-
 
 @contextmanager
 def staging(reports: Path, key: str) -> Iterator[Path]:
@@ -117,16 +67,6 @@ def _alive(pid: int) -> bool:
 
 def write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file through a temporary name and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> dict | None:

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from studylib import __version__
 from studylib.data import vocabularies as V
+from studylib.data.atomic import replace_folder
 from studylib.errors import ConfigError
 from studylib.forms.catalogue import form_catalogue
 from studylib.synthetic import capture, events, messy, pii, population
@@ -117,18 +118,6 @@ def _prepare_output(out: Path) -> Path:
     except OSError as exc:
         raise ConfigError(f"{out}: output folder: cannot write in {parent}: {exc.strerror or exc}") from None
     return tmp
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    out = Path(out)
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
-        old.rmdir()
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 # --- records: the forms with personal data and mess ---------------------------------------------
@@ -298,7 +287,7 @@ def generate(options: SynthOptions, progress: Progress | None = None) -> SynthRe
     lap("profiles")
     try:
         result = _generate_into(tmp, options, profiles, years, mix, step, lap)
-        _move_into_place(tmp, Path(options.out))
+        replace_folder(tmp, Path(options.out))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
