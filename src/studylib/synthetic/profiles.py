@@ -32,13 +32,28 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 DayRange = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
 
 
+def _known(codes, allowed: tuple[str, ...], what: str, kind: str = "code") -> None:
+    """Every one of ``codes`` is among ``allowed``; else a message naming the unknown ones and the known
+    (``what`` prefixes it where the key alone does not say which part is meant)."""
+    unknown = [c for c in codes if str(c) not in allowed]
+    if unknown:
+        prefix = f"{what}: " if what else ""
+        raise ValueError(f"{prefix}unknown {kind}(s) {unknown}; allowed: {', '.join(allowed)}")
+
+
+def _submitters(orgs, form: str, what: str) -> None:
+    """Every one of ``orgs`` submits ``form`` (form catalogue)."""
+    allowed = form_catalogue().form(form).submitted_by
+    bad = [o for o in orgs if o not in allowed]
+    if bad:
+        raise ValueError(f"{what}: {bad} do not submit {form} (form catalogue: {', '.join(allowed)})")
+
+
 def _shares(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float]:
     """Check a share table: known codes, non-negative, summing to 1; return it normalised."""
     if not value:
         raise ValueError(f"{what}: needs at least one entry")
-    unknown = [k for k in value if str(k) not in allowed]
-    if unknown:
-        raise ValueError(f"{what}: unknown code(s) {unknown}; allowed: {', '.join(allowed)}")
+    _known(value, allowed, what)
     bad = [k for k, v in value.items() if not isinstance(v, (int, float)) or v < 0 or math.isnan(v)]
     if bad:
         raise ValueError(f"{what}: shares must be numbers >= 0 (see {bad})")
@@ -49,9 +64,7 @@ def _shares(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float
 
 
 def _probabilities(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float]:
-    unknown = [k for k in value if str(k) not in allowed]
-    if unknown:
-        raise ValueError(f"{what}: unknown code(s) {unknown}; allowed: {', '.join(allowed)}")
+    _known(value, allowed, what)
     bad = [k for k, v in value.items() if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0]
     if bad:
         raise ValueError(f"{what}: probabilities must be between 0 and 1 (see {bad})")
@@ -93,12 +106,8 @@ class IndicatorProbabilities(_Strict):
 
     @model_validator(mode="after")
     def _known_dimensions(self) -> "IndicatorProbabilities":
-        known = indicator_dimensions()
         for part in ("victim", "non_victim"):
-            table = getattr(self, part)
-            unknown = sorted(set(table) - set(known))
-            if unknown:
-                raise ValueError(f"{part}: unknown dimension(s) {unknown}; dimensions are {', '.join(known)}")
+            _known(getattr(self, part), indicator_dimensions(), part, "dimension")
         return self
 
 
@@ -133,8 +142,7 @@ class SectorProfile(_Strict):
     @field_validator("sector")
     @classmethod
     def _sector(cls, v: str) -> str:
-        if v not in vocabularies.SECTOR:
-            raise ValueError(f"unknown sector {v!r}; sectors are {', '.join(vocabularies.SECTOR)}")
+        _known([v], vocabularies.SECTOR, "", "sector")
         return v
 
     @field_validator("sex", "age_bands", "nationality", "recruitment_channel", "exploitation", "region")
@@ -163,9 +171,7 @@ class Dependence(_Strict):
 
     @model_validator(mode="after")
     def _orgs(self) -> "Dependence":
-        for org in (self.from_, self.to):
-            if org not in vocabularies.ORGANISATION:
-                raise ValueError(f"unknown organisation {org!r}; organisations are {', '.join(vocabularies.ORGANISATION)}")
+        _known((self.from_, self.to), vocabularies.ORGANISATION, "from/to", "organisation")
         if self.from_ == self.to:
             raise ValueError("`from` and `to` must differ")
         _day_range(self.lag_days, "lag_days")
@@ -182,28 +188,21 @@ class Capture(_Strict):
     @field_validator("repeat_contacts")
     @classmethod
     def _repeat(cls, v):
-        unknown = sorted(set(v) - set(vocabularies.ORGANISATION))
-        if unknown:
-            raise ValueError(f"unknown organisation(s) {unknown}")
+        _known(v, vocabularies.ORGANISATION, "", "organisation")
         return v
 
     @field_validator("contact_form")
     @classmethod
     def _forms(cls, v):
-        catalogue = form_catalogue()
-        contact = catalogue.contact_forms
         missing = sorted(set(vocabularies.ORGANISATION) - set(v))
         if missing:
             raise ValueError(f"needs an entry for every organisation; missing {missing}")
+        _known(v, vocabularies.ORGANISATION, "", "organisation")
         out = {}
         for org, shares in v.items():
-            if org not in vocabularies.ORGANISATION:
-                raise ValueError(f"unknown organisation {org!r}")
-            shares = _shares(shares, contact, f"{org}")
-            for code in shares:
-                if org not in catalogue.form(code).submitted_by:
-                    raise ValueError(f"{org}: form {code} is not submitted by {org} (form catalogue)")
-            out[org] = shares
+            out[org] = _shares(shares, form_catalogue().contact_forms, org)
+            for code in out[org]:
+                _submitters([org], code, org)
         return out
 
 
@@ -238,10 +237,7 @@ class Pathway(_Strict):
     @classmethod
     def _by(cls, v):
         v = _shares(v, vocabularies.ORGANISATION, "interview_by")
-        allowed = form_catalogue().form("F04").submitted_by
-        bad = sorted(set(v) - set(allowed))
-        if bad:
-            raise ValueError(f"interview_by: {bad} do not submit F04 (form catalogue: {', '.join(allowed)})")
+        _submitters(sorted(v), "F04", "interview_by")
         return v
 
     @field_validator("decision")
