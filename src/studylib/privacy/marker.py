@@ -19,6 +19,8 @@ import html
 import json
 from typing import Any
 
+from studylib.privacy.rounding import BASES
+
 MARKER_ATTRIBUTE = "data-studylib-safe"
 MARKER_METADATA_KEY = "studylib_safe"
 MARKER_VERSION = 1
@@ -62,6 +64,6 @@ def parse_marker(value: str | dict) -> dict[str, Any]:
     if isinstance(min_cell, bool) or not isinstance(min_cell, int) or min_cell < 2:
         raise MarkerError(f"marker min_cell must be a whole number of at least 2, not {min_cell!r}")
     rounding = value.get("rounding")
-    if rule == "rounding" and rounding not in (3, 5):
-        raise MarkerError(f"marker of rule 'rounding' needs base 3 or 5, not {rounding!r}")
+    if rule == "rounding" and rounding not in BASES:
+        raise MarkerError(f"marker of rule 'rounding' needs base {' or '.join(map(str, BASES))}, not {rounding!r}")
     return value
