@@ -17,7 +17,6 @@ categories, legend), so that the audit can read what the picture says.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass, field
 
@@ -26,7 +25,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from studylib.privacy.disclosure import TOTAL, DisclosureError, DisclosureSettings, ProtectedTable, published_shares
-from studylib.privacy.marker import MARKER_METADATA_KEY, marker_attribute
+from studylib.privacy.marker import marker_attribute
+from studylib.report.exhibit import Exhibit, heading
+from studylib.report.exhibit import escape as _e
 from studylib.report.settings import next_number
 from studylib.report.tables import SHARES_OF, disclosure_note, hidden_symbol, protect_for_report
 
@@ -36,8 +37,8 @@ _SIZE = (6.4, 3.6)
 _LISTED = 12
 
 
-@dataclass
-class SafeFigure:
+@dataclass(repr=False)
+class SafeFigure(Exhibit):
     """A chart as an embedded PNG with caption, note, alt text and the safe marker."""
 
     png: bytes
@@ -47,6 +48,9 @@ class SafeFigure:
     alt: str = ""
     number: int = 0
     figure: Figure | None = field(default=None, repr=False, compare=False)  # the matplotlib figure drawn
+
+    def safe_marker(self) -> dict:
+        return self.marker
 
     def to_html(self) -> str:
         data = base64.b64encode(self.png).decode("ascii")
@@ -62,14 +66,7 @@ class SafeFigure:
         return "".join(parts)
 
     def to_text(self) -> str:
-        head = f"Figure {self.number}. {self.caption}" if self.caption else f"Figure {self.number}."
-        return "\n".join(x for x in (head, self.alt, self.note) if x)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/html": self.to_html(), "text/plain": self.to_text()}, {MARKER_METADATA_KEY: self.marker}
-
-    def __repr__(self) -> str:
-        return self.to_text()
+        return "\n".join(x for x in (heading("Figure", self.number, self.caption), self.alt, self.note) if x)
 
 
 def safe_figure(
@@ -225,7 +222,3 @@ def _alt_text(figure: Figure, kind: str, caption) -> str:
             texts.append(text)
     head = f"{kind} chart" + (f": {caption}" if caption else "")
     return head + (". Texts: " + "; ".join(texts) if texts else "")
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)

@@ -16,9 +16,10 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from studylib.privacy.marker import MARKER_METADATA_KEY, marker_attribute, marker_for
+from studylib.privacy.marker import marker_for
+from studylib.report.exhibit import Exhibit, heading, table_html
+from studylib.report.exhibit import escape as _e
 from studylib.report.settings import current_settings, next_number
-from studylib.report.tables import _e
 
 Formatter = Callable[[object], str]
 
@@ -35,8 +36,8 @@ def _number(value, decimals: int = 2) -> str:
     return str(value)
 
 
-@dataclass
-class SafeStatistics:
+@dataclass(repr=False)
+class SafeStatistics(Exhibit):
     """A statistics table ready to show: small-count rows blanked, formatted, marked."""
 
     cells: pd.DataFrame
@@ -56,6 +57,9 @@ class SafeStatistics:
             )
         return out
 
+    def safe_marker(self) -> dict:
+        return self.marker
+
     def to_html(self) -> str:
         c = self.cells
         index_names = [n or "" for n in c.index.names]
@@ -64,22 +68,11 @@ class SafeStatistics:
         for label, row in c.iterrows():
             labels = label if isinstance(label, tuple) else (label,)
             body.append("<tr>" + "".join(f"<th>{_e(x)}</th>" for x in labels) + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>")
-        parts = [f'<table class="studylib-table studylib-statistics"{marker_attribute(self.marker)} data-studylib-number="{self.number}">']
-        if self.caption:
-            parts.append(f"<caption>{_e(self.caption)}</caption>")
-        parts += [f"<thead>{head}</thead>", "<tbody>" + "".join(body) + "</tbody>", "</table>"]
-        parts += [f'<p class="table-note">{_e(n)}</p>' for n in self.notes()]
-        return '<div class="studylib-exhibit">' + "".join(parts) + "</div>"
+        return table_html("studylib-table studylib-statistics", self.marker, self.number, self.caption,
+                          f"<thead>{head}</thead>", "<tbody>" + "".join(body) + "</tbody>", self.notes())
 
     def to_text(self) -> str:
-        head = f"Table {self.number}. {self.caption}" if self.caption else f"Table {self.number}."
-        return "\n".join([head, self.cells.to_string(), *self.notes()])
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/html": self.to_html(), "text/plain": self.to_text()}, {MARKER_METADATA_KEY: self.marker}
-
-    def __repr__(self) -> str:
-        return self.to_text()
+        return "\n".join([heading("Table", self.number, self.caption), self.cells.to_string(), *self.notes()])
 
 
 def safe_statistics(

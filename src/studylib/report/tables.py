@@ -12,7 +12,6 @@ numbers them); the number is in ``data-studylib-number`` and in the plain-text f
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,8 @@ from studylib.privacy.disclosure import (
     protect_table,
     published_shares,
 )
-from studylib.privacy.marker import MARKER_METADATA_KEY, marker_attribute
+from studylib.report.exhibit import Exhibit, heading, table_html
+from studylib.report.exhibit import escape as _e
 from studylib.report.settings import current_settings, next_number
 
 SHARES_OF = ("rows", "columns", "total")
@@ -78,8 +78,8 @@ def disclosure_note(protected: ProtectedTable, hidden_shown: bool) -> str | None
     return None
 
 
-@dataclass
-class SafeTable:
+@dataclass(repr=False)
+class SafeTable(Exhibit):
     """A protected table ready to show: HTML with the safe marker, plain text, a caption."""
 
     protected: ProtectedTable
@@ -105,33 +105,19 @@ class SafeTable:
         rounded = disclosure_note(p, False)
         return text if rounded is None else f"{text} {rounded}"
 
+    def safe_marker(self) -> dict:
+        return self.protected.marker()
+
     def to_html(self) -> str:
         cells = self.cells()
-        p = self.protected
-        parts = [f'<table class="studylib-table"{marker_attribute(p.marker())} data-studylib-number="{self.number}">']
-        if self.caption:
-            parts.append(f"<caption>{_e(self.caption)}</caption>")
-        parts.append(_html_head(cells, self.value_label))
-        parts.append(_html_body(cells))
-        parts.append("</table>")
-        note = self.note()
-        if note:
-            parts.append(f'<p class="table-note">{_e(note)}</p>')
-        return '<div class="studylib-exhibit">' + "".join(parts) + "</div>"
+        return table_html("studylib-table", self.safe_marker(), self.number, self.caption,
+                          _html_head(cells, self.value_label), _html_body(cells), [self.note()])
 
     def to_text(self) -> str:
         cells = self.cells()
         frame = cells.to_frame(self.value_label) if isinstance(cells, pd.Series) else cells
-        head = f"Table {self.number}. {self.caption}" if self.caption else f"Table {self.number}."
         note = self.note()
-        return head + "\n" + frame.to_string() + (f"\n{note}" if note else "")
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        data = {"text/html": self.to_html(), "text/plain": self.to_text()}
-        return data, {MARKER_METADATA_KEY: self.protected.marker()}
-
-    def __repr__(self) -> str:
-        return self.to_text()
+        return heading("Table", self.number, self.caption) + "\n" + frame.to_string() + (f"\n{note}" if note else "")
 
 
 def safe_table(
@@ -167,10 +153,6 @@ def _share_text(value) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
         return "–"
     return f"{float(value):.1f} %"
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _html_head(cells, value_label: str) -> str:
