@@ -17,6 +17,7 @@ from itertools import count
 
 from studylib.errors import ConfigError
 from studylib.privacy.disclosure import DisclosureError, DisclosureSettings
+from studylib.privacy.rounding import BASES
 
 MIN_CELL_VARIABLE = "STUDYLIB_MIN_CELL"
 ROUNDING_VARIABLE = "STUDYLIB_ROUNDING"
@@ -99,6 +100,6 @@ def _read_rounding(value, name: str) -> int | None:
         base = int(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name} must be none, 3 or 5, not {value!r}") from None
-    if base not in (3, 5):
+    if base not in BASES:
         raise ConfigError(f"{name} must be none, 3 or 5, not {value!r}")
     return base
