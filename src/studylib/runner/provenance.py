@@ -94,11 +94,7 @@ def _dataset_meta(folder: Path) -> dict:
 
 
 def paths_is_within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, FileNotFoundError, OSError):
-        return False
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def fingerprint(report: Report, template_sha256: str, data_hash: str) -> str:
