@@ -381,8 +381,7 @@ def parse_decimal(values: pd.Series) -> pd.Series:
         plain = s.where(~points_group, s.str.replace(".", "", regex=False))
         plain = plain.where(points_group, plain.str.replace(",", "", regex=False))
         plain = plain.str.replace(",", ".", regex=False)
-        ok = shaped
-        return pd.to_numeric(plain.where(ok), errors="coerce").astype("Float64")
+        return pd.to_numeric(plain.where(shaped), errors="coerce").astype("Float64")
 
     return _on_uniques(values, parse)
 

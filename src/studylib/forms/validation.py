@@ -306,7 +306,7 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
     values = pd.DataFrame(typed)
     _check_cpr(values, check)
     _check_rows(values, form, catalogue, rules, check)
-    problems = [check.found[i] for i in range(len(check.found))]
+    problems = list(check.found)
     # rows that could not be split into the header's columns
     width = len(raw.frame.columns)
     bad_rows = raw.bad_rows
