@@ -26,7 +26,7 @@ from studylib.data import vocabularies as V
 from studylib.errors import ConfigError
 from studylib.forms.catalogue import form_catalogue
 from studylib.synthetic.nationalities import eu_mask
-from studylib.synthetic.population import DK, EPOCH
+from studylib.synthetic.population import DK, EPOCH, draw
 from studylib.synthetic.profiles import ProfileSet
 
 FORM_VALUES_PATH = files("studylib.synthetic") / "form_values.yaml"
@@ -70,10 +70,7 @@ def form_values() -> dict:
 
 def pick(rng: np.random.Generator, shares: dict, n: int) -> np.ndarray:
     """``n`` codes (object array) drawn with the given shares."""
-    codes = np.array(list(shares), dtype=object)
-    cum = np.cumsum(np.array(list(shares.values()), dtype=float))
-    idx = np.searchsorted(cum / cum[-1], rng.random(n), side="right")
-    return codes[np.minimum(idx, len(codes) - 1)]
+    return np.array(list(shares), dtype=object)[draw(rng, list(shares.values()), n)]
 
 
 def chance(rng: np.random.Generator, p, n: int) -> np.ndarray:

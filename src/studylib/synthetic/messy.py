@@ -28,6 +28,9 @@ import unicodedata
 
 import numpy as np
 
+from studylib.synthetic.events import pick
+from studylib.synthetic.population import draw
+
 _DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"})
 _KEEP = frozenset("æøåÆØÅ")
 
@@ -111,12 +114,6 @@ def duplicate_rows(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
     return np.repeat(np.arange(n), times)
 
 
-def missing_spelling(rng: np.random.Generator, shares: dict[str, float], n: int) -> np.ndarray:
-    codes = np.array(list(shares), dtype=object)
-    cum = np.cumsum(list(shares.values()))
-    return codes[np.minimum(np.searchsorted(cum / cum[-1], rng.random(n), side="right"), len(codes) - 1)]
-
-
 def spell_missing(text: dict, shares: dict[str, float], rng: np.random.Generator) -> dict:
     """Empty cells spelled as the catalogue's missing spellings (empty, NA, -, ukendt)."""
     import pyarrow as pa
@@ -125,12 +122,11 @@ def spell_missing(text: dict, shares: dict[str, float], rng: np.random.Generator
     out = {}
     for name, arr in text.items():
         n = len(arr)
-        fill = pa.array(missing_spelling(rng, shares, n), type=arr.type) if n else arr
+        fill = pa.array(pick(rng, shares, n), type=arr.type) if n else arr
         out[name] = pc.coalesce(arr, fill) if n else arr
     return out
 
 
 def choose_dialects(rng: np.random.Generator, dialects, forms: tuple[str, ...]) -> dict:
-    weights = np.array([d.weight for d in dialects], dtype=float)
-    pick = np.searchsorted(np.cumsum(weights) / weights.sum(), rng.random(len(forms)), side="right")
-    return {f: dialects[min(i, len(dialects) - 1)] for f, i in zip(forms, pick)}
+    pick = draw(rng, [d.weight for d in dialects], len(forms))
+    return {f: dialects[i] for f, i in zip(forms, pick)}

@@ -57,12 +57,16 @@ def registered_targets(profiles: ProfileSet, years: tuple[int, ...], sector_mix:
     return out
 
 
+def draw(rng: np.random.Generator, weights, n: int) -> np.ndarray:
+    """``n`` positions into ``weights`` drawn in proportion to them (one uniform number each)."""
+    cum = np.cumsum(np.asarray(weights, dtype=float))
+    return np.minimum(np.searchsorted(cum / cum[-1], rng.random(n), side="right"), len(cum) - 1)
+
+
 def _draw(rng: np.random.Generator, shares: dict[str, float], vocab: tuple[str, ...], n: int) -> np.ndarray:
     """Indices into ``vocab`` drawn with the given shares."""
     codes = np.array([vocab.index(k) for k in shares], dtype=np.int16)
-    cum = np.cumsum(list(shares.values()))
-    pick = np.searchsorted(cum / cum[-1], rng.random(n), side="right")
-    return codes[np.minimum(pick, len(codes) - 1)]
+    return codes[draw(rng, list(shares.values()), n)]
 
 
 def _calendar_age(birth: np.ndarray, at: np.ndarray) -> np.ndarray:
