@@ -41,8 +41,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from studylib.data import vocabularies
 from studylib.errors import Problem, ValidationError
-from studylib.indicators import catalogue as load_catalogue
-from studylib.indicators import classify
+from studylib.indicators import classify, dimensions
 from studylib.indicators.catalogue import as_catalogue
 
 #: Label of the row that pools all groups in prevalence tables.
@@ -173,7 +172,7 @@ def _dimension_columns(classification: pd.DataFrame) -> list[str]:
     _require(classification, "classification", ("person_id", "presumed_victim"))
     dims = classification.attrs.get("dimensions")
     if dims is None:  # attrs lost (e.g. after a merge): the shipped catalogue's dimensions
-        dims = [d["code"] for d in load_catalogue().attrs["spec"]["dimensions"]]
+        dims = dimensions()["dimension"].tolist()
     _require(classification, "classification", tuple(dims))
     return list(dims)
 
