@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies
 from studylib.data.schemas import CASE_COLUMNS
 
@@ -27,7 +27,7 @@ RULES_PATH = files("studylib.data") / "case_rules.yaml"
 @lru_cache(maxsize=1)
 def case_rules() -> dict:
     """The shipped case derivation rules."""
-    return yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
+    return read_yaml(RULES_PATH, "case rules")
 
 
 def _contact_forms() -> tuple[str, ...]:

@@ -13,9 +13,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, model_validator
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies
 from studylib.errors import ConfigError
 
@@ -151,12 +151,7 @@ def _format_pydantic(path: Path | str, err: PydanticValidationError) -> str:
 def load_catalogue(path: str | Path | None = None) -> FormCatalogue:
     """Load and check a form catalogue file (the shipped one by default)."""
     source = DEFAULT_PATH if path is None else Path(path)
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: form catalogue not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    raw = read_yaml(source, "form catalogue")
     try:
         return FormCatalogue.model_validate(raw)
     except PydanticValidationError as err:

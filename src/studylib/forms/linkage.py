@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from studylib.config import read_yaml
 from studylib.privacy.tokens import person_token
 
 RULES_PATH = files("studylib.forms") / "linkage_rules.yaml"
@@ -36,7 +36,7 @@ RECORD_KEY = "record"
 @lru_cache(maxsize=1)
 def linkage_rules() -> dict:
     """The shipped linkage rules."""
-    return yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
+    return read_yaml(RULES_PATH, "linkage rules")
 
 
 def key_names(rules: dict | None = None) -> list[str]:

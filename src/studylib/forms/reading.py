@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import yaml
 
+from studylib.config import read_yaml
 from studylib.errors import Problem, StudylibError
 from studylib.forms.catalogue import FormCatalogue
 
@@ -84,7 +84,7 @@ class RawTable:
 @lru_cache(maxsize=1)
 def ingest_rules() -> dict:
     """The ingest rules data file (which files to read or ignore, cross-field checks)."""
-    return yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
+    return read_yaml(RULES_PATH, "ingest rules")
 
 
 # -- finding the exports ----------------------------------------------------------------------

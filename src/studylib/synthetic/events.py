@@ -20,8 +20,8 @@ from importlib.resources import files
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies as V
 from studylib.errors import ConfigError
 from studylib.forms.catalogue import form_catalogue
@@ -35,7 +35,7 @@ FORM_VALUES_PATH = files("studylib.synthetic") / "form_values.yaml"
 @lru_cache(maxsize=1)
 def form_values() -> dict:
     """The field-filling table, checked against the form catalogue."""
-    raw = yaml.safe_load(FORM_VALUES_PATH.read_text(encoding="utf-8"))
+    raw = read_yaml(FORM_VALUES_PATH, "form values table")
     cat = form_catalogue()
     problems = []
     for code, fields in raw.items():

@@ -8,9 +8,9 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.resources import files
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, model_validator
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies
 from studylib.errors import ConfigError
 
@@ -47,7 +47,7 @@ class Nationality(BaseModel):
 @lru_cache(maxsize=1)
 def nationalities() -> dict[str, Nationality]:
     """The nationality table, one entry for every code of the nationality vocabulary."""
-    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+    raw = read_yaml(DEFAULT_PATH, "nationality table")
     problems = []
     table = {}
     for code, entry in raw.items():

@@ -19,10 +19,10 @@ from importlib.resources import files
 
 import numpy as np
 import pandas as pd
-import yaml
 from faker import Faker
 from faker.decode import unidecode
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies as V
 from studylib.synthetic.nationalities import nationalities
 from studylib.synthetic.population import EPOCH
@@ -34,7 +34,7 @@ FEMALE, MALE = 0, 1
 
 @lru_cache(maxsize=1)
 def pii_config() -> dict:
-    return yaml.safe_load(PII_PATH.read_text(encoding="utf-8"))
+    return read_yaml(PII_PATH, "fake personal data table")
 
 
 def _stable_seed(*parts: str) -> int:

@@ -17,9 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticValidationError, ValidationInfo, field_validator, model_validator
 
+from studylib.config import read_yaml
 from studylib.data import vocabularies
 from studylib.errors import ConfigError
 from studylib.forms.catalogue import form_catalogue
@@ -386,12 +386,9 @@ def _pydantic_problems(path: Path, err: PydanticValidationError) -> list[str]:
 
 def _read(path: Path, problems: list[str]) -> dict | None:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        problems.append(f"{path}: not valid YAML: {exc}")
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
+        raw = read_yaml(path, "profile")
+    except ConfigError as err:
+        problems.append(str(err))
         return None
     if not isinstance(raw, dict):
         problems.append(f"{path}: key (top): must be a mapping of keys to values")
