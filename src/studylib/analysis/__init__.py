@@ -6,7 +6,7 @@ organisation saw) is in :mod:`studylib.analysis.extent`, its log-linear models i
 :mod:`studylib.analysis.loglinear`.
 """
 
-from importlib import import_module
+from studylib.lazy_exports import lazy_getattr
 
 #: Public names and the module that holds each; imported on first use, so that a template
 #: using one kind of analysis does not pay for the others (statsmodels, scipy.stats).
@@ -26,11 +26,7 @@ _EXPORTS = {
     )
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'studylib.analysis' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -1,22 +1,21 @@
 """studylib.data: the data contract. Vocabularies, table schemas, and dataset read/write.
 
 Every module that needs a code list imports it from :mod:`studylib.data.vocabularies`.
+The dataset and schema names load pandas and pandera on first use only, so that light
+modules of this package (vocabularies, atomic writes) cost nothing to import.
 """
 
-from studylib.data import vocabularies
-from studylib.data.dataset import Dataset, DatasetError, content_hash, read_dataset, read_meta, validate_tables, write_dataset
-from studylib.data.schemas import CASE_COLUMNS, SCHEMA_VERSION, TABLES
+from studylib.lazy_exports import lazy_getattr
 
-__all__ = [
-    "CASE_COLUMNS",
-    "Dataset",
-    "DatasetError",
-    "SCHEMA_VERSION",
-    "TABLES",
-    "content_hash",
-    "read_dataset",
-    "read_meta",
-    "validate_tables",
-    "vocabularies",
-    "write_dataset",
-]
+from studylib.data import vocabularies
+
+_EXPORTS = {
+    **{name: "studylib.data.dataset" for name in (
+        "Dataset", "DatasetError", "content_hash", "read_dataset", "read_meta", "validate_tables", "write_dataset")},
+    **{name: "studylib.data.schemas" for name in ("CASE_COLUMNS", "SCHEMA_VERSION", "TABLES")},
+}
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
+
+
+__all__ = sorted([*_EXPORTS, "vocabularies"])

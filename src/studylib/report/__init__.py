@@ -10,7 +10,7 @@ Names are imported on first use, so that the runner can read ``look`` without lo
 pandas, scipy and matplotlib.
 """
 
-from importlib import import_module
+from studylib.lazy_exports import lazy_getattr
 
 #: Public names and the module that holds each.
 _EXPORTS = {
@@ -26,11 +26,7 @@ _EXPORTS = {
     "published_shares": "studylib.privacy.disclosure",
 }
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'studylib.report' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -132,8 +132,7 @@ def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
                 done.append(Outcome(report.key, study.id, report.title, "skipped", "unchanged since the last good report", folder=str(settings.reports / report.key)))
             else:
                 to_run.append(report)
-    checked = _check_parameters(to_run)
-    bad = {key: msg for key, msg in checked.items()}
+    bad = _check_parameters(to_run)
     run = [r for r in to_run if r.study.id not in bad]
     for study_id, message in bad.items():
         report = next(r for r in to_run if r.study.id == study_id)
@@ -414,7 +413,7 @@ def _manifest(report, run_id, started_at, print_, template_sha, data, timings, v
         "subtitle": spec.subtitle,
         "study_file": str(report.study.file),
         "combination": report.combination,
-        "parameters": {k: v for k, v in report.parameters.items()},
+        "parameters": dict(report.parameters),
         "disclosure": spec.disclosure.model_dump(),
         "formats": list(spec.formats),
         "template": {"path": str(report.study.template), "sha256": template_sha},
@@ -636,7 +635,7 @@ def _study_listing(studies_dir: Path | None) -> dict[str, tuple[str, list[str]]]
 
 def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
     """Rewrite ``reports/index.html`` from what is on disk (and the study files, if given)."""
-    from studylib.runner.provenance import LOOK_FOLDER
+    from studylib.report import look
 
     listing = _study_listing(studies_dir)
     for manifest_path in sorted([*reports.glob(f"*/{publish.MANIFEST}"), *reports.glob(f"*/*/{publish.MANIFEST}"),
@@ -650,7 +649,7 @@ def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
             keys = [*keys, key]
         listing[study_id] = (title, keys)
     states = [(sid, title, [publish.report_state(reports, k, title) for k in keys]) for sid, (title, keys) in sorted(listing.items())]
-    page = publish.index_html(states, (LOOK_FOLDER / "report.css").read_text(), publish.now_iso())
+    page = publish.index_html(states, look.stylesheet(), publish.now_iso())
     path = reports / publish.INDEX
     with report_lock(reports, ".index", wait=60):
         write_file(path, page)
