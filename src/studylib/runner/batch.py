@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +30,8 @@ import yaml
 
 from studylib.data.atomic import recover, write_file
 from studylib.errors import Problem, StudylibError, ValidationError
-from studylib.runner import publish
+from studylib.runner import kernel_fork, publish
+from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
 from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
@@ -109,8 +110,11 @@ def _invalid(file: Path, err: StudylibError) -> Outcome:
     return Outcome(key=file.stem, study=file.stem, title=file.stem, status="invalid", message=str(err), kind=kind)
 
 
-def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
-    """Read and check every study; skip current reports; check parameters of the rest."""
+def plan_batch(files: list[Path], settings: BatchSettings, on_work: Callable[[], None] = lambda: None) -> Plan:
+    """Read and check every study; skip current reports; check parameters of the rest.
+
+    ``on_work`` is called once some report is to be made, before its parameters are checked.
+    """
     done: list[Outcome] = []
     studies: list[Study] = []
     if any(_wants_demo(Path(f)) for f in files):
@@ -132,6 +136,8 @@ def plan_batch(files: list[Path], settings: BatchSettings) -> Plan:
                 done.append(Outcome(report.key, study.id, report.title, "skipped", "unchanged since the last good report", folder=str(settings.reports / report.key)))
             else:
                 to_run.append(report)
+    if to_run:
+        on_work()
     bad = _check_parameters(to_run)
     run = [r for r in to_run if r.study.id not in bad]
     for study_id, message in bad.items():
@@ -195,8 +201,11 @@ def kernel_variables(report: Report) -> dict[str, str]:
 
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
-               kernels: tuple[KernelSlots, int] | None = None) -> Outcome:
-    """Make one report: execute, export, audit, publish (or record the failure). Never raises."""
+               kernels: tuple[KernelSlots, int] | None = None, finisher: Finisher | None = None) -> Outcome:
+    """Make one report: execute, export, audit, publish (or record the failure). Never raises.
+
+    ``finisher`` renders the PDF and audits (in a worker process); without one, this process does.
+    """
     started = time.monotonic()
     batch_started = publish.now_iso()
 
@@ -211,7 +220,7 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
                 not settings.force or _published_since(settings.reports, report.key, batch_started)
             ):
                 return outcome("skipped", "unchanged since the last good report" + (" (made by another run meanwhile)" if waited else ""))
-            return _make(report, settings, cancel, outcome, kernels)
+            return _make(report, settings, cancel, outcome, kernels, finisher or Finisher(helper=False))
     except LockBusy as err:
         return outcome("cancelled" if cancel is not None and cancel.is_set() else "failed", str(err), "locked")
     except Exception as err:  # noqa: BLE001 - one report never stops the batch
@@ -279,7 +288,7 @@ def _kernel_slot(kernels: tuple[KernelSlots, int] | None, cancel: threading.Even
 
 
 def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
-          kernels: tuple[KernelSlots, int] | None = None) -> Outcome:
+          kernels: tuple[KernelSlots, int] | None, finisher: Finisher) -> Outcome:
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 
     study, spec = report.study, report.study.spec
@@ -311,10 +320,10 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                     )
                     timings["execute"] = time.monotonic() - t
                 stage_name = "export"
-                files = _export(report, nb, stage, data, template_sha, started_at, timings)
+                files = _export(report, nb, stage, data, template_sha, started_at, timings, finisher)
                 stage_name = "audit"
                 t = time.monotonic()
-                verdict = _audit(report, stage, nb)
+                verdict = _audit(report, stage, finisher)
                 timings["audit"] = time.monotonic() - t
                 log.write(f"audit {verdict.status}: {verdict.findings}\n")
                 if not verdict.passed:
@@ -354,8 +363,9 @@ def _doing(stage: str) -> str:
     }.get(stage, stage)
 
 
-def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, started_at: datetime, timings: dict) -> dict:
-    from studylib.runner.export import ReportPage, to_html, to_pdf
+def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, started_at: datetime, timings: dict,
+            finisher: Finisher) -> dict:
+    from studylib.runner.export import ReportPage, to_html
 
     spec = report.study.spec
     versions = library_versions()
@@ -385,7 +395,7 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
     files = {}
     if "pdf" in spec.formats:
         t = time.monotonic()
-        (stage / "report.pdf").write_bytes(to_pdf(page_html))
+        finisher.pdf(stage / "report.html", stage / "report.pdf")
         timings["pdf"] = time.monotonic() - t
     for fmt, name in publish.REPORT_FILES.items():
         path = stage / name
@@ -394,10 +404,8 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
     return files
 
 
-def _audit(report: Report, stage: Path, nb):
-    from studylib.runner.gate import audit_report
-
-    verdict = audit_report(stage, report.study.spec.disclosure.min_cell, report.study.data)
+def _audit(report: Report, stage: Path, finisher: Finisher):
+    verdict = finisher.audit(stage, report.study.spec.disclosure.min_cell, report.study.data)
     if "html" not in report.study.spec.formats:
         (stage / "report.html").unlink(missing_ok=True)
     return verdict
@@ -507,16 +515,19 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     publish.remove_stale_staging(settings.reports)
     result = BatchResult()
     cancel = threading.Event()
-    with _signals_cancel(cancel, result):
-        plan = plan_batch(files, settings)
+    with _signals_cancel(cancel, result), LocalHelpers(enabled=not settings.cluster) as helpers:
+        plan = plan_batch(files, settings, on_work=helpers.start)
         for o in plan.done:
             if o.status == "invalid":
                 _record_invalid(o, settings)
             result.outcomes.append(o)
             progress(o.key, o)
         if plan.run and not cancel.is_set():
-            runner = _run_on_cluster if settings.cluster else _run_on_threads
-            runner(longest_first(plan.run, settings.reports), settings, cancel, progress, result)
+            ordered = longest_first(plan.run, settings.reports)
+            if settings.cluster:
+                _run_on_cluster(ordered, settings, cancel, progress, result)
+            else:
+                _run_on_threads(ordered, settings, cancel, progress, result, helpers.finisher)
         for report in plan.run:
             if not any(o.key == report.key for o in result.outcomes):
                 o = Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
@@ -541,14 +552,43 @@ def longest_first(reports: list[Report], folder: Path) -> list[Report]:
 
 
 def _warm_up() -> None:
-    """Load the exporter, WeasyPrint and the audit while the first kernels start (not before them)."""
-    from studylib.runner.export import warm_up
+    """Build the HTML exporter while the first kernels start (not before them)."""
+    from studylib.runner.export import warm_up_html
 
-    warm_up()
-    import studylib.privacy.audit  # noqa: F401
+    warm_up_html()
 
 
-def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
+class LocalHelpers:
+    """The helper processes of a batch on this machine, started once some report is to be made.
+
+    The kernel fork server (:mod:`studylib.runner.kernel_fork`) and the finisher
+    (:mod:`studylib.runner.finishing`) load their libraries while the batch still checks
+    parameters and starts up; both stop when the batch ends.
+    """
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.finisher = Finisher(helper=False)
+        self._stack = ExitStack()
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        self.enabled = False  # once
+        from studylib.runner.kernel import kernel_environment
+
+        self._stack.enter_context(kernel_fork.batch_forks(kernel_environment({})))
+        self.finisher = self._stack.enter_context(Finisher())
+
+    def __enter__(self) -> "LocalHelpers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+
+def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress,
+                    result: BatchResult, finisher: Finisher) -> None:
     """Reports on threads of this process. ``workers`` kernels run at once; a report whose kernel
     is done exports (HTML, PDF), audits and publishes while the next report's kernel runs."""
     slots = KernelSlots(settings.workers, len(reports))
@@ -558,7 +598,7 @@ def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: thre
             if cancel.is_set():
                 return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
             progress(report.key, None)
-            return run_report(report, settings, cancel, (slots, turn))
+            return run_report(report, settings, cancel, (slots, turn), finisher)
         finally:
             slots.withdraw(turn)
 

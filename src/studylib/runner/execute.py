@@ -22,7 +22,7 @@ from traitlets.config import Config
 
 from studylib.errors import StudylibError
 from studylib.runner.kernel import StudyKernel, kernel_folder, kill_kernel
-from studylib.runner.template import papermill_module
+from studylib.runner.template import papermill_module, studylib_imports
 
 BANNER_TAG = "studylib-error"
 
@@ -184,6 +184,7 @@ def execute_report(
         config.StudyKernel.kernel_env = dict(env)
         config.StudyKernel.kernel_cwd = str(cwd)
         config.StudyKernel.report_token = token
+        config.StudyKernel.preload = studylib_imports(template)
         watchdog.start()
         failure: ExecutionFailure | None = None
         try:

@@ -109,9 +109,13 @@ def _exporter():
         return _shared[0]
 
 
-def warm_up() -> None:
-    """Build the exporter and load WeasyPrint's fonts once, while the first kernels start."""
+def warm_up_html() -> None:
+    """Build the exporter once, while the first kernels start."""
     _exporter()
+
+
+def warm_up_pdf() -> None:
+    """Load WeasyPrint and its fonts once, before the first report needs them."""
     to_pdf("<!DOCTYPE html><html><head><style>" + look.stylesheet() + "</style></head><body><p>studylib</p></body></html>")
 
 

@@ -14,6 +14,7 @@ cancelled batch can kill them from another thread.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from jupyter_client import AsyncKernelManager
-from traitlets import Dict, Unicode
+from traitlets import Dict, List, Unicode
+
+from studylib.runner import kernel_fork
 
 #: Environment variables never passed to a kernel: a template must not see keys or passwords.
 _SECRET = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.I)
@@ -50,6 +53,7 @@ class StudyKernel(AsyncKernelManager):
     kernel_env = Dict(config=True, help="variables added to the kernel's environment")
     kernel_cwd = Unicode("", config=True, help="working folder of the kernel")
     report_token = Unicode("", config=True, help="registry token, so that the kernel can be killed from outside")
+    preload = List(Unicode(), config=True, help="studylib modules a forked kernel finds loaded (the template's imports)")
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -67,7 +71,11 @@ class StudyKernel(AsyncKernelManager):
         return await super()._async_pre_start_kernel(**kw)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        forks = kernel_fork.active()
+        if forks is not None and forks.can_launch(kernel_cmd):
+            await self._fork_kernel(forks, kernel_cmd, kw)
+        else:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.report_token:
             with _running_lock:
                 _running[self.report_token] = self
@@ -79,6 +87,21 @@ class StudyKernel(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
 
     cleanup_resources = _async_cleanup_resources
+
+    async def _fork_kernel(self, forks, kernel_cmd, kw) -> None:
+        """Fork the kernel from the batch's preloaded process; launch it as usual if that fails."""
+        try:
+            process = await asyncio.to_thread(forks.spawn, kernel_cmd, kw["env"], kw.get("cwd"), self.preload)
+        except kernel_fork.KernelForkError as err:
+            self.log.warning("%s; launching the kernel as a process of its own", err)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            return
+        provisioner = self.provisioner
+        provisioner.process = process
+        provisioner.pid = process.pid
+        provisioner.pgid = process.pid  # the child is a session leader
+        provisioner.cwd = kw.get("cwd") or os.getcwd()
+        self._reconcile_connection_info(provisioner.connection_info)
 
     def kill_process(self) -> bool:
         """Kill the kernel process group at once (any thread); True if there was one."""

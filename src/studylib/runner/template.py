@@ -3,10 +3,13 @@
 :func:`template_parameters` returns what papermill infers from the cell tagged
 ``parameters`` (name, type from the annotation, default, help from the trailing comment);
 ``studylib inspect`` shows it and the study checks compare study files against it.
+:func:`studylib_imports` lists the studylib modules a template imports, which a batch loads
+once before forking the template's kernels (:mod:`studylib.runner.kernel_fork`).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from dataclasses import dataclass
@@ -60,3 +63,39 @@ def template_parameters(path: str | Path) -> dict[str, TemplateParameter]:
         raise TemplateError(f"{path}: no cell tagged 'parameters' (tag the cell that sets the defaults)")
     found = papermill_module().inspect_notebook(str(path))
     return {name: TemplateParameter(**p) for name, p in found.items()}
+
+
+def studylib_imports(path: str | Path) -> list[str]:
+    """The ``studylib`` modules that the template's code cells import, in order (cells with magics are skipped)."""
+    try:
+        cells = json.loads(Path(path).read_text()).get("cells", [])
+    except (OSError, json.JSONDecodeError):
+        return []
+    found: dict[str, None] = {}
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", ""))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # ``from studylib.analysis import extent``: the name may be a module of a lazy package
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names if _is_module(node.module, a.name))]
+            else:
+                names = []
+            found.update((n, None) for n in names if n == "studylib" or n.startswith("studylib."))
+    return list(found)
+
+
+def _is_module(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module file of the installed studylib (checked without importing)."""
+    import studylib
+
+    root = Path(studylib.__file__).parent
+    folder = root.joinpath(*package.split(".")[1:])
+    return (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file()

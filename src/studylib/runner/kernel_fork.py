@@ -1,0 +1,322 @@
+"""Report kernels forked from one preloaded process, so that a batch imports pandas once.
+
+Every report kernel of a batch imports the same libraries (IPython, ipykernel, pandas,
+pyarrow, matplotlib, studylib's report and privacy code): about 1.3 CPU-seconds each, most
+of a small report's work. A :class:`KernelForks` server is started once per batch, with the
+kernels' environment (secrets already stripped, never the batch's memory: it is a fresh
+``python -m studylib.runner.kernel_fork``). It imports :data:`PRELOAD`, then forks one
+child per report kernel; the child takes its own environment, working folder and session,
+and runs ``ipykernel_launcher`` as a launched kernel would. Before forking a template's
+kernel, the server also loads the studylib modules that the template imports
+(:func:`studylib.runner.template.studylib_imports`), once for the whole batch; other
+libraries a template imports are loaded by its kernel, as usual.
+
+The batch talks to the server over its stdin and stdout (JSON lines). :class:`ForkedKernel`
+looks like the :class:`subprocess.Popen` that jupyter_client would otherwise hold
+(``poll``, ``wait``, ``send_signal``, ``kill``); the child's exit is seen through a pidfd
+and its exit status comes from the server, which reaps it. When the batch goes away (its
+end of the pipe closes) the server kills its kernels and exits.
+
+Set ``STUDYLIB_KERNEL_FORK=0`` to launch every kernel as a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
+
+SWITCH = "STUDYLIB_KERNEL_FORK"
+
+#: Imported before the first fork: what every report kernel needs.
+PRELOAD = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "IPython.core.interactiveshell",
+    "matplotlib_inline.backend_inline",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "studylib.data.dataset",
+    "studylib.demo",
+    "studylib.privacy.disclosure",
+    "studylib.report.tables",
+    "studylib.report.figures",
+    "studylib.report.statistics",
+    "studylib.report.look",
+)
+
+_LAUNCHER = ("-m", "ipykernel_launcher")
+
+
+class KernelForkError(RuntimeError):
+    """The fork server could not start or could not fork a kernel."""
+
+
+def enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether kernels are forked (default) or launched one process each (``STUDYLIB_KERNEL_FORK=0``)."""
+    value = (os.environ if env is None else env).get(SWITCH, "1").strip().lower()
+    return value not in {"0", "no", "false", "off"} and hasattr(os, "fork") and hasattr(os, "pidfd_open")
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def _import(name: str) -> None:
+    try:
+        __import__(name)
+    except Exception:  # noqa: BLE001 - a kernel that needs it will raise the error itself
+        pass
+
+
+def serve(preload: Sequence[str] = PRELOAD) -> None:
+    """Run the fork server on stdin/stdout until stdin closes (``python -m studylib.runner.kernel_fork``)."""
+    requests, replies = take_stdio()  # kernels write stray output where a launched kernel would: stderr
+    for name in preload:
+        _import(name)
+    send(replies, {"ready": os.getpid()})
+    children: set[int] = set()
+    buffer = b""
+    while True:
+        readable, _, _ = select.select([requests], [], [], 0.05)
+        _reap(children, replies)
+        if not readable:
+            continue
+        chunk = os.read(requests, 1 << 16)
+        if not chunk:
+            break
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            request = json.loads(line)
+            for name in request.get("preload", []):
+                if name == "studylib" or name.startswith("studylib."):
+                    _import(name)  # once for every kernel of the batch that needs it
+            try:
+                pid = _fork_kernel(request, (requests, replies))
+            except Exception as err:  # noqa: BLE001 - reported to the batch, which launches normally
+                send(replies, {"id": request.get("id"), "error": f"{type(err).__name__}: {err}"})
+                continue
+            children.add(pid)
+            send(replies, {"id": request.get("id"), "pid": pid})
+    for pid in children:  # the batch is gone: so are its kernels
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while children and time.monotonic() < deadline:
+        _reap(children, None)
+        time.sleep(0.02)
+    os._exit(0)  # nothing to flush; skip tearing down the preloaded libraries
+
+
+def _reap(children: set[int], replies: int | None) -> None:
+    while children:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        if replies is not None:
+            send(replies, {"exited": pid, "status": os.waitstatus_to_exitcode(status),
+                           "cpu": round(usage.ru_utime + usage.ru_stime, 3)})
+
+
+def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
+    argv = list(request["argv"])
+    env = {str(k): str(v) for k, v in request["env"].items()}
+    cwd = request.get("cwd") or os.getcwd()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:  # the kernel process from here on: never return into the server's loop
+        for fd in private_fds:
+            os.close(fd)
+        os.setsid()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        if "numpy.random" in sys.modules:  # fork copies the global random state; reseed it as a new process would
+            sys.modules["numpy.random"].seed()
+        sys.argv = ["ipykernel_launcher", *argv[len(_LAUNCHER) + 1:]]
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance()
+        code = 0
+    except SystemExit as end:
+        code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+    except BaseException:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            import atexit
+
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    return 0  # not reached
+
+
+# ----------------------------------------------------------------------------- the client
+
+
+class ForkedKernel:
+    """A forked kernel process, with the part of :class:`subprocess.Popen` jupyter_client uses."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, forks: "KernelForks", pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._forks = forks
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # already gone
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        if self._pidfd is not None and not select.select([self._pidfd], [], [], 0)[0]:
+            return None
+        self.returncode = self._forks.exit_status(self.pid)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if self._pidfd is not None:
+                select.select([self._pidfd], [], [], 0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+            if deadline is not None and time.monotonic() >= deadline and self.poll() is None:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class KernelForks:
+    """A fork server for one batch's kernels (see the module docstring). Use as a context manager."""
+
+    def __init__(self, env: Mapping[str, str], python: str = sys.executable):
+        self.python = python
+        self._exits: dict[int, int] = {}
+        self._spawned: set[int] = set()
+        self._worker = LineWorker("studylib.runner.kernel_fork", env, python=python, new_session=True,
+                                  on_event=self._event)
+
+    def __enter__(self) -> "KernelForks":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def can_launch(self, cmd: Sequence[str]) -> bool:
+        """Whether ``cmd`` is an ipykernel launch of this Python (else it is launched as usual)."""
+        return (self._worker.alive and len(cmd) >= 3 and tuple(cmd[1:3]) == _LAUNCHER
+                and os.path.realpath(cmd[0]) == os.path.realpath(self.python))
+
+    def spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike | None,
+              preload: Sequence[str] = (), timeout: float = 60.0) -> ForkedKernel:
+        """Fork a kernel running ``cmd`` (an ipykernel launch) with ``env`` in ``cwd``.
+
+        ``preload``: studylib modules to load in the server first (the template's imports).
+        """
+        request = {"argv": list(cmd), "env": dict(env), "cwd": str(cwd) if cwd else None, "preload": list(preload)}
+        try:
+            reply = self._worker.request(request, timeout)
+        except WorkerGone as err:
+            raise KernelForkError(str(err)) from err
+        if "error" in reply:
+            raise KernelForkError(f"could not fork a kernel: {reply['error']}")
+        pid = int(reply["pid"])
+        self._spawned.add(pid)
+        return ForkedKernel(self, pid)
+
+    def exit_status(self, pid: int, wait: float = 1.0) -> int:
+        """The exit status of a forked kernel that has ended (as the server reports it)."""
+        self._worker.wait_quietly(lambda: pid in self._exits, wait)
+        return self._exits.pop(pid, -signal.SIGKILL)
+
+    def close(self) -> None:
+        """Stop the server (its kernels are killed if any still run)."""
+        self._worker.close()
+        for pid in list(self._spawned):  # normally all ended; a server that was killed leaves none behind
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _event(self, message: dict) -> None:
+        if "exited" in message:
+            pid = int(message["exited"])
+            self._exits[pid] = int(message["status"])
+            self._spawned.discard(pid)
+
+
+_active: list[KernelForks] = []
+_active_lock = threading.Lock()
+
+
+def active() -> KernelForks | None:
+    """The fork server the current batch started, if any."""
+    with _active_lock:
+        return _active[-1] if _active else None
+
+
+class batch_forks:
+    """Context manager: start a fork server for a batch (when :func:`enabled`) and make it :func:`active`."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.forks: KernelForks | None = None
+
+    def __enter__(self) -> KernelForks | None:
+        if enabled():
+            try:
+                self.forks = KernelForks(self.env)
+            except OSError:
+                self.forks = None
+        if self.forks is not None:
+            with _active_lock:
+                _active.append(self.forks)
+        return self.forks
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.forks is not None:
+            with _active_lock:
+                _active.remove(self.forks)
+            self.forks.close()
+
+
+if __name__ == "__main__":
+    serve()
