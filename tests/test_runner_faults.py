@@ -78,14 +78,17 @@ def _kernel_folders(tmp: Path) -> list[Path]:
     return list(tmp.glob("studylib-kernel-*"))
 
 
-def _processes_mentioning(text: str) -> list[int]:
+def _processes_in(folder: Path) -> list[int]:
+    """Processes working in ``folder`` or naming it on their command line (kernels, launched or forked)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(proc.name))
+            cwd = os.readlink(proc / "cwd")
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
+        if str(folder) in cmdline or Path(cwd).is_relative_to(folder):
+            found.append(int(proc.name))
     return found
 
 
@@ -219,6 +222,9 @@ def test_sigterm_stops_a_batch_without_publishing_anything_half_done(sleepers):
     while not _kernel_folders(tmp) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _kernel_folders(tmp), "no kernel started"
+    while not _processes_in(root / "templates") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_in(root / "templates"), "no kernel runs in the templates folder"
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -228,7 +234,7 @@ def test_sigterm_stops_a_batch_without_publishing_anything_half_done(sleepers):
     assert _leftovers(settings.reports) == []
     assert _kernel_folders(tmp) == []
     time.sleep(0.5)
-    assert _processes_mentioning(str(tmp)) == [], "a kernel outlived its batch"
+    assert _processes_in(root / "templates") == [] and _processes_in(tmp) == [], "a kernel outlived its batch"
 
 
 def test_two_batches_at_once_write_each_report_once(sleepers):

@@ -6,7 +6,8 @@ loading papermill), which are invalid (schema, files, parameters against the tem
 reported with file, line and key) and which must run. :func:`run_report` makes one report
 under its lock: execute, export HTML and PDF, audit, publish, or record the failure; it never
 raises, so one report cannot stop the others. :func:`run_batch` runs the reports on a thread
-pool (one process, one kernel per report) or on a Dask cluster (workers share the file
+pool (one kernel per report, forked from the batch's fork server; PDFs and audits in the
+finisher process: :class:`LocalHelpers`) or on a Dask cluster (workers share the file
 system), reports progress, handles SIGTERM/SIGINT (kernels stopped, nothing half-published)
 and rewrites ``reports/index.html``.
 """

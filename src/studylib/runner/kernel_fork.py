@@ -58,6 +58,7 @@ PRELOAD = (
 )
 
 _LAUNCHER = ("-m", "ipykernel_launcher")
+_STARTED_IN = os.getcwd()  # the server's folder, first on its sys.path (``python -m``)
 
 
 class KernelForkError(RuntimeError):
@@ -139,7 +140,8 @@ def _reap(children: set[int], replies: int | None) -> None:
 def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
     argv = list(request["argv"])
     env = {str(k): str(v) for k, v in request["env"].items()}
-    cwd = request.get("cwd") or os.getcwd()
+    cwd = os.path.abspath(request.get("cwd") or os.getcwd())
+    env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client sets it: the kernel ends if its parent (this server) does
     pid = os.fork()
     if pid:
         return pid
@@ -153,8 +155,14 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
         os.environ.update(env)
         if "numpy.random" in sys.modules:  # fork copies the global random state; reseed it as a new process would
             sys.modules["numpy.random"].seed()
-        sys.argv = ["ipykernel_launcher", *argv[len(_LAUNCHER) + 1:]]
+        import ipykernel_launcher  # what ``python -m ipykernel_launcher`` would run, with its argv and path
         from ipykernel import kernelapp
+
+        # the kernel app read JPY_PARENT_PID when the server imported it: name the parent explicitly
+        sys.argv = [ipykernel_launcher.__file__, *argv[len(_LAUNCHER) + 1:], f"--IPKernelApp.parent_handle={env['JPY_PARENT_PID']}"]
+        _matplotlib_as_in(cwd)
+        if sys.path and sys.path[0] in ("", _STARTED_IN):  # as ipykernel_launcher does; IPython adds '' (the cwd) back
+            del sys.path[0]
 
         kernelapp.launch_new_instance()
         code = 0
@@ -174,6 +182,31 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
         finally:
             os._exit(code)
     return 0  # not reached
+
+
+def _matplotlib_as_in(cwd: str) -> None:
+    """Matplotlib's settings as a kernel started in ``cwd`` would have read them on import.
+
+    The server imported matplotlib in its own folder; a ``matplotlibrc`` in the kernel's
+    folder comes first for a kernel launched there, so it is applied (over the defaults, as
+    on import), and ``MPLBACKEND`` again after it.
+    """
+    matplotlib = sys.modules.get("matplotlib")
+    rc = os.path.join(cwd, "matplotlibrc")
+    if matplotlib is None or not os.path.isfile(rc):
+        return
+    matplotlib.rc_file(rc)
+    if os.environ.get("MPLBACKEND"):
+        matplotlib.rcParams["backend"] = os.environ["MPLBACKEND"]
+
+
+def server_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The server's environment: the kernels' (``env``), with the backend ipykernel gives its kernels.
+
+    ipykernel sets ``MPLBACKEND`` to the inline backend before a kernel imports matplotlib
+    (unless it is set already); the server imports matplotlib, so it needs the same value.
+    """
+    return {"MPLBACKEND": "module://matplotlib_inline.backend_inline", **env}
 
 
 # ----------------------------------------------------------------------------- the client
@@ -231,8 +264,13 @@ class KernelForks:
         self.python = python
         self._exits: dict[int, int] = {}
         self._spawned: set[int] = set()
-        self._worker = LineWorker("studylib.runner.kernel_fork", env, python=python, new_session=True,
+        self._worker = LineWorker("studylib.runner.kernel_fork", server_environment(env), python=python, new_session=True,
                                   on_event=self._event)
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (the parent of every forked kernel)."""
+        return self._worker.process.pid
 
     def __enter__(self) -> "KernelForks":
         return self
