@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from studylib import __version__, paths
 from studylib.data.atomic import write_file
+from studylib.data.meta import is_dataset
 
 STAMP_FILE = "demo.json"
 
@@ -46,7 +47,7 @@ def demo_inputs() -> dict:
 def demo_is_current() -> bool:
     """True when the demo dataset exists and was made from the current inputs."""
     stamp = paths.demo_dir() / STAMP_FILE
-    if not stamp.is_file() or not (paths.demo_dataset_dir() / "dataset.json").is_file():
+    if not stamp.is_file() or not is_dataset(paths.demo_dataset_dir()):
         return False
     try:
         return json.loads(stamp.read_text()).get("inputs") == demo_inputs()

@@ -10,8 +10,8 @@ from studylib.lazy_exports import lazy_getattr
 from studylib.data import vocabularies
 
 _EXPORTS = {
-    **{name: "studylib.data.dataset" for name in (
-        "Dataset", "DatasetError", "content_hash", "read_dataset", "read_meta", "validate_tables", "write_dataset")},
+    **{name: "studylib.data.dataset" for name in ("Dataset", "content_hash", "read_dataset", "validate_tables", "write_dataset")},
+    **{name: "studylib.data.meta" for name in ("DatasetError", "META_FILE", "is_dataset", "read_meta")},
     **{name: "studylib.data.schemas" for name in ("CASE_COLUMNS", "SCHEMA_VERSION", "TABLES")},
 }
 

@@ -22,14 +22,11 @@ import pandas as pd
 from pandera.errors import SchemaErrors
 
 from studylib.data.atomic import replace_folder
+from studylib.data.meta import META_FILE, DatasetError, read_meta
 from studylib.data.schemas import SCHEMA_VERSION, TABLES
-from studylib.errors import Problem, StudylibError, ValidationError
+from studylib.errors import Problem, ValidationError
 
-META_FILE = "dataset.json"
-
-
-class DatasetError(StudylibError):
-    """A dataset folder is missing, incomplete or does not match its metadata."""
+__all__ = ["META_FILE", "Dataset", "DatasetError", "content_hash", "read_dataset", "read_meta", "validate_tables", "write_dataset"]
 
 
 @dataclass
@@ -120,16 +117,6 @@ def write_dataset(tables: Mapping[str, pd.DataFrame], folder: str | os.PathLike,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def read_meta(folder: str | os.PathLike) -> dict:
-    path = Path(folder) / META_FILE
-    if not path.is_file():
-        raise DatasetError(f"{folder}: not a dataset folder (no {META_FILE}); make one with `studylib ingest`")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
 
 
 def read_dataset(folder: str | os.PathLike, validate: bool = False) -> Dataset:

@@ -126,15 +126,14 @@ def serve(preload: Sequence[str] = PRELOAD) -> None:
 def _reap(children: set[int], replies: int | None) -> None:
     while children:
         try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
         children.discard(pid)
         if replies is not None:
-            send(replies, {"exited": pid, "status": os.waitstatus_to_exitcode(status),
-                           "cpu": round(usage.ru_utime + usage.ru_stime, 3)})
+            send(replies, {"exited": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
 def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:

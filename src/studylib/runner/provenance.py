@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from studylib import __version__, paths
-from studylib.errors import StudylibError
+from studylib.data.meta import read_meta
 from studylib.report import look
 from studylib.runner.study import DATA_PARAMETER, Report
 
 #: The report's look (:mod:`studylib.report.look`: importing it loads no pandas).
 LOOK_FOLDER = look.FOLDER
 
-#: The metadata file of a dataset folder (studylib.data.dataset.META_FILE).
-META_FILE = "dataset.json"
 
 _LIBRARIES = ("papermill", "nbclient", "nbconvert", "ipykernel", "weasyprint", "pandas", "matplotlib")
 
@@ -73,7 +71,7 @@ def data_identity(folder: Path) -> dict[str, Any]:
     Only these fields: ``dataset.json`` may say more about how the data were made, and
     none of that belongs in a report's manifest.
     """
-    meta = _dataset_meta(folder)
+    meta = read_meta(folder)
     made_by = canonical(meta.get("made_by", {})).lower()
     synthetic = "synth" in made_by or paths_is_within(folder, paths.generated_dir())
     return {
@@ -82,15 +80,6 @@ def data_identity(folder: Path) -> dict[str, Any]:
         "schema_version": meta.get("schema_version"),
         "synthetic": bool(synthetic),
     }
-
-
-def _dataset_meta(folder: Path) -> dict:
-    """``dataset.json`` of a dataset folder (read as JSON: :mod:`studylib.data.dataset` loads pandas)."""
-    path = Path(folder) / META_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StudylibError(f"{path}: cannot read the dataset's metadata ({exc}); make the dataset with `studylib ingest`") from None
 
 
 def paths_is_within(path: Path, folder: Path) -> bool:

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
 
 from studylib import paths
+from studylib.data.meta import META_FILE, is_dataset
 from studylib.errors import Problem, StudylibError, ValidationError
 
 #: The template parameter through which the runner passes the study's dataset folder.
@@ -246,9 +247,9 @@ def read_study(file: str | Path) -> Study:
             data = _demo_dataset()
         except StudylibError as err:
             problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"the demo dataset cannot be made: {err}"))
-    if not (data / "dataset.json").is_file():
+    if not is_dataset(data):
         hint = "; create it with `studylib demo`" if spec.data == DEMO_DATA else ""
-        problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"not a dataset folder (no dataset.json): {data}{hint}"))
+        problems.append(Problem(where=_where(file, lines, ("data",)), rule=f"not a dataset folder (no {META_FILE}): {data}{hint}"))
     if DATA_PARAMETER in spec.parameters:
         problems.append(Problem(where=_where(file, lines, ("parameters", DATA_PARAMETER)), rule=f"set the dataset with the key 'data', not parameters.{DATA_PARAMETER}"))
     for key in set(spec.parameters) & set(spec.matrix or {}):
