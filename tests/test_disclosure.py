@@ -339,6 +339,16 @@ def fresh_settings(monkeypatch):
     settings.reset()
 
 
+@pytest.mark.parametrize("min_cell, rounding", [(10, None), (5, 3), (7, 5)])
+def test_what_the_runner_hands_a_kernel_reads_back_as_the_study_settings(fresh_settings, min_cell, rounding):
+    from studylib.report.variables import kernel_variables
+
+    env = kernel_variables(min_cell, rounding, "cleaning", "cleaning-hovedstaden")
+    read = fresh_settings.settings_from_environment(env)
+    assert (read.min_cell, read.rounding) == (min_cell, rounding)
+    assert (env["STUDYLIB_STUDY_ID"], env["STUDYLIB_REPORT"]) == ("cleaning", "cleaning-hovedstaden")
+
+
 def test_the_study_settings_reach_every_table_from_the_environment(fresh_settings, monkeypatch):
     from studylib.report import safe_table
 

@@ -18,9 +18,8 @@ from itertools import count
 from studylib.errors import ConfigError
 from studylib.privacy.disclosure import DisclosureError, DisclosureSettings
 from studylib.privacy.rounding import BASES
+from studylib.report.variables import MIN_CELL_VARIABLE, ROUNDING_VARIABLE
 
-MIN_CELL_VARIABLE = "STUDYLIB_MIN_CELL"
-ROUNDING_VARIABLE = "STUDYLIB_ROUNDING"
 
 _UNSET = object()
 _current: DisclosureSettings | None = None

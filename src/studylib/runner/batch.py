@@ -31,6 +31,7 @@ import yaml
 
 from studylib.data.atomic import recover, write_file
 from studylib.errors import Problem, StudylibError, ValidationError
+from studylib.report import variables
 from studylib.runner import kernel_fork, publish
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
@@ -193,12 +194,7 @@ def _check_parameters(reports: list[Report]) -> dict[str, str]:
 def kernel_variables(report: Report) -> dict[str, str]:
     """What the kernel of this report finds in its environment (disclosure settings, study)."""
     disclosure = report.study.spec.disclosure
-    return {
-        "STUDYLIB_MIN_CELL": str(disclosure.min_cell),
-        "STUDYLIB_ROUNDING": "none" if disclosure.rounding is None else str(disclosure.rounding),
-        "STUDYLIB_STUDY_ID": report.study.id,
-        "STUDYLIB_REPORT": report.key,
-    }
+    return variables.kernel_variables(disclosure.min_cell, disclosure.rounding, report.study.id, report.key)
 
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
