@@ -78,6 +78,7 @@ def test_a_forked_kernel_sees_what_a_launched_kernel_sees(probe, monkeypatch):
     launched = _run(probe, "launched")
     with kernel_fork.batch_forks(kernel_environment({})) as forks:
         assert forks is not None and kernel_fork.active() is forks
+        assert forks.prefix == kernel_fork.launch_prefix(kernel_fork.spec_command())  # the spec's options, if any
         first, second = _run(probe, "first"), _run(probe, "second")
     assert kernel_fork.active() is None
     assert launched["ppid"] == os.getpid()
@@ -89,6 +90,19 @@ def test_a_forked_kernel_sees_what_a_launched_kernel_sees(probe, monkeypatch):
     assert (launched["report"], first["report"], second["report"]) == ("launched", "first", "second")
     assert first["random"] != second["random"]  # each kernel has its own random state, as a new process would
     assert first["parent_handle"] == forks.pid  # ipykernel watches its parent, as it does when launched
+
+
+def test_the_server_runs_with_the_python_and_options_of_the_kernel_spec():
+    python = os.path.abspath(sys.executable)
+    assert kernel_fork.launch_prefix([sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "k.json"]) \
+        == (python, ("-Xfrozen_modules=off",))
+    assert kernel_fork.launch_prefix([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"]) == (python, ())
+    assert kernel_fork.launch_prefix(["R", "--slave", "-e", "IRkernel::main()", "--args", "k.json"]) is None
+    with kernel_fork.KernelForks(kernel_environment({}), [sys.executable, "-X", "utf8", "-m", "ipykernel_launcher"]) as forks:
+        assert forks.can_launch([sys.executable, "-X", "utf8", "-m", "ipykernel_launcher", "-f", "k.json"])
+        assert not forks.can_launch([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"])
+        command = Path(f"/proc/{forks.pid}/cmdline").read_bytes().split(b"\0")
+        assert command[1:5] == [b"-X", b"utf8", b"-m", b"studylib.runner.kernel_fork"]
 
 
 def test_kernel_fork_0_launches_every_kernel_as_its_own_process(probe, monkeypatch):

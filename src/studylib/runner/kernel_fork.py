@@ -58,6 +58,7 @@ PRELOAD = (
 )
 
 _LAUNCHER = ("-m", "ipykernel_launcher")
+KERNEL_NAME = "python3"  # the kernel spec whose command the server copies (its Python and interpreter options)
 _STARTED_IN = os.getcwd()  # the server's folder, first on its sys.path (``python -m``)
 
 
@@ -69,6 +70,33 @@ def enabled(env: Mapping[str, str] | None = None) -> bool:
     """Whether kernels are forked (default) or launched one process each (``STUDYLIB_KERNEL_FORK=0``)."""
     value = (os.environ if env is None else env).get(SWITCH, "1").strip().lower()
     return value not in {"0", "no", "false", "off"} and hasattr(os, "fork") and hasattr(os, "pidfd_open")
+
+
+def launch_prefix(cmd: Sequence[str]) -> tuple[str, tuple[str, ...]] | None:
+    """(Python, interpreter options) of an ipykernel launch command, or None if ``cmd`` is not one.
+
+    ``[python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", file]`` gives
+    ``(python, ("-Xfrozen_modules=off",))``: a kernel can be forked from a server started
+    with the same Python and the same options.
+    """
+    cmd = list(cmd)
+    for i in range(1, len(cmd) - 1):
+        if tuple(cmd[i:i + 2]) == _LAUNCHER:
+            return os.path.abspath(cmd[0]), tuple(cmd[1:i])  # not realpath: a venv's python is a link to another
+    return None
+
+
+def spec_command(kernel_name: str = KERNEL_NAME) -> list[str] | None:
+    """The launch command of a kernel spec, with ``python`` resolved as jupyter_client does; None if unknown."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = list(KernelSpecManager().get_kernel_spec(kernel_name).argv)
+    except (NoSuchKernel, OSError, ValueError):
+        return None
+    if argv and argv[0] in {"python", f"python{sys.version_info[0]}"}:
+        argv[0] = sys.executable
+    return argv
 
 
 # ----------------------------------------------------------------------------- the server
@@ -158,7 +186,8 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
         from ipykernel import kernelapp
 
         # the kernel app read JPY_PARENT_PID when the server imported it: name the parent explicitly
-        sys.argv = [ipykernel_launcher.__file__, *argv[len(_LAUNCHER) + 1:], f"--IPKernelApp.parent_handle={env['JPY_PARENT_PID']}"]
+        after = next(i for i in range(len(argv)) if tuple(argv[i:i + 2]) == _LAUNCHER) + len(_LAUNCHER)
+        sys.argv = [ipykernel_launcher.__file__, *argv[after:], f"--IPKernelApp.parent_handle={env['JPY_PARENT_PID']}"]
         _matplotlib_as_in(cwd)
         if sys.path and sys.path[0] in ("", _STARTED_IN):  # as ipykernel_launcher does; IPython adds '' (the cwd) back
             del sys.path[0]
@@ -259,12 +288,17 @@ class ForkedKernel:
 class KernelForks:
     """A fork server for one batch's kernels (see the module docstring). Use as a context manager."""
 
-    def __init__(self, env: Mapping[str, str], python: str = sys.executable):
-        self.python = python
+    def __init__(self, env: Mapping[str, str], kernel_cmd: Sequence[str] | None = None):
+        """``kernel_cmd``: the kernels' launch command (default: the ``python3`` spec's), whose Python
+        and interpreter options the server runs with; other kernels are launched as usual."""
+        prefix = launch_prefix(kernel_cmd or spec_command() or [sys.executable, *_LAUNCHER])
+        if prefix is None:
+            raise KernelForkError(f"not an ipykernel launch command: {kernel_cmd}")
+        self.prefix = prefix
         self._exits: dict[int, int] = {}
         self._spawned: set[int] = set()
-        self._worker = LineWorker("studylib.runner.kernel_fork", server_environment(env), python=python, new_session=True,
-                                  on_event=self._event)
+        self._worker = LineWorker("studylib.runner.kernel_fork", server_environment(env), python=prefix[0],
+                                  options=prefix[1], new_session=True, on_event=self._event)
 
     @property
     def pid(self) -> int:
@@ -278,9 +312,8 @@ class KernelForks:
         self.close()
 
     def can_launch(self, cmd: Sequence[str]) -> bool:
-        """Whether ``cmd`` is an ipykernel launch of this Python (else it is launched as usual)."""
-        return (self._worker.alive and len(cmd) >= 3 and tuple(cmd[1:3]) == _LAUNCHER
-                and os.path.realpath(cmd[0]) == os.path.realpath(self.python))
+        """Whether ``cmd`` launches ipykernel with the server's Python and options (else it is launched as usual)."""
+        return self._worker.alive and launch_prefix(cmd) == self.prefix
 
     def spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike | None,
               preload: Sequence[str] = (), timeout: float = 60.0) -> ForkedKernel:
@@ -341,7 +374,7 @@ class batch_forks:
         if enabled():
             try:
                 self.forks = KernelForks(self.env)
-            except OSError:
+            except (OSError, KernelForkError):
                 self.forks = None
         if self.forks is not None:
             with _active_lock:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 
 class WorkerGone(RuntimeError):
@@ -49,23 +49,24 @@ class LineWorker:
     """The batch's end of one helper process."""
 
     def __init__(self, module: str, env: Mapping[str, str] | None = None, *, python: str = sys.executable,
-                 new_session: bool = False, on_event: Callable[[dict], None] | None = None):
+                 options: Sequence[str] = (), new_session: bool = False, on_event: Callable[[dict], None] | None = None):
         self.module = module
         self._changed = threading.Condition()
         self._replies: dict[int, dict] = {}
         self._next = 0
         self._ready: dict | None = None
         self._closed = False
+        self._ended = False  # its stdout closed: it will say nothing more
         self._on_event = on_event or (lambda message: None)
         self.process = subprocess.Popen(
-            [python, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [python, *options, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             env=None if env is None else dict(env), cwd="/", start_new_session=new_session,
         )
         threading.Thread(target=self._read, name=f"studylib-{module.rsplit('.', 1)[-1]}", daemon=True).start()
 
     @property
     def alive(self) -> bool:
-        return not self._closed and self.process.poll() is None
+        return not self._closed and not self._ended and self.process.poll() is None
 
     def request(self, message: dict, timeout: float) -> dict:
         """Send ``message`` once the helper is ready and return its reply (``WorkerGone`` if it cannot)."""
@@ -86,7 +87,7 @@ class LineWorker:
         """Wait up to ``seconds`` for ``condition`` (checked whenever the helper says something)."""
         with self._changed:
             deadline = time.monotonic() + seconds
-            while not condition() and self.process.poll() is None:
+            while not condition() and not self._ended and self.process.poll() is None:
                 if not self._changed.wait(max(0.0, deadline - time.monotonic())):
                     return
 
@@ -107,7 +108,7 @@ class LineWorker:
 
     def _wait(self, condition: Callable[[], bool], deadline: float, what: str) -> None:
         while not condition():
-            if self._closed or self.process.poll() is not None:
+            if self._closed or self._ended or self.process.poll() is not None:
                 raise WorkerGone(f"the {self.module} helper stopped")
             if not self._changed.wait(max(0.0, deadline - time.monotonic())) and not condition():
                 raise WorkerGone(f"the {self.module} helper did not {what} in time")
@@ -127,4 +128,5 @@ class LineWorker:
                     self._on_event(message)
                 self._changed.notify_all()
         with self._changed:
+            self._ended = True
             self._changed.notify_all()
