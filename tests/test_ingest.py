@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -76,6 +78,22 @@ def test_new_key_is_random_private_and_never_overwritten(tmp_path):
     assert first.read_bytes() == before
     demo = new_key(tmp_path / "DEMO.key", demo=True)
     assert is_demo_key(demo) and not is_demo_key(first)
+
+
+def test_a_key_is_written_whole_or_not_at_all(tmp_path):
+    from studylib.data.atomic import write_file
+
+    existing = tmp_path / "taken.key"
+    existing.write_text("somebody else's key\n")
+    with pytest.raises(FileExistsError):  # what new_key relies on if a file appears after its check
+        write_file(existing, "new\n", mode=0o600, exclusive=True)
+    assert existing.read_text() == "somebody else's key\n"
+    script = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (40, 40))\n"
+              "from studylib.privacy.tokens import KeyFileError, new_key\n"
+              "try:\n    new_key(sys.argv[1])\nexcept KeyFileError as err:\n    print(err)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "full.key")], capture_output=True, text=True)
+    assert "cannot create the key file" in done.stdout, done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.key"]  # no partial key, no temporary file
 
 
 def test_read_key_says_what_is_wrong_and_never_shows_the_key(tmp_path):

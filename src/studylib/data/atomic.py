@@ -17,10 +17,15 @@ from pathlib import Path
 
 
 def write_file(path: str | os.PathLike, content: str | bytes, *, mode: int | None = None,
-               encoding: str = "utf-8", newline: str | None = None) -> Path:
-    """Write ``content`` to ``path`` atomically; ``mode`` (e.g. ``0o600``) is set before the rename."""
+               encoding: str = "utf-8", newline: str | None = None, exclusive: bool = False) -> Path:
+    """Write ``content`` to ``path`` atomically; ``mode`` (e.g. ``0o600``) is set before the rename.
+
+    ``exclusive=True`` never replaces a file: it raises :class:`FileExistsError` when ``path``
+    exists (the complete file is linked into place, so there is no moment when another
+    process could create ``path`` in between, nor a half-written ``path``).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # mode 600 until chmod
     try:
         if isinstance(content, bytes):
             with os.fdopen(fd, "wb") as handle:
@@ -30,7 +35,11 @@ def write_file(path: str | os.PathLike, content: str | bytes, *, mode: int | Non
                 handle.write(content)
         if mode is not None:
             os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from studylib.data.atomic import write_file
 from studylib.errors import StudylibError
 
 #: Fewest random bytes a key may have.
@@ -53,16 +54,12 @@ def new_key(path: str | os.PathLike, demo: bool = False) -> Path:
     if not path.parent.is_dir():
         raise KeyFileError(f"{path}: folder {path.parent} does not exist")
     text = (_DEMO_HEADER if demo else _HEADER) + secrets.token_bytes(NEW_KEY_BYTES).hex() + "\n"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:  # complete or not at all, mode 600 from the first byte, never over an existing file
+        return write_file(path, text, mode=0o600, encoding="ascii", exclusive=True)
     except FileExistsError:
         raise KeyFileError(f"{path}: a file is already there; a key is never overwritten") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot create the key file ({exc.strerror})") from None
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)  # in case the umask widened nothing, be explicit
-    return path
+        raise KeyFileError(f"{path}: cannot create the key file ({exc.strerror or exc})") from None
 
 
 def read_key(path: str | os.PathLike) -> bytes:
