@@ -54,6 +54,38 @@ def test_every_study_publishes_html_and_pdf_that_pass_the_audit(published):
         assert found.findings == [], [str(f) for f in found.findings]
 
 
+def _last_line_on_each_page(page_html: str) -> list[list[str]]:
+    """For each page but the last, the elements around the last line of text (running header and footer left out)."""
+    from weasyprint import HTML
+
+    found = []
+    for page in HTML(string=page_html).render().pages[:-1]:
+        last: list[str] = []
+
+        def walk(box, chain):
+            nonlocal last
+            tag = getattr(box, "element_tag", None)
+            chain = chain + [tag] if tag else chain
+            if type(box).__name__ == "TextBox" and box.text.strip():
+                last = chain
+            for child in getattr(box, "children", None) or []:
+                walk(child, chain)
+
+        for child in page._page_box.children:
+            if type(child).__name__ != "MarginBox":
+                walk(child, [])
+        found.append(last)
+    return found
+
+
+def test_no_pdf_page_ends_with_a_heading(published):
+    reports, result = published
+    for outcome in result.outcomes:
+        page_html = (reports / outcome.key / "report.html").read_text()
+        stranded = [i + 1 for i, chain in enumerate(_last_line_on_each_page(page_html)) if {"h2", "h3"} & set(chain)]
+        assert stranded == [], f"{outcome.key}: a heading at the foot of page(s) {stranded}"
+
+
 def test_the_extent_report_shows_ranges_of_several_models_and_the_truth(published):
     reports, _ = published
     text = _text(reports, "extent")
