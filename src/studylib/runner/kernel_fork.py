@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Mapping, Sequence
 
 from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
@@ -169,7 +170,11 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
     env = {str(k): str(v) for k, v in request["env"].items()}
     cwd = os.path.abspath(request.get("cwd") or os.getcwd())
     env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client sets it: the kernel ends if its parent (this server) does
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about forking with threads; the server's only threads are OpenBLAS's
+        # and jemalloc's idle pools, which both re-create themselves in the child (pthread_atfork)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid:
         return pid
     code = 1
