@@ -117,3 +117,23 @@ def test_reading_a_folder_that_is_not_a_dataset_says_what_to_do(tmp_path):
     (tmp_path / "ds" / "events.parquet").unlink()
     with pytest.raises(DatasetError, match="events.parquet is missing"):
         read_dataset(tmp_path / "ds")
+
+
+def test_labels_show_codes_with_spaces_and_leave_other_values():
+    assert v.label("not_identified") == "not identified"
+    assert list(v.label(pd.Index(["au_pair", "cleaning", 2019, None]))) == ["au pair", "cleaning", 2019, None]
+    assert v.label(pd.Series(["forced_criminality"], name="x")).tolist() == ["forced criminality"]
+
+
+def test_the_period_of_first_contact_defaults_to_the_data_and_says_what_is_wrong():
+    from studylib.data import first_contact_in
+
+    cases = pd.DataFrame({"person_id": list("abcd"), "first_contact_year": pd.array([2016, 2019, 2024, None], dtype="Int64")})
+    persons, first, last = first_contact_in(cases)
+    assert (first, last, list(persons.person_id)) == (2016, 2024, ["a", "b", "c"])
+    persons, first, last = first_contact_in(cases, year_from=2017, year_to=2020)
+    assert (first, last, list(persons.person_id)) == (2017, 2020, ["b"])
+    with pytest.raises(ValueError, match="after year_to"):
+        first_contact_in(cases, 2021, 2018)
+    with pytest.raises(ValueError, match="give year_from and year_to"):
+        first_contact_in(cases.iloc[3:])

@@ -13,6 +13,7 @@ _EXPORTS = {
     **{name: "studylib.data.dataset" for name in ("Dataset", "content_hash", "read_dataset", "validate_tables", "write_dataset")},
     **{name: "studylib.data.meta" for name in ("DatasetError", "META_FILE", "is_dataset", "read_meta")},
     **{name: "studylib.data.schemas" for name in ("CASE_COLUMNS", "SCHEMA_VERSION", "TABLES")},
+    "first_contact_in": "studylib.data.cases",
 }
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -185,6 +185,22 @@ def derive_cases(
     return cases[list(CASE_COLUMNS)].reset_index(drop=True)
 
 
+def first_contact_in(cases: pd.DataFrame, year_from: int | None = None, year_to: int | None = None) -> tuple[pd.DataFrame, int, int]:
+    """(persons, first, last): the persons whose first contact was in ``first``–``last``.
+
+    ``year_from`` / ``year_to`` None: the first / last year of first contact in ``cases``,
+    which is what a template's period defaults to.
+    """
+    years = cases["first_contact_year"]
+    if (year_from is None or year_to is None) and years.notna().sum() == 0:
+        raise ValueError("no person has a year of first contact: give year_from and year_to")
+    first = int(year_from if year_from is not None else years.min())
+    last = int(year_to if year_to is not None else years.max())
+    if first > last:
+        raise ValueError(f"year_from {first} is after year_to {last}")
+    return cases[years.between(first, last)], first, last
+
+
 def _per_person(ev: _Events, mask: np.ndarray, values, how: str) -> pd.Series:
     """Max, min or sum (``how``) of ``values`` (sorted order) over each person's events in ``mask``; NA where none."""
     values = pd.Series(values)

@@ -143,6 +143,16 @@ def vocabulary(name: str) -> tuple[str, ...]:
         raise KeyError(f"unknown vocabulary {name!r}; known vocabularies: {known}") from None
 
 
+def label(codes):
+    """Codes as a reader sees them (``au_pair`` -> ``au pair``): a code, or an Index or Series of them.
+
+    Whatever is not a string (a year, a missing value) is left as it is.
+    """
+    if isinstance(codes, str):
+        return codes.replace("_", " ")
+    return codes.map(lambda code: code.replace("_", " ") if isinstance(code, str) else code)
+
+
 def age_band(age):
     """Map ages (scalar or array-like, NaN for unknown) to the reporting age bands."""
     import numpy as np
