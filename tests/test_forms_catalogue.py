@@ -35,6 +35,13 @@ def test_the_catalogue_has_the_fourteen_forms_with_their_fields():
     assert contact_orgs == set(v.ORGANISATION)
 
 
+def test_the_identifiers_go_on_the_deny_list():
+    cat = form_catalogue()
+    for form in cat.forms:
+        assert cat.deny_list_fields(form.code)[:4] == ["cpr", "passport_no", "phone", "email"]
+        assert set(cat.deny_list_fields(form.code)) <= set(cat.personal_fields(form.code))
+
+
 def test_no_field_is_both_free_text_and_kept():
     cat = form_catalogue()
     for form in cat.forms:
@@ -60,6 +67,7 @@ def _broken(tmp_path, mutate) -> Path:
         (lambda c: c["forms"][2].update(submitted_by=["police", "aliens"]), "unknown organisations"),
         (lambda c: c["forms"][3].update(colour="red"), "forms.3.colour"),
         (lambda c: c["forms"][4]["fields"].append(dict(c["forms"][4]["fields"][0])), "duplicate field names"),
+        (lambda c: c["common_fields"][1].update(deny_list=True), "deny_list is for personal fields only"),
     ],
 )
 def test_a_malformed_catalogue_names_file_and_key(tmp_path, mutate, expected):

@@ -39,6 +39,7 @@ class FormField(_Strict):
     required: bool
     personal: bool
     description: str
+    deny_list: bool = False  # raw values go (keyed) on the audit's deny list
     codes: str | tuple[str, ...] | None = None
     format: str | None = None
     max_length: int | None = None
@@ -53,6 +54,8 @@ class FormField(_Strict):
             raise ValueError(f"field {self.name!r}: unknown vocabulary {self.codes!r}")
         if self.format is not None:
             re.compile(self.format)
+        if self.deny_list and not self.personal:
+            raise ValueError(f"field {self.name!r}: deny_list is for personal fields only")
         return self
 
     def allowed_codes(self) -> tuple[str, ...] | None:
@@ -130,6 +133,10 @@ class FormCatalogue(_Strict):
     def personal_fields(self, code: str) -> list[str]:
         return [f.name for f in self.fields_of(code) if f.personal]
 
+    def deny_list_fields(self, code: str) -> list[str]:
+        """Fields of a form whose raw values go (keyed) on the deny list; names are added by ingest as "first last"."""
+        return [f.name for f in self.fields_of(code) if f.deny_list]
+
     def file_name(self, code: str, fmt: str = "csv") -> str:
         """The raw export file name of a form, e.g. ``F01_outreach.csv``."""
         return f"{code}_{self.form(code).slug}.{fmt}"
@@ -168,7 +175,9 @@ def catalogue_markdown(catalogue: FormCatalogue | None = None) -> str:
     """The catalogue as Markdown documentation, generated from the data file."""
     cat = catalogue or form_catalogue()
     out = [f"# Registration forms (catalogue version {cat.version})", ""]
-    out.append("Every form also carries the common fields and the person fields listed at the end.")
+    out.append("Every form also carries the common fields and the person fields listed at the end. "
+               "Personal fields exist only in raw exports; \"deny list\": their raw values (and every name) "
+               "also go, keyed, on the list that the disclosure audit checks every report against.")
     for form in cat.forms:
         out += ["", f"## {form.code} {form.title}", "", form.purpose, ""]
         out.append(f"Submitted by: {', '.join(form.submitted_by)}. Raw export: `{cat.file_name(form.code)}`."
@@ -184,5 +193,9 @@ def _field_table(fields) -> list[str]:
     rows = ["| field | type | codes / format | required | personal | description |", "|---|---|---|---|---|---|"]
     for f in fields:
         codes = f.codes if isinstance(f.codes, str) else (", ".join(f.codes) if f.codes else (f.format or ""))
-        rows.append(f"| {f.name} | {f.type} | {codes} | {'yes' if f.required else 'no'} | {'yes' if f.personal else 'no'} | {f.description} |")
+        rows.append(f"| {f.name} | {f.type} | {codes} | {'yes' if f.required else 'no'} | {_personal(f)} | {f.description} |")
     return rows
+
+
+def _personal(field: FormField) -> str:
+    return ("yes, deny list" if field.deny_list else "yes") if field.personal else "no"

@@ -440,14 +440,11 @@ def _keep(records: _Records, keep: np.ndarray) -> _Records:
                     indicators=ind.reset_index(drop=True), duplicates=records.duplicates)
 
 
-#: Personal fields whose raw values go on the deny list (names are listed as "first last").
-DENY_LIST_FIELDS = ("cpr", "passport_no", "phone", "email")
-
-
 def _collect_identifiers(run: _Run, values: pd.DataFrame, catalogue: FormCatalogue, form: str) -> None:
-    """Distinct raw names and identifiers (CPR and passport numbers, phones, e-mails) for the deny list."""
+    """Distinct raw names ("first last") and the values of the form's deny-list fields (catalogue: CPR and
+    passport numbers, phones, e-mails) for the deny list."""
     names = (values["first_name"].fillna("") + " " + values["last_name"].fillna("")).str.strip()
-    found = [names[names != ""]] + [values[f] for f in DENY_LIST_FIELDS if f in values.columns]
+    found = [names[names != ""]] + [values[f] for f in catalogue.deny_list_fields(form) if f in values.columns]
     for column in found:
         run.identifiers.update(column.dropna().unique().tolist())
 
