@@ -35,7 +35,7 @@ from typing import Any
 
 from studylib.errors import StudylibError
 from studylib.privacy.denylist import DenyList
-from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, MarkerError, parse_marker
+from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, MarkerError, min_cell_problem, parse_marker
 from studylib.privacy.personal_data import RULES as TEXT_RULES
 from studylib.privacy.personal_data import TextScanner, strip_data_uris
 
@@ -119,8 +119,8 @@ class Auditor:
     """The rules of one audit: the study's minimum cell, and optionally the key and deny list."""
 
     def __init__(self, min_cell: int = 5, key: bytes | None = None, deny_list: DenyList | None = None) -> None:
-        if isinstance(min_cell, bool) or not isinstance(min_cell, int) or min_cell < 2:
-            raise AuditError(f"the minimum cell must be a whole number of at least 2, not {min_cell!r}")
+        if problem := min_cell_problem(min_cell, "the minimum cell"):
+            raise AuditError(problem)
         if deny_list is not None and key is None:
             raise AuditError("the deny list holds keyed hashes: give the key file too (--key-file)")
         self.min_cell = min_cell

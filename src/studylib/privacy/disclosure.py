@@ -26,7 +26,7 @@ from scipy import sparse
 
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.privacy.intruder import intruder_bounds, relation_matrix
-from studylib.privacy.marker import marker_for
+from studylib.privacy.marker import marker_for, min_cell_problem
 from studylib.privacy.rounding import BASES, controlled_rounding
 from studylib.privacy.suppression import Rule, add_hypercubes, cell_costs, protect_linked
 
@@ -50,8 +50,8 @@ class DisclosureSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if isinstance(self.min_cell, bool) or not isinstance(self.min_cell, (int, np.integer)) or self.min_cell < 2:
-            problems.append(f"min_cell must be a whole number of at least 2, not {self.min_cell!r}")
+        if problem := min_cell_problem(self.min_cell):
+            problems.append(problem)
         if self.rounding is not None and self.rounding not in BASES:
             problems.append(f"rounding must be one of {BASES} or none, not {self.rounding!r}")
         if self.rounding is not None and self.rounding in BASES and isinstance(self.min_cell, int) \

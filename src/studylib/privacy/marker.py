@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import numbers
 from typing import Any
 
 from studylib.privacy.rounding import BASES
@@ -29,6 +30,16 @@ RULES = ("suppression", "rounding", "statistics")
 
 class MarkerError(ValueError):
     """A marker that cannot be read: not JSON, an unknown rule, or missing settings."""
+
+
+def min_cell_problem(value: Any, name: str = "min_cell") -> str | None:
+    """What is wrong with a minimum cell size (a whole number of at least 2), or None.
+
+    The one check behind the disclosure settings, the audit and the marker reader.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2:
+        return f"{name} must be a whole number of at least 2, not {value!r}"
+    return None
 
 
 def marker_for(rule: str, min_cell: int, rounding: int | None, margins: bool, zeros_disclosive: bool) -> dict[str, Any]:
@@ -61,8 +72,8 @@ def parse_marker(value: str | dict) -> dict[str, Any]:
     if rule not in RULES:
         raise MarkerError(f"marker rule must be one of {RULES}, not {rule!r}")
     min_cell = value.get("min_cell")
-    if isinstance(min_cell, bool) or not isinstance(min_cell, int) or min_cell < 2:
-        raise MarkerError(f"marker min_cell must be a whole number of at least 2, not {min_cell!r}")
+    if problem := min_cell_problem(min_cell, "marker min_cell"):
+        raise MarkerError(problem)
     rounding = value.get("rounding")
     if rule == "rounding" and rounding not in BASES:
         raise MarkerError(f"marker of rule 'rounding' needs base {' or '.join(map(str, BASES))}, not {rounding!r}")

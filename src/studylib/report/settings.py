@@ -17,6 +17,7 @@ from itertools import count
 
 from studylib.errors import ConfigError
 from studylib.privacy.disclosure import DisclosureError, DisclosureSettings
+from studylib.privacy.marker import min_cell_problem
 from studylib.privacy.rounding import BASES
 from studylib.report.variables import MIN_CELL_VARIABLE, ROUNDING_VARIABLE
 
@@ -87,8 +88,8 @@ def _read_min_cell(value, name: str) -> int | None:
         number = int(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name} must be a whole number (the minimum cell), not {value!r}") from None
-    if number < 2:
-        raise ConfigError(f"{name} must be at least 2, not {number}")
+    if problem := min_cell_problem(number, name):
+        raise ConfigError(problem)
     return number
 
 
