@@ -25,6 +25,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from studylib.config import read_yaml
+from studylib.forms.reading import on_distinct
 from studylib.privacy.tokens import person_token
 
 RULES_PATH = files("studylib.forms") / "linkage_rules.yaml"
@@ -82,9 +83,7 @@ def normalise_names(first: pd.Series, last: pd.Series, rules: dict | None = None
 
 def _date_text(dates: pd.Series, fmt: str) -> pd.Series:
     """Dates as text, formatting each distinct date once."""
-    codes, uniques = pd.factorize(dates, use_na_sentinel=True)
-    text = pd.Series(pd.DatetimeIndex(uniques).strftime(fmt), dtype="str")
-    return pd.Series(text.array.take(codes, allow_fill=True), index=dates.index)
+    return on_distinct(dates, lambda u: pd.Series(pd.DatetimeIndex(u).strftime(fmt), dtype="str"), dtype=None)
 
 
 def _key_strings(values: pd.DataFrame, spec: dict, rules: dict) -> pd.Series:

@@ -343,11 +343,16 @@ def _cell_text(value) -> str:
 # -- values ---------------------------------------------------------------------------------------
 
 
-def _on_uniques(values: pd.Series, parse) -> pd.Series:
-    """Apply a vectorised ``parse`` to the distinct values only, then spread the results back."""
+def on_distinct(values: pd.Series, compute, dtype: str | None = "str") -> pd.Series:
+    """``compute`` (vectorised) on the distinct values only, spread back to every row (missing stays missing).
+
+    Raw exports repeat the same dates, codes and names many times; ingest parses, checks and
+    normalises each distinct value once. ``compute`` gets the distinct values as a Series
+    (of ``dtype``) and returns one result per position.
+    """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    parsed = parse(pd.Series(uniques, dtype="str"))
-    return pd.Series(parsed.array.take(codes, allow_fill=True), index=values.index, name=values.name)
+    done = compute(pd.Series(uniques, dtype=dtype))
+    return pd.Series(done.array.take(codes, allow_fill=True), index=values.index, name=values.name)
 
 
 def parse_dates(values: pd.Series, formats) -> pd.Series:
@@ -362,7 +367,7 @@ def parse_dates(values: pd.Series, formats) -> pd.Series:
             out[todo] = pd.to_datetime(u[todo], format=fmt, errors="coerce").astype("datetime64[ns]")
         return out
 
-    return _on_uniques(values, parse)
+    return on_distinct(values, parse)
 
 
 def parse_decimal(values: pd.Series) -> pd.Series:
@@ -383,7 +388,7 @@ def parse_decimal(values: pd.Series) -> pd.Series:
         plain = plain.str.replace(",", ".", regex=False)
         return pd.to_numeric(plain.where(shaped), errors="coerce").astype("Float64")
 
-    return _on_uniques(values, parse)
+    return on_distinct(values, parse)
 
 
 def parse_integer(values: pd.Series) -> pd.Series:
@@ -394,7 +399,7 @@ def parse_integer(values: pd.Series) -> pd.Series:
         ok = s.str.fullmatch(r"[+-]?\d{1,15}", na=False)
         return pd.to_numeric(s.where(ok), errors="coerce").astype("Int64")
 
-    return _on_uniques(values, parse)
+    return on_distinct(values, parse)
 
 
 def parse_boolean(values: pd.Series, spellings: dict) -> pd.Series:
@@ -404,7 +409,7 @@ def parse_boolean(values: pd.Series, spellings: dict) -> pd.Series:
     def parse(u: pd.Series) -> pd.Series:
         return u.str.lower().map(lookup).astype("boolean")
 
-    return _on_uniques(values, parse)
+    return on_distinct(values, parse)
 
 
 def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:

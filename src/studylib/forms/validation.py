@@ -24,6 +24,7 @@ from studylib.forms.reading import (
     ExportError,
     RawTable,
     ingest_rules,
+    on_distinct,
     parse_boolean,
     parse_dates,
     parse_decimal,
@@ -155,8 +156,10 @@ def _spread(values: pd.Series, codes: np.ndarray) -> pd.Series:
 
 def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
     """The birth date each 10-digit CPR number tells (century from the serial, CPR office rules); NaT if impossible."""
-    codes, uniques = pd.factorize(cpr_digits, use_na_sentinel=True)
-    s = pd.Series(uniques, dtype="str")
+    return on_distinct(cpr_digits, _birth_dates).rename(None)
+
+
+def _birth_dates(s: pd.Series) -> pd.Series:
     table = ingest_rules()["cpr_century"]
     yy = pd.to_numeric(s.str.slice(4, 6), errors="coerce")
     first = s.str.slice(6, 7)
@@ -166,10 +169,7 @@ def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
             century = century.mask((first == str(digit)) & (yy >= lo) & (yy <= hi), cent)
     year = (century + yy).astype("Int64").astype("str")
     text = s.str.slice(0, 2) + "-" + s.str.slice(2, 4) + "-" + year
-    born = parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
-    out = _spread(born, codes)
-    out.index = cpr_digits.index
-    return out
+    return parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
 
 
 def whole_years(start: pd.Series, end: pd.Series) -> pd.Series:
