@@ -131,6 +131,16 @@ def test_manifest_records_parameters_hashes_timings_audit_and_no_personal_data(p
         assert read_key(root / "study.key").hex() not in text + html_text
 
 
+def test_a_reports_time_leaves_out_its_wait_for_a_kernel(project):
+    root, _, settings, result, _ = project
+    seconds = {o.key: o.seconds for o in result.outcomes}
+    timings = {key: json.loads((root / "reports" / key / "manifest.json").read_text())["timings"] for key in DEFAULT}
+    assert len(DEFAULT) > settings.workers and max(t["queued"] for t in timings.values()) > 0  # some reports waited
+    for key, t in timings.items():
+        assert t["total"] >= t["execute"] + t["html"] + t["pdf"] + t["audit"]
+        assert abs(seconds[key] - t["total"]) < 1.0  # the summary shows the same time, not the wait
+
+
 def test_index_lists_every_study_with_status_and_links(project):
     root = project[0]
     index = (root / "reports" / "index.html").read_text()

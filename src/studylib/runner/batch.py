@@ -203,11 +203,11 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
 
     ``finisher`` renders the PDF and audits (in a worker process); without one, this process does.
     """
-    started = time.monotonic()
+    watch = Stopwatch()
     batch_started = publish.now_iso()
 
     def outcome(status: str, message: str = "", kind: str | None = None) -> Outcome:
-        return Outcome(report.key, report.study.id, report.title, status, message, round(time.monotonic() - started, 2),
+        return Outcome(report.key, report.study.id, report.title, status, message, round(watch.seconds(), 2),
                        str(settings.reports / report.key), kind)
 
     try:
@@ -217,11 +217,26 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
                 not settings.force or _published_since(settings.reports, report.key, batch_started)
             ):
                 return outcome("skipped", "unchanged since the last good report" + (" (made by another run meanwhile)" if waited else ""))
-            return _make(report, settings, cancel, outcome, kernels, finisher or Finisher(helper=False))
+            return _make(report, settings, cancel, outcome, kernels, finisher or Finisher(helper=False), watch)
     except LockBusy as err:
         return outcome("cancelled" if cancel is not None and cancel.is_set() else "failed", str(err), "locked")
     except Exception as err:  # noqa: BLE001 - one report never stops the batch
         return outcome("failed", f"{report.key}: {type(err).__name__}: {err}", "internal")
+
+
+@dataclass
+class Stopwatch:
+    """A report's own time: from its start, less the time it queued for a kernel slot.
+
+    The summary shows it, and the manifest's ``total`` (which orders the next batch,
+    :func:`longest_first`) is it; ``queued`` is recorded beside it.
+    """
+
+    started: float = field(default_factory=time.monotonic)
+    queued: float = 0.0
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started - self.queued
 
 
 def _published_since(reports: Path, key: str, since: str) -> bool:
@@ -285,13 +300,12 @@ def _kernel_slot(kernels: tuple[KernelSlots, int] | None, cancel: threading.Even
 
 
 def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
-          kernels: tuple[KernelSlots, int] | None, finisher: Finisher) -> Outcome:
+          kernels: tuple[KernelSlots, int] | None, finisher: Finisher, watch: "Stopwatch") -> Outcome:
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 
     study, spec = report.study, report.study.spec
     run_id = uuid.uuid4().hex
     started_at = datetime.now(timezone.utc)
-    clock = time.monotonic()
     timings: dict[str, float] = {}
     template_sha = sha256_file(study.template)
     data = data_identity(study.data)
@@ -307,8 +321,10 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                 log.write(f"template {study.template} (sha256 {template_sha})\ndata {study.data} (content hash {data['content_hash']})\n")
                 log.write(f"parameters {report.parameters}\nenvironment {kernel_variables(report)}\n")
                 stage_name = "execute"
+                asked = time.monotonic()
                 with _kernel_slot(kernels, cancel):
                     t = time.monotonic()
+                    watch.queued = timings["queued"] = t - asked
                     nb = execute_report(
                         study.template, notebook, report.parameters,
                         env=kernel_variables(report), cwd=study.template.parent,
@@ -330,7 +346,7 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
             stage_name = "publish"
             notebook.unlink(missing_ok=True)
             log_path.unlink(missing_ok=True)
-            timings["total"] = time.monotonic() - clock
+            timings["total"] = watch.seconds()
             manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
             publish.write_json(stage / publish.MANIFEST, manifest)
             publish.publish_report(stage, settings.reports, report.key)
