@@ -282,7 +282,10 @@ def run_command(
     reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
     studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
 ) -> None:
-    """Run studies: execute, export HTML and PDF, audit, publish into reports/."""
+    """Run studies: execute, export HTML and PDF, audit, publish into reports/.
+
+    On this machine the kernels are forked from one process that has loaded the libraries once (STUDYLIB_KERNEL_FORK=0 launches each kernel on its own), and PDFs and audits are made in a helper process while the next kernels run.
+    """
     import logging
 
     from rich.markup import escape
