@@ -35,16 +35,21 @@ class FinishingError(StudylibError):
     """The PDF or the audit failed in the finisher (the message says how)."""
 
 
-def write_pdf(html_file: str | Path, pdf_file: str | Path) -> None:
+def write_pdf(html_file: str, pdf_file: str) -> None:
     """Render ``html_file`` (a report page) to ``pdf_file``."""
     from studylib.runner.export import to_pdf
 
     Path(pdf_file).write_bytes(to_pdf(Path(html_file).read_text()))
 
 
-def audit(stage: str | Path, min_cell: int, data: str | Path) -> gate.Verdict:
-    """The disclosure audit of a staging folder (:func:`studylib.runner.gate.audit_report`)."""
-    return gate.audit_report(Path(stage), int(min_cell), Path(data))
+def audit(stage: str, min_cell: int, data: str) -> dict:
+    """The disclosure audit of a staging folder (:func:`studylib.runner.gate.audit_report`), as plain data."""
+    verdict = gate.audit_report(Path(stage), int(min_cell), Path(data))
+    return {"passed": verdict.passed, "findings": verdict.findings, "record": verdict.record}
+
+
+#: What the finisher does, by name; the same function runs in the helper or, without one, here.
+STEPS: dict[str, Callable[..., Any]] = {"pdf": write_pdf, "audit": audit}
 
 
 def _warm_up() -> None:
@@ -74,49 +79,34 @@ class Finisher:
 
     def pdf(self, html_file: Path, pdf_file: Path) -> None:
         """Write the PDF of a report page."""
-        self._step(write_pdf, {"step": "pdf", "html": str(html_file), "pdf": str(pdf_file)}, html_file, pdf_file)
+        self._step("pdf", str(html_file), str(pdf_file))
 
     def audit(self, stage: Path, min_cell: int, data: Path) -> gate.Verdict:
         """The disclosure audit of everything in a staging folder."""
-        reply = self._step(audit, {"step": "audit", "stage": str(stage), "min_cell": min_cell, "data": str(data)},
-                           stage, min_cell, data)
-        if isinstance(reply, gate.Verdict):
-            return reply
-        return gate.Verdict(**reply["verdict"])
+        return gate.Verdict(**self._step("audit", str(stage), min_cell, str(data)))
 
     def close(self) -> None:
         if self._worker is not None:
             self._worker.close(grace=10)
 
-    def _step(self, here: Callable, request: dict, *args: Any):
+    def _step(self, name: str, *args: Any) -> Any:
         worker = self._worker
         if worker is not None and worker.alive:
             try:
-                reply = worker.request(request, timeout=600)
+                reply = worker.request({"step": name, "args": list(args)}, timeout=600)
             except WorkerGone:
                 pass  # done here instead
             else:
                 if "error" in reply:
                     raise _error(reply["error"])
-                return reply
-        return here(*args)
+                return reply["result"]
+        return STEPS[name](*args)
 
 
 def _error(error: dict) -> Exception:
     if error.get("errno") is not None:
         return OSError(error["errno"], error.get("strerror") or os.strerror(error["errno"]), error.get("filename"))
     return FinishingError(f"{error['type']}: {error['message']}")
-
-
-def _answer(request: dict) -> dict:
-    step = request.get("step")
-    if step == "pdf":
-        write_pdf(request["html"], request["pdf"])
-        return {"done": True}
-    if step == "audit":
-        verdict = audit(request["stage"], request["min_cell"], request["data"])
-        return {"verdict": {"passed": verdict.passed, "findings": verdict.findings, "record": verdict.record}}
-    raise ValueError(f"unknown step {step!r}")
 
 
 def serve() -> None:
@@ -129,7 +119,7 @@ def serve() -> None:
         for line in lines:
             request = json.loads(line)
             try:
-                answer = _answer(request)
+                answer = {"result": STEPS[request["step"]](*request["args"])}
             except OSError as err:
                 answer = {"error": {"type": type(err).__name__, "message": str(err), "errno": err.errno or errno.EIO,
                                     "strerror": err.strerror, "filename": err.filename}}
