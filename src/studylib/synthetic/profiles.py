@@ -49,6 +49,13 @@ def _submitters(orgs, form: str, what: str) -> None:
         raise ValueError(f"{what}: {bad} do not submit {form} (form catalogue: {', '.join(allowed)})")
 
 
+#: Pathway share tables given per group: field -> (the groups, the vocabulary of each group's shares).
+_GROUPED_SHARES = {
+    "decision": (("victim", "non_victim"), vocabularies.DECISION),
+    "outcome": (("identified", "not_identified"), vocabularies.OUTCOME),
+}
+
+
 def _shares(value: dict, allowed: tuple[str, ...], what: str) -> dict[str, float]:
     """Check a share table: known codes, non-negative, summing to 1; return it normalised."""
     if not value:
@@ -240,19 +247,14 @@ class Pathway(_Strict):
         _submitters(sorted(v), "F04", "interview_by")
         return v
 
-    @field_validator("decision")
+    @field_validator("decision", "outcome")
     @classmethod
-    def _decision(cls, v):
-        if set(v) != {"victim", "non_victim"}:
-            raise ValueError("needs `victim` and `non_victim`")
-        return {k: _shares(s, vocabularies.DECISION, f"decision.{k}") for k, s in v.items()}
-
-    @field_validator("outcome")
-    @classmethod
-    def _outcome(cls, v):
-        if set(v) != {"identified", "not_identified"}:
-            raise ValueError("needs `identified` and `not_identified`")
-        return {k: _shares(s, vocabularies.OUTCOME, f"outcome.{k}") for k, s in v.items()}
+    def _shares_by_group(cls, v, info: ValidationInfo):
+        """decision: shares per true status (victim, non_victim); outcome: per decision group."""
+        groups, codes = _GROUPED_SHARES[info.field_name]
+        if set(v) != set(groups):
+            raise ValueError(f"needs `{groups[0]}` and `{groups[1]}`")
+        return {k: _shares(s, codes, f"{info.field_name}.{k}") for k, s in v.items()}
 
     @model_validator(mode="after")
     def _ranges(self) -> "Pathway":
