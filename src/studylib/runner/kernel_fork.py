@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Sequence
 
 from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
 
@@ -273,10 +274,9 @@ class ForkedKernel:
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
-            if self._pidfd is not None:
-                select.select([self._pidfd], [], [], 0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
-            if deadline is not None and time.monotonic() >= deadline and self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.05)
         return self.returncode  # type: ignore[return-value]
 
     def send_signal(self, signum: int) -> None:
@@ -368,29 +368,26 @@ def active() -> KernelForks | None:
         return _active[-1] if _active else None
 
 
-class batch_forks:
-    """Context manager: start a fork server for a batch (when :func:`enabled`) and make it :func:`active`."""
-
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
-        self.forks: KernelForks | None = None
-
-    def __enter__(self) -> KernelForks | None:
-        if enabled():
-            try:
-                self.forks = KernelForks(self.env)
-            except (OSError, KernelForkError):
-                self.forks = None
-        if self.forks is not None:
-            with _active_lock:
-                _active.append(self.forks)
-        return self.forks
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.forks is not None:
-            with _active_lock:
-                _active.remove(self.forks)
-            self.forks.close()
+@contextmanager
+def batch_forks(env: Mapping[str, str]) -> Iterator[KernelForks | None]:
+    """Start a fork server for a batch (when :func:`enabled`) and make it :func:`active`; None if there is none."""
+    forks = None
+    if enabled():
+        try:
+            forks = KernelForks(env)
+        except (OSError, KernelForkError):
+            forks = None
+    if forks is None:
+        yield None
+        return
+    with _active_lock:
+        _active.append(forks)
+    try:
+        yield forks
+    finally:
+        with _active_lock:
+            _active.remove(forks)
+        forks.close()
 
 
 if __name__ == "__main__":
