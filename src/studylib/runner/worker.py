@@ -108,7 +108,7 @@ class LineWorker:
 
     def _wait(self, condition: Callable[[], bool], deadline: float, what: str) -> None:
         while not condition():
-            if self._closed or self._ended or self.process.poll() is not None:
+            if self._closed or self._ended:  # ended: its last words are read, so a reply it sent is not lost
                 raise WorkerGone(f"the {self.module} helper stopped")
             if not self._changed.wait(max(0.0, deadline - time.monotonic())) and not condition():
                 raise WorkerGone(f"the {self.module} helper did not {what} in time")
