@@ -17,6 +17,11 @@ every such file under a folder, and returns an :class:`AuditResult` with one
   notebook and cell metadata, PDF text and document info): personal data, the key,
   person tokens and deny-listed names (:mod:`studylib.privacy.personal_data`).
 
+- strict content (study runs, ``strict=True``): a published report holds only the
+  template's markdown and marked outputs. Any other output of a code cell (``print``, a
+  plain display, Markdown, HTML or an image shown by hand, an error), whatever the numbers
+  look like, is ``unmarked-output``, naming the cell and the output's first line.
+
 PDF text has no markup, so only the text rules apply to PDF; the HTML it was printed from
 carries the structure and is audited too. Cells are counted from 1.
 """
@@ -48,6 +53,7 @@ RULES = {
     "small-count": "count below the minimum cell in a marked table",
     "bad-marker": "safe marker that cannot be read",
     "weak-marker": "safe marker with a lower minimum cell than the study's",
+    "unmarked-output": "output that did not come from a safe table, figure, statistics table or sentence",
     **TEXT_RULES,
 }
 
@@ -118,12 +124,14 @@ class AuditResult:
 class Auditor:
     """The rules of one audit: the study's minimum cell, and optionally the key and deny list."""
 
-    def __init__(self, min_cell: int = 5, key: bytes | None = None, deny_list: DenyList | None = None) -> None:
+    def __init__(self, min_cell: int = 5, key: bytes | None = None, deny_list: DenyList | None = None,
+                 strict: bool = False) -> None:
         if problem := min_cell_problem(min_cell, "the minimum cell"):
             raise AuditError(problem)
         if deny_list is not None and key is None:
             raise AuditError("the deny list holds keyed hashes: give the key file too (--key-file)")
         self.min_cell = min_cell
+        self.strict = strict
         self.scanner = TextScanner(key, deny_list)
 
     # ---------------------------------------------------------------- files
@@ -197,6 +205,8 @@ class Auditor:
         if raw_marker is not None:
             marker, problems = self._read_marker(raw_marker)
             out += [Finding(name, f"{where} metadata", rule, detail) for rule, detail in problems]
+        if self.strict and (marker is None or marker is _INVALID or kind not in ("display_data", "execute_result")):
+            out.append(Finding(name, where, "unmarked-output", _first_line(output)))
         if kind == "stream":
             text = _joined(output.get("text", ""))
             out += self._text(name, f"{where} ({output.get('name', 'stream')})", text)
@@ -474,6 +484,21 @@ def _text_tables(text: str) -> list[tuple[int, str]]:
     return found
 
 
+def _first_line(output: dict) -> str:
+    """The first line of an output, as the finding names it (the text rules mask what they find)."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        text = _joined(output.get("text", ""))
+    elif kind == "error":
+        text = f"{output.get('ename', 'error')}: {output.get('evalue', '')}"
+    else:
+        data = output.get("data") or {}
+        text = next((_joined(data[m]) for m in ("text/plain", "text/markdown", "text/html") if m in data),
+                    ", ".join(sorted(data)) or kind or "output")
+    line = next((x.strip() for x in str(text).splitlines() if x.strip()), "")
+    return f"{kind}: {line[:80]}"
+
+
 def _joined(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
@@ -487,13 +512,14 @@ def audit_path(
     min_cell: int = 5,
     deny_list: DenyList | str | os.PathLike | None = None,
     key: bytes | str | os.PathLike | None = None,
+    strict: bool = False,
 ) -> AuditResult:
     """Audit a report file or every ``.ipynb``, ``.html`` and ``.pdf`` under a folder.
 
     ``key`` is the key's bytes or its file; ``deny_list`` a :class:`DenyList` or its file
-    (it needs the key).
+    (it needs the key); ``strict``: refuse every output that is not marked (study runs).
     """
-    return _auditor(min_cell, deny_list, key).path(path)
+    return _auditor(min_cell, deny_list, key, strict).path(path)
 
 
 def audit_html(text: str, min_cell: int = 5, deny_list=None, key=None, name: str = "report.html") -> list[Finding]:
@@ -501,16 +527,17 @@ def audit_html(text: str, min_cell: int = 5, deny_list=None, key=None, name: str
     return _auditor(min_cell, deny_list, key).html(text, name)
 
 
-def audit_notebook(notebook, min_cell: int = 5, deny_list=None, key=None, name: str = "notebook.ipynb") -> list[Finding]:
+def audit_notebook(notebook, min_cell: int = 5, deny_list=None, key=None, name: str = "notebook.ipynb",
+                   strict: bool = False) -> list[Finding]:
     """Findings in an executed notebook held in memory (a dict or ``nbformat.NotebookNode``)."""
-    return _auditor(min_cell, deny_list, key).notebook(notebook, name)
+    return _auditor(min_cell, deny_list, key, strict).notebook(notebook, name)
 
 
-def _auditor(min_cell, deny_list, key) -> Auditor:
+def _auditor(min_cell, deny_list, key, strict: bool = False) -> Auditor:
     if key is not None and not isinstance(key, (bytes, bytearray)):
         from studylib.privacy.tokens import read_key
 
         key = read_key(key)
     if deny_list is not None and not isinstance(deny_list, DenyList):
         deny_list = DenyList.read(deny_list)
-    return Auditor(min_cell, bytes(key) if key is not None else None, deny_list)
+    return Auditor(min_cell, bytes(key) if key is not None else None, deny_list, strict)

@@ -15,10 +15,11 @@ notebook output by accident. Tables for readers are drawn by :mod:`studylib.repo
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,8 @@ from studylib.privacy.rounding import BASES, controlled_rounding
 from studylib.privacy.suppression import Rule, add_hypercubes, cell_costs, protect_linked
 
 TOTAL = "Total"
+#: The one neutral symbol a hidden cell shows by default, whatever the reason (UK GSS guidance).
+HIDDEN_SYMBOL = "[c]"
 #: Labels that mean a table already carries margins (ours, and pandas' crosstab/pivot_table).
 MARGIN_LABELS = (TOTAL, "All")
 
@@ -47,9 +50,18 @@ class DisclosureSettings:
     rounding: int | None = None
     margins: bool = True
     zeros_disclosive: bool = False
+    #: what every hidden cell shows, whatever the reason (UK GSS: ``[c]``, confidential)
+    symbol: str = HIDDEN_SYMBOL
+    #: category merges a study allows before cells are hidden: column -> rule
+    #: (``other_or_unknown``, ``adjacent`` or ``{"top": N}``; see :mod:`studylib.report.counting`)
+    merge: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []
+        if not isinstance(self.symbol, str) or not self.symbol.strip() or any(ch.isdigit() for ch in self.symbol):
+            problems.append(f"the hidden-cell symbol must be a short text without digits, not {self.symbol!r}")
+        if not isinstance(self.merge, Mapping):
+            problems.append(f"merge must map column names to merge rules, not {self.merge!r}")
         if problem := min_cell_problem(self.min_cell):
             problems.append(problem)
         if self.rounding is not None and self.rounding not in BASES:
@@ -72,6 +84,33 @@ class DisclosureSettings:
     def marker(self) -> dict[str, Any]:
         """The machine marker that safe tables and figures carry (see :mod:`studylib.privacy.marker`)."""
         return marker_for(self.rule, self.min_cell, self.rounding, self.margins, self.zeros_disclosive)
+
+    def to_json(self) -> str:
+        """The settings as one JSON text: how the runner hands them to a report's kernel."""
+        return json.dumps({"min_cell": self.min_cell, "rounding": self.rounding, "margins": self.margins,
+                           "zeros_disclosive": self.zeros_disclosive, "symbol": self.symbol,
+                           "merge": dict(self.merge)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "disclosure settings") -> "DisclosureSettings":
+        """Settings read back from :meth:`to_json`; a DisclosureError names what is wrong."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DisclosureError(f"{where}: not JSON ({err.msg})") from None
+        if not isinstance(raw, dict):
+            raise DisclosureError(f"{where}: not a JSON object")
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise DisclosureError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**raw)
+
+    def stricter(self, other: "DisclosureSettings") -> "DisclosureSettings":
+        """The settings of a release shared by two studies: the larger minimum cell, rounding if
+        either rounds (the larger base), zeros disclosive if either treats them so."""
+        bases = [b for b in (self.rounding, other.rounding) if b is not None]
+        return replace(self, min_cell=max(self.min_cell, other.min_cell), rounding=max(bases) if bases else None,
+                       zeros_disclosive=self.zeros_disclosive or other.zeros_disclosive)
 
 
 @dataclass(frozen=True)

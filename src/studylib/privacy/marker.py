@@ -7,8 +7,10 @@ figure's ``<img>``)::
                                 "rounding": null, "margins": true, "zeros_disclosive": false}'>
 
 In a notebook the same object sits in the output's metadata under ``studylib_safe``.
-``rule`` is ``suppression``, ``rounding``, or ``statistics`` (estimates and rates whose
-count columns follow the minimum cell: :func:`studylib.report.safe_statistics`); ``min_cell`` is the minimum cell applied;
+``rule`` is ``suppression``, ``rounding``, ``statistics`` (estimates and rates whose
+count columns follow the minimum cell: :func:`studylib.report.safe_statistics`), ``sentence``
+(a finding in words whose numbers are published cells: :mod:`studylib.report.sentences`) or
+``front-matter`` (the title block's fields); ``min_cell`` is the minimum cell applied;
 ``rounding`` the base (3 or 5) or null. :func:`studylib.report.safe_table` and
 :func:`studylib.report.safe_figure` write it; :mod:`studylib.privacy.audit` reads it.
 """
@@ -25,7 +27,7 @@ from studylib.privacy.rounding import BASES
 MARKER_ATTRIBUTE = "data-studylib-safe"
 MARKER_METADATA_KEY = "studylib_safe"
 MARKER_VERSION = 1
-RULES = ("suppression", "rounding", "statistics")
+RULES = ("suppression", "rounding", "statistics", "sentence", "front-matter")
 
 
 class MarkerError(ValueError):

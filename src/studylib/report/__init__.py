@@ -1,9 +1,12 @@
 """studylib.report: what notebooks call to show things safely.
 
-- :func:`safe_table` and :func:`safe_figure` show count tables and charts protected with
-  the study's disclosure settings, carrying the safe marker the audit requires;
-- :func:`configure` sets those settings for the kernel (defaults from the environment:
-  ``STUDYLIB_MIN_CELL``, ``STUDYLIB_ROUNDING``);
+- :func:`safe_table` and :func:`safe_figure` count persons and show the counts protected
+  with the study's disclosure settings (hidden cells as ``[c]``), recording each table in
+  the release ledger; :func:`safe_statistics` shows estimates whose count columns are
+  counted the same way; all carry the safe marker the audit requires;
+- :func:`sentence` (with :func:`share`, :func:`year`, :func:`period`) says findings in
+  words, every number a published cell;
+- :func:`configure` sets the settings for the kernel (default: ``STUDYLIB_DISCLOSURE``);
 - ``look`` holds the report's nbconvert template and stylesheet.
 
 Names are imported on first use, so that the runner can read ``look`` without loading
@@ -21,6 +24,15 @@ _EXPORTS = {
     "SafeTable": "studylib.report.tables",
     "safe_table": "studylib.report.tables",
     "configure": "studylib.report.settings",
+    "in_study_run": "studylib.report.settings",
+    "sentence": "studylib.report.sentences",
+    "share": "studylib.report.sentences",
+    "year": "studylib.report.sentences",
+    "period": "studylib.report.sentences",
+    "name": "studylib.report.sentences",
+    "SafeSentence": "studylib.report.sentences",
+    "count_persons": "studylib.report.counting",
+    "CountsRefused": "studylib.report.tables",
     "current_settings": "studylib.report.settings",
     "published_rates": "studylib.privacy.disclosure",
     "published_shares": "studylib.privacy.disclosure",

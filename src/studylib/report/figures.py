@@ -1,13 +1,16 @@
-"""Safe figures: charts drawn only from published cells, embedded as PNG with the safe marker.
+"""Safe figures: charts drawn by the library from its own table's published cells, as PNG with the marker.
 
-``safe_figure(counts, kind="bar", caption=...)`` protects a 1-D or 2-D count table with the
-study's settings (or takes a :class:`~studylib.privacy.ProtectedTable`) and draws a bar,
-horizontal bar or line chart of its published cells: a hidden cell is never drawn (a bar is
-missing, a line has a gap) and is marked ``<5`` on the axis, and a note under the figure
-says which values are not drawn and why. ``shares=`` draws percentages of published Totals.
+``safe_figure(cases, rows="age_band", kind="bar", caption=...)`` counts persons like
+:func:`studylib.report.safe_table` (recording the table in the release ledger), protects the
+counts and draws a bar, horizontal bar or line chart of the published cells only: a hidden
+cell is never drawn (a bar is missing, a line has a gap) and is marked ``[c]`` on the axis,
+and a note under the figure says which values are not drawn and why; a figure whose every
+value is hidden is not drawn at all, and its note says why. ``shares=`` draws percentages of
+published Totals; ``table=`` draws the published cells of a :class:`SafeTable` already shown.
 
-A figure drawn by hand (a matplotlib ``Figure``) is accepted only with ``sources=``, the
-protected tables it was drawn from, whose settings the marker then records.
+A figure drawn by hand (a matplotlib ``Figure``) is refused in a study run: nothing links its
+marks to published cells. In an interactive session it is accepted, with a warning, when it
+names the protected tables it was drawn from (``sources=``).
 
 The figure is shown as ``<figure data-studylib-safe=...><img src="data:image/png;base64,...">``
 with a caption and an ``alt`` text that repeats every text of the chart (title, axis labels,
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +33,20 @@ from studylib.privacy.marker import marker_attribute
 from studylib.report.exhibit import Exhibit, heading
 from studylib.report.exhibit import escape as _e
 from studylib.report.settings import next_number
-from studylib.report.tables import SHARES_OF, disclosure_note, hidden_symbol, protect_for_report
+from studylib.data import vocabularies as v
+from studylib.report.counting import count_persons, is_person_frame
+from studylib.report.settings import in_study_run
+from studylib.report.tables import (
+    SHARES_OF,
+    CountsRefused,
+    SafeTable,
+    disclosure_note,
+    hidden_symbol,
+    protect_count,
+    protect_for_report,
+    refuse_counts,
+    study_settings,
+)
 
 KINDS = ("bar", "barh", "line")
 _DPI = 110
@@ -41,7 +58,7 @@ _LISTED = 12
 class SafeFigure(Exhibit):
     """A chart as an embedded PNG with caption, note, alt text and the safe marker."""
 
-    png: bytes
+    png: bytes | None
     marker: dict
     caption: str | None = None
     note: str | None = None
@@ -53,11 +70,10 @@ class SafeFigure(Exhibit):
         return self.marker
 
     def to_html(self) -> str:
-        data = base64.b64encode(self.png).decode("ascii")
-        parts = [
-            f'<figure class="studylib-figure"{marker_attribute(self.marker)} data-studylib-number="{self.number}">',
-            f'<img src="data:image/png;base64,{data}" alt="{_e(self.alt)}">',
-        ]
+        parts = [f'<figure class="studylib-figure"{marker_attribute(self.marker)} data-studylib-number="{self.number}">']
+        if self.png is not None:
+            data = base64.b64encode(self.png).decode("ascii")
+            parts.append(f'<img src="data:image/png;base64,{data}" alt="{_e(self.alt)}">')
         if self.caption:
             parts.append(f"<figcaption>{_e(self.caption)}</figcaption>")
         if self.note:
@@ -71,32 +87,63 @@ class SafeFigure(Exhibit):
 
 def safe_figure(
     data,
+    rows: str | None = None,
+    columns: str | None = None,
+    *,
     kind: str = "bar",
     caption: str | None = None,
-    *,
+    where=None,
     title: str | None = None,
     xlabel: str | None = None,
     ylabel: str | None = None,
     shares: str | None = None,
+    keep_empty: bool = False,
+    order=None,
+    merge=None,
     sources=None,
     settings: DisclosureSettings | dict | None = None,
 ) -> SafeFigure:
-    """Draw a count table's published cells (or wrap a hand-drawn figure with its ``sources``)."""
+    """Count persons by ``rows`` (and ``columns``), protect and draw the published cells.
+
+    ``data`` is a frame with one row per person, or a :class:`~studylib.report.SafeTable`
+    whose published cells are drawn (no second table is recorded).
+
+    Example::
+
+        safe_figure(cases, rows="age_band", kind="bar", caption="Persons by age", ylabel="persons")
+    """
     if isinstance(data, Figure):
         return _wrap_figure(data, caption, sources, settings)
     if kind not in KINDS:
         raise DisclosureError(f"kind must be one of {KINDS}, not {kind!r}")
     if shares is not None and shares not in SHARES_OF:
         raise DisclosureError(f"shares must be one of {SHARES_OF} or None, not {shares!r}")
-    protected = protect_for_report(data, settings)
+    chosen = study_settings(settings)
+    if isinstance(data, SafeTable):
+        protected = data.protected
+    elif is_person_frame(data):
+        by = [c for c in (rows, columns) if c is not None]
+        count = count_persons(data, by, where=where, keep_empty=keep_empty,
+                              merge=chosen.merge if merge is None else merge, min_cell=chosen.min_cell, order=order)
+        protected = protect_count(count, chosen, "figure", caption)[1]
+    else:
+        refuse_counts("safe_figure")
+        protected = protect_for_report(data, chosen)
     if len(protected.dims) > 2:
         raise DisclosureError("a figure draws a 1-D or 2-D table; draw slices of a larger table one by one")
-    values, hidden, rows, columns = _drawable(protected, shares)
+    values, hidden, row_labels, column_labels = _drawable(protected, shares)
+    row_labels = [_word(x) for x in row_labels]
+    column_labels = [_word(x) for x in column_labels]
+    symbol = hidden_symbol(protected)
+    if hidden.all():
+        note = (f"Not drawn: every value of this figure is confidential ({symbol}), so there is nothing to show "
+                "without identifying the persons counted.")
+        return SafeFigure(None, protected.marker(), caption, note, f"figure not drawn: {note}", next_number("figure"))
     if ylabel is None and shares is not None:
         ylabel = "percent"
     figure = Figure(figsize=_SIZE, dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
-    _draw(axes, kind, values, hidden, rows, columns, hidden_symbol(protected))
+    _draw(axes, kind, values, hidden, row_labels, column_labels, symbol)
     if title:
         axes.set_title(title)
     if xlabel:
@@ -104,7 +151,7 @@ def safe_figure(
     if ylabel:
         axes.set_ylabel(ylabel)
     png = _png(figure)
-    not_drawn = _hidden_labels(hidden, rows, columns)
+    not_drawn = _hidden_labels(hidden, row_labels, column_labels)
     note = disclosure_note(protected, bool(not_drawn))
     if not_drawn:
         listed = ", ".join(not_drawn[:_LISTED]) + (f" and {len(not_drawn) - _LISTED} more" if len(not_drawn) > _LISTED else "")
@@ -115,7 +162,16 @@ def safe_figure(
     return SafeFigure(png, protected.marker(), caption, note, alt, next_number("figure"), figure)
 
 
+def _word(label) -> str:
+    return label if label == TOTAL else v.label(str(label))
+
+
 def _wrap_figure(figure: Figure, caption, sources, settings) -> SafeFigure:
+    if in_study_run():
+        raise CountsRefused(
+            "a figure drawn by hand cannot be published: nothing ties its marks to published cells. "
+            "Let the library draw it: safe_figure(cases, rows='...', kind='bar'|'barh'|'line', caption=...)"
+        )
     if not sources:
         raise DisclosureError(
             "a figure drawn by hand must name the protected tables it was drawn from: "
@@ -124,6 +180,7 @@ def _wrap_figure(figure: Figure, caption, sources, settings) -> SafeFigure:
     sources = [sources] if isinstance(sources, ProtectedTable) else list(sources)
     if not all(isinstance(s, ProtectedTable) for s in sources):
         raise DisclosureError("sources must be ProtectedTable objects (from protect_table or safe_table(...).protected)")
+    warnings.warn("a figure drawn by hand is accepted only outside a study run", UserWarning, stacklevel=3)
     checked = [protect_for_report(s, settings) for s in sources]
     strictest = max(checked, key=lambda s: s.min_cell)
     png = _png(figure)

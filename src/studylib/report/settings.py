@@ -1,12 +1,13 @@
 """The study's disclosure settings as every safe table and figure in a notebook sees them.
 
-Defaults come from the environment the runner starts the kernel with (``STUDYLIB_MIN_CELL``,
-``STUDYLIB_ROUNDING``: ``none``, ``3`` or ``5``), else the library defaults (minimum cell 5,
-suppression). A template's parameters cell may call :func:`configure` instead, e.g. with
-injected ``disclosure_min_cell`` / ``disclosure_rounding`` parameters. Nobody passes the
-settings to each table by hand.
+Defaults come from the environment the runner starts the kernel with: one JSON object in
+``STUDYLIB_DISCLOSURE`` (:mod:`studylib.report.variables`), else the library defaults
+(minimum cell 5, suppression, ``[c]`` for hidden cells). A template's parameters cell may call
+:func:`configure` instead. Nobody passes the settings to each table by hand.
 
-Also here: the counters that number tables and figures in the order a notebook shows them.
+Also here: whether this kernel is a study run (:func:`in_study_run`: tables must then be
+counted from persons), and the counters that number tables and figures in the order a
+notebook shows them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from studylib.errors import ConfigError
 from studylib.privacy.disclosure import DisclosureError, DisclosureSettings
 from studylib.privacy.marker import min_cell_problem
 from studylib.privacy.rounding import BASES
-from studylib.report.variables import MIN_CELL_VARIABLE, ROUNDING_VARIABLE
+from studylib.report.variables import DISCLOSURE_VARIABLE, REPORT_VARIABLE
 
 
 _UNSET = object()
@@ -28,14 +29,27 @@ _counters: dict[str, count] = {}
 
 
 def settings_from_environment(environ=None) -> DisclosureSettings:
-    """Settings from ``STUDYLIB_MIN_CELL`` and ``STUDYLIB_ROUNDING`` (defaults where unset)."""
+    """Settings from ``STUDYLIB_DISCLOSURE`` (the library defaults where it is unset)."""
     environ = os.environ if environ is None else environ
-    min_cell = _read_min_cell(environ.get(MIN_CELL_VARIABLE, ""), MIN_CELL_VARIABLE)
-    rounding = _read_rounding(environ.get(ROUNDING_VARIABLE, ""), ROUNDING_VARIABLE)
+    text = environ.get(DISCLOSURE_VARIABLE, "").strip()
+    if not text:
+        return DisclosureSettings()
     try:
-        return DisclosureSettings(min_cell=5 if min_cell is None else min_cell, rounding=rounding)
-    except DisclosureError as err:
-        raise ConfigError(f"environment {MIN_CELL_VARIABLE}/{ROUNDING_VARIABLE}: {err}") from None
+        return DisclosureSettings.from_json(text, where=f"environment {DISCLOSURE_VARIABLE}")
+    except (DisclosureError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def in_study_run(environ=None) -> bool:
+    """True in a kernel the runner started for a report (not in an interactive session)."""
+    environ = os.environ if environ is None else environ
+    return bool(environ.get(REPORT_VARIABLE))
+
+
+def report_key(environ=None) -> str:
+    """The report this kernel makes (``interactive`` outside a study run)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(REPORT_VARIABLE) or "interactive"
 
 
 def current_settings() -> DisclosureSettings:
@@ -46,10 +60,12 @@ def current_settings() -> DisclosureSettings:
     return _current
 
 
-def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=None) -> DisclosureSettings:
+def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=None, symbol=None, merge=None) -> DisclosureSettings:
     """Set the study's disclosure settings for this kernel; unnamed ones keep their value.
 
-    ``rounding`` is ``None`` (or ``"none"``) for suppression, or the base ``3`` or ``5``.
+    ``rounding`` is ``None`` (or ``"none"``) for suppression, or the base ``3`` or ``5``;
+    ``symbol`` what hidden cells show; ``merge`` the category merges allowed (column -> rule).
+    In a study run the settings may only get stricter than the study's.
     """
     base = current_settings()
     changes = {}
@@ -61,6 +77,12 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
         changes["margins"] = bool(margins)
     if zeros_disclosive is not None:
         changes["zeros_disclosive"] = bool(zeros_disclosive)
+    if symbol is not None:
+        changes["symbol"] = symbol
+    if merge is not None:
+        changes["merge"] = dict(merge)
+    if in_study_run() and "min_cell" in changes and changes["min_cell"] < base.min_cell:
+        raise ConfigError(f"configure(): the study's minimum cell is {base.min_cell}; a report may not lower it")
     global _current
     try:
         _current = replace(base, **changes)

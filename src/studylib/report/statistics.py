@@ -1,11 +1,19 @@
 """Safe statistics tables: estimates, intervals, rates and ratios derived from the data.
 
 A statistics table is not a table of counts, so cell suppression does not apply to it, but it
-must not leak a small group either: its count columns (persons observed, group sizes) follow
-the study's minimum cell, and a row whose count is below it shows no statistics at all (a
-rate or an estimate from three persons says too much about them). Everything else is shown
-with decimals or as a whole number the author chose. The HTML carries the safe marker with
-rule ``statistics``, so the disclosure audit still checks every whole number in it.
+must not leak a small group either. Its count columns (persons observed, group sizes) are
+counted by the library from persons, like a safe table's cells: ``counts={"persons": cases}``
+with ``by="sector"`` counts the persons of ``cases`` in each row's sector (the frame's index
+holds the sector codes), and ``counts={"presumed": {"ILO 2009": frame_a, "local": frame_b}}``
+counts the persons of one frame per row. Each count column is recorded in the release ledger
+(so that it is protected together with every other table of the release) and follows the
+study's minimum cell; a row with a hidden count shows no statistics at all (a rate or an
+estimate from three persons says too much about them), every such cell as the one symbol
+``[c]``. Counts that are not of the dataset's persons (a synthetic truth) are declared
+``external=`` and follow the minimum cell without entering the ledger. In a study run,
+counts passed as numbers (``counts=["persons"]``) and whole-number columns that are not
+declared are refused. The HTML carries the safe marker with rule ``statistics``, so the
+disclosure audit still checks every whole number in it.
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from studylib.privacy.disclosure import DisclosureError
 from studylib.privacy.marker import marker_for
+from studylib.report.counting import count_persons
 from studylib.report.exhibit import Exhibit, heading, table_html
 from studylib.report.exhibit import escape as _e
-from studylib.report.settings import current_settings, next_number
+from studylib.report.settings import current_settings, in_study_run, next_number
+from studylib.report.tables import CountsRefused, display_labels, protect_count, refuse_counts
 
 Formatter = Callable[[object], str]
 
@@ -47,13 +58,14 @@ class SafeStatistics(Exhibit):
     number: int = 0
     note: str | None = None
     marker: dict = field(default_factory=dict)
+    symbol: str = "[c]"
 
     def notes(self) -> list[str]:
         out = [self.note] if self.note else []
-        if self.hidden_rows:
+        if self.hidden_rows or self.cells.isin([self.symbol]).to_numpy().any():
             out.append(
-                f"<{self.min_cell}: fewer than {self.min_cell} persons; –: not shown, because a figure "
-                f"computed from fewer than {self.min_cell} persons could identify them."
+                f"{self.symbol}: confidential, not shown: a count that could identify the persons counted, or a "
+                "figure computed from so few persons that it could."
             )
         return out
 
@@ -79,7 +91,9 @@ def safe_statistics(
     frame: pd.DataFrame,
     caption: str | None = None,
     *,
-    counts: Iterable[str] = (),
+    counts: Mapping[str, object] | Iterable[str] = (),
+    by: str | None = None,
+    external: Iterable[str] = (),
     formats: Mapping[str, Formatter | str] | None = None,
     decimals: int = 2,
     note: str | None = None,
@@ -87,33 +101,91 @@ def safe_statistics(
 ) -> SafeStatistics:
     """Show a table of statistics (one row per group) safely.
 
-    ``counts``: the columns that count persons (group sizes, persons observed); a value from 1
-    to ``min_cell - 1`` shows as ``<5`` and the row's other figures as ``–``. ``formats``: per
-    column a format string (``"{:,.0f}"``) or a function; other floats get ``decimals``.
-    ``min_cell`` defaults to the study's setting.
+    ``counts``: column -> persons: a frame with one row per person, counted by ``by`` (the
+    table's index holds the codes of that column), or a mapping row label -> persons frame.
+    The library computes these columns itself. ``external``: count columns that do not count
+    the dataset's persons (given as numbers; minimum cell applied, not recorded). ``formats``:
+    per column a format string (``"{:,.0f}"``) or a function; other floats get ``decimals``.
+
+    Example::
+
+        safe_statistics(fit, caption="Odds of identification", counts={"persons": cases}, by="sector")
     """
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
-    counts = list(counts)
-    missing = [c for c in counts if c not in frame.columns]
-    if missing:
-        raise KeyError(f"count columns {missing} are not in the table (columns: {list(frame.columns)})")
-    m = int(min_cell or current_settings().min_cell)
-    small = np.zeros(len(frame), dtype=bool)
-    for col in counts:
-        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        small |= (values >= 1) & (values < m)
+    frame = frame.copy()
+    settings = current_settings()
+    m = max(int(min_cell or settings.min_cell), settings.min_cell) if in_study_run() else int(min_cell or settings.min_cell)
+    symbol = settings.symbol
+    hidden = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    if isinstance(counts, Mapping):
+        for column, spec in counts.items():
+            values, mask = _counted_column(frame, column, spec, by, m, settings)
+            frame[column] = values
+            hidden[column] = mask
+    else:
+        named = list(counts)
+        if named:
+            refuse_counts("safe_statistics")
+        external = [*external, *named]
+    hidden = hidden.reindex(columns=frame.columns, fill_value=False)
+    for column in external:
+        if column not in frame.columns:
+            raise KeyError(f"count column {column!r} is not in the table (columns: {list(frame.columns)})")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        hidden[column] = values.between(1, m - 1).to_numpy()
+    counted = set(counts) if isinstance(counts, Mapping) else set()
+    declared = counted | set(external)
+    if in_study_run():
+        whole = [c for c in frame.columns if c not in declared and pd.api.types.is_integer_dtype(frame[c].dtype)
+                 and not pd.api.types.is_bool_dtype(frame[c].dtype)]
+        if whole:
+            raise CountsRefused(
+                f"column {whole[0]!r} holds whole numbers but is not a declared count: if it counts persons, pass "
+                f"them (counts={{{whole[0]!r}: persons}}, by=...); if it is an estimate, make it a float"
+            )
+    small = hidden[list(declared)].any(axis=1).to_numpy() if declared else np.zeros(len(frame), dtype=bool)
     formats = dict(formats or {})
     cells = pd.DataFrame(index=frame.index, columns=frame.columns, dtype=object)
     for col in frame.columns:
         fmt = formats.get(col)
         show = (lambda v, f=fmt: "–" if pd.isna(v) else f.format(v)) if isinstance(fmt, str) else (fmt or (lambda v: _number(v, decimals)))
         shown = frame[col].map(show)
-        if col in counts:
-            values = pd.to_numeric(frame[col], errors="coerce")
-            shown = shown.mask(values.between(1, m - 1), f"<{m}")
+        if col in declared:
+            shown = shown.mask(hidden[col].to_numpy(), symbol)
         else:
-            shown = shown.mask(pd.Series(small, index=frame.index), "–")
+            shown = shown.mask(pd.Series(small, index=frame.index), symbol)
         cells[col] = shown
+    cells.index = display_labels(cells.index)
     marker = marker_for("statistics", m, None, False, False)
-    return SafeStatistics(cells, m, int(small.sum()), caption, next_number("table"), note, marker)
+    return SafeStatistics(cells, m, int(small.sum()), caption, next_number("table"), note, marker, symbol)
+
+
+def _counted_column(frame: pd.DataFrame, column: str, spec, by: str | None, m: int, settings) -> tuple[pd.Series, np.ndarray]:
+    """A count column computed from persons, protected (1-D, no Total) and recorded in the ledger."""
+    from dataclasses import replace
+
+    flat = replace(settings, margins=False, rounding=None, min_cell=m)
+    if isinstance(spec, Mapping):
+        rows = list(spec)
+        missing = [r for r in rows if r not in frame.index]
+        if missing:
+            raise KeyError(f"counts[{column!r}] names rows {missing} that are not in the table's index")
+        pieces = [frame_spec.assign(_row=str(row)) for row, frame_spec in spec.items()]
+        persons = {str(r): p for r, p in zip(rows, pieces)}
+        values, mask = {}, {}
+        for row in rows:
+            count = count_persons(persons[str(row)], ["_row"], order={"_row": [str(row)]}, keep_empty=True, min_cell=m)
+            _, protected = protect_count(count, flat, "statistics", f"{column} ({row})")
+            values[row] = int(protected.counts.iloc[0])
+            mask[row] = bool(protected.suppressed.iloc[0])
+        index = frame.index
+        return pd.Series([values.get(r, np.nan) for r in index], index=index), np.array([mask.get(r, False) for r in index])
+    if by is None:
+        raise DisclosureError(f"counts[{column!r}] is a persons frame: say which column the rows are (by='sector')")
+    codes = list(frame.index)
+    count = count_persons(spec, [by], order={by: codes}, keep_empty=True, min_cell=m)
+    _, protected = protect_count(count, flat, "statistics", column)
+    published = protected.counts.reindex(codes)
+    hidden = protected.suppressed.reindex(codes).fillna(False).to_numpy(dtype=bool)
+    return pd.Series(published.to_numpy(), index=frame.index), hidden

@@ -36,6 +36,7 @@ from studylib.runner import kernel_fork, publish
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
+from studylib.runner.release import ReleaseGate, default_state, lineage, loss_of
 from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
 
 
@@ -49,6 +50,7 @@ class BatchSettings:
     cluster: str | None = None
     lock_wait: float = 3 * 3600.0
     studies_dir: Path | None = None  # for the index: studies that never ran are listed too
+    state: Path | None = None  # the runner's private state (release ledgers); default: beside reports/
 
 
 @dataclass
@@ -191,18 +193,34 @@ def _check_parameters(reports: list[Report]) -> dict[str, str]:
 # --- one report --------------------------------------------------------------------------------------
 
 
-def kernel_variables(report: Report) -> dict[str, str]:
-    """What the kernel of this report finds in its environment (disclosure settings, study)."""
-    disclosure = report.study.spec.disclosure
-    return variables.kernel_variables(disclosure.min_cell, disclosure.rounding, report.study.id, report.key)
+def disclosure_settings(report: Report):
+    """The study's disclosure settings as the one value a kernel gets (:class:`DisclosureSettings`)."""
+    from studylib.privacy.disclosure import DisclosureSettings
+
+    d = report.study.spec.disclosure
+    return DisclosureSettings(min_cell=d.min_cell, rounding=d.rounding, zeros_disclosive=d.zeros_disclosive,
+                              symbol=d.symbol, merge={k: (r.model_dump() if hasattr(r, 'model_dump') else r) for k, r in d.merge.items()})
+
+
+def kernel_variables(report: Report, ledger: Path | None = None, plan: Path | None = None) -> dict[str, str]:
+    """What the kernel of this report finds in its environment (disclosure settings, study, ledger, plan)."""
+    return variables.kernel_variables(disclosure_settings(report).to_json(), report.study.id, report.key,
+                                      str(ledger) if ledger else None, str(plan) if plan else None)
 
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
-               kernels: tuple[KernelSlots, int] | None = None, finisher: Finisher | None = None) -> Outcome:
-    """Make one report: execute, export, audit, publish (or record the failure). Never raises.
+               kernels: tuple[KernelSlots, int] | None = None, finisher: Finisher | None = None,
+               gate: ReleaseGate | None = None) -> Outcome:
+    """Make one report: execute, export, audit, pass the release gate, publish (or record the
+    failure). Never raises.
 
     ``finisher`` renders the PDF and audits (in a worker process); without one, this process does.
+    ``gate`` holds the report until the batch's release is safe; without one, the report is
+    checked alone against the ledgers already published from its lineage.
     """
+    if gate is None:
+        gate = ReleaseGate(settings.state or default_state(settings.reports))
+        gate.expect([report.key])
     watch = Stopwatch()
     batch_started = publish.now_iso()
 
@@ -217,11 +235,13 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
                 not settings.force or _published_since(settings.reports, report.key, batch_started)
             ):
                 return outcome("skipped", "unchanged since the last good report" + (" (made by another run meanwhile)" if waited else ""))
-            return _make(report, settings, cancel, outcome, kernels, finisher or Finisher(helper=False), watch)
+            return _make(report, settings, cancel, outcome, kernels, finisher or Finisher(helper=False), watch, gate)
     except LockBusy as err:
         return outcome("cancelled" if cancel is not None and cancel.is_set() else "failed", str(err), "locked")
     except Exception as err:  # noqa: BLE001 - one report never stops the batch
         return outcome("failed", f"{report.key}: {type(err).__name__}: {err}", "internal")
+    finally:
+        gate.leave(report.key)
 
 
 @dataclass
@@ -300,7 +320,8 @@ def _kernel_slot(kernels: tuple[KernelSlots, int] | None, cancel: threading.Even
 
 
 def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
-          kernels: tuple[KernelSlots, int] | None, finisher: Finisher, watch: "Stopwatch") -> Outcome:
+          kernels: tuple[KernelSlots, int] | None, finisher: Finisher, watch: "Stopwatch", gate: ReleaseGate) -> Outcome:
+    from studylib.privacy.ledger import write_plan
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 
     study, spec = report.study, report.study.spec
@@ -310,37 +331,61 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
     template_sha = sha256_file(study.template)
     data = data_identity(study.data)
     print_ = fingerprint(report, template_sha, data["content_hash"])
+    lineage_id = lineage(study.data)
+    private = gate.state / lineage_id / ".runs" / f"{run_id}"
     stage_name = "prepare"
-    with publish.staging(settings.reports, report.key) as stage:
+    with publish.staging(settings.reports, report.key) as stage, _removed(private):
         notebook = stage / "notebook.ipynb"
         log_path = stage / "run.log"
         nb = None
         try:
             with open(log_path, "w", buffering=1) as log:
+                plan = gate.initial_plan(report.key, lineage_id)
                 log.write(f"studylib run {run_id} of report {report.key} at {started_at.isoformat(timespec='seconds')}\n")
                 log.write(f"template {study.template} (sha256 {template_sha})\ndata {study.data} (content hash {data['content_hash']})\n")
-                log.write(f"parameters {report.parameters}\nenvironment {kernel_variables(report)}\n")
-                stage_name = "execute"
-                asked = time.monotonic()
-                with _kernel_slot(kernels, cancel):
+                log.write(f"parameters {report.parameters}\ndisclosure {disclosure_settings(report).to_json()}\n")
+                rounds = 0
+                while True:
+                    rounds += 1
+                    ledger = private / f"ledger-{rounds}"
+                    plan_file = private / f"plan-{rounds}.json" if plan else None
+                    if plan_file:
+                        write_plan(plan_file, plan)
+                    stage_name = "execute"
+                    asked = time.monotonic()
+                    with _kernel_slot(kernels, cancel):
+                        t = time.monotonic()
+                        watch.queued = timings["queued"] = timings.get("queued", 0.0) + t - asked
+                        nb = execute_report(
+                            study.template, notebook, report.parameters,
+                            env=kernel_variables(report, ledger, plan_file), cwd=study.template.parent,
+                            limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
+                            log=log, cancel=cancel,
+                        )
+                        timings["execute"] = timings.get("execute", 0.0) + time.monotonic() - t
+                    _stderr_to_log(nb, notebook, log)
+                    ledger.mkdir(parents=True, exist_ok=True)  # a report without tables has an empty ledger
+                    stage_name = "export"
+                    files = _export(report, nb, stage, data, template_sha, started_at, timings, finisher)
+                    stage_name = "audit"
                     t = time.monotonic()
-                    watch.queued = timings["queued"] = t - asked
-                    nb = execute_report(
-                        study.template, notebook, report.parameters,
-                        env=kernel_variables(report), cwd=study.template.parent,
-                        limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
-                        log=log, cancel=cancel,
-                    )
-                    timings["execute"] = time.monotonic() - t
-                stage_name = "export"
-                files = _export(report, nb, stage, data, template_sha, started_at, timings, finisher)
-                stage_name = "audit"
-                t = time.monotonic()
-                verdict = _audit(report, stage, finisher)
-                timings["audit"] = time.monotonic() - t
-                log.write(f"audit {verdict.status}: {verdict.findings}\n")
-                if not verdict.passed:
-                    raise ReportRejected("the disclosure audit failed: " + "; ".join(verdict.findings[:5]))
+                    verdict = _audit(report, stage, finisher)
+                    timings["audit"] = timings.get("audit", 0.0) + time.monotonic() - t
+                    log.write(f"audit {verdict.status}: {verdict.findings}\n")
+                    if not verdict.passed:
+                        raise ReportRejected("the disclosure audit failed: " + "; ".join(verdict.findings[:5]))
+                    stage_name = "release"
+                    t = time.monotonic()
+                    decision = gate.decide(report.key, lineage_id, ledger, spec.disclosure.min_cell,
+                                           spec.disclosure.zeros_disclosive, cancel)
+                    timings["release"] = timings.get("release", 0.0) + time.monotonic() - t
+                    log.write(f"release round {rounds}: {decision.action} {decision.message}\n")
+                    if decision.action == "publish":
+                        break
+                    if decision.action == "refuse":
+                        raise ReportRejected(decision.message)
+                    plan = {**plan, **decision.plan}
+                loss = loss_of(_ledger_entries(ledger))
             if cancel is not None and cancel.is_set():
                 return outcome("cancelled", f"{report.key}: the batch was cancelled before publishing", "cancelled")
             stage_name = "publish"
@@ -348,9 +393,11 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
             log_path.unlink(missing_ok=True)
             timings["total"] = watch.seconds()
             manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
+            manifest["release"] = {"lineage": lineage_id, "rounds": rounds, "information_loss": loss.as_dict()}
             publish.write_json(stage / publish.MANIFEST, manifest)
             publish.publish_report(stage, settings.reports, report.key)
-            return outcome("published", f"{report.key}: published")
+            gate.published(report.key, lineage_id, ledger)
+            return outcome("published", f"{report.key}: published ({loss}" + (f"; {rounds} runs to protect the release" if rounds > 1 else "") + ")")
         except ExecutionFailure as err:
             kind, message = err.kind, f"{report.key}: {err}"
         except ReportRejected as err:
@@ -365,6 +412,42 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
         return outcome("failed", message + ("" if recorded else " (the failure record could not be written either)"), kind)
 
 
+def _ledger_entries(folder: Path):
+    from studylib.privacy.ledger import read_ledger
+
+    return read_ledger(folder)
+
+
+def _stderr_to_log(nb, notebook: Path, log) -> None:
+    """Warnings and other stderr go to the staff log, never into the report."""
+    import nbformat
+
+    moved = False
+    for number, cell in enumerate(nb.cells, 1):
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                log.write(f"[stderr of cell {number}] {output.get('text', '')}")
+                moved = True
+            else:
+                kept.append(output)
+        if moved and cell.cell_type == "code":
+            cell.outputs = kept
+    if moved:
+        nbformat.write(nb, str(notebook))
+
+
+@contextmanager
+def _removed(folder: Path) -> Iterator[Path]:
+    """A private folder of one run, removed on every way out (its ledger is copied when published)."""
+    import shutil
+
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class ReportRejected(StudylibError):
     """The report was made but must not be published (the audit failed)."""
 
@@ -372,7 +455,7 @@ class ReportRejected(StudylibError):
 def _doing(stage: str) -> str:
     return {
         "prepare": "preparing the run", "execute": "executing the notebook", "export": "exporting HTML and PDF",
-        "audit": "auditing the report", "publish": "publishing",
+        "audit": "auditing the report", "publish": "publishing", "release": "protecting the release",
     }.get(stage, stage)
 
 
@@ -605,18 +688,22 @@ def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: thre
     """Reports on threads of this process. ``workers`` kernels run at once; a report whose kernel
     is done exports (HTML, PDF), audits and publishes while the next report's kernel runs."""
     slots = KernelSlots(settings.workers, len(reports))
+    gate = ReleaseGate(settings.state or default_state(settings.reports))
+    gate.expect(r.key for r in reports)
 
     def one(turn: int, report: Report) -> Outcome:
         try:
             if cancel.is_set():
+                gate.leave(report.key)
                 return Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
             progress(report.key, None)
-            return run_report(report, settings, cancel, (slots, turn), finisher)
+            return run_report(report, settings, cancel, (slots, turn), finisher, gate)
         finally:
             slots.withdraw(turn)
 
     threading.Thread(target=_warm_up, name="studylib-warm-up", daemon=True).start()
-    pool = ThreadPoolExecutor(max_workers=min(len(reports), 2 * max(1, settings.workers)), thread_name_prefix="studylib-report")
+    # one thread per report: a report waits at the release gate until every other report is made
+    pool = ThreadPoolExecutor(max_workers=len(reports), thread_name_prefix="studylib-report")
     try:
         pending: set[Future] = {pool.submit(one, turn, r) for turn, r in enumerate(reports)}
         while pending:

@@ -1,7 +1,8 @@
 """The gate between a finished report and its publication: the disclosure audit.
 
 :func:`audit_report` runs :mod:`studylib.privacy.audit` on everything a run produced (the
-executed notebook, the HTML page, the PDF) with the study's minimum cell and, when it is
+executed notebook, the HTML page, the PDF) in strict mode (only marked outputs: safe tables,
+figures, statistics and sentences) with the study's minimum cell and, when it is
 known, the key and the deny list (``STUDYLIB_KEY_FILE``, ``STUDYLIB_DENY_LIST`` or the
 dataset's own ``<dataset>.denylist``; the demo key for the demo dataset), so that neither the key nor a person token nor a listed name can
 slip through. A report whose verdict is not ``passed`` is never published; the manifest
@@ -66,7 +67,7 @@ def audit_report(stage: Path, min_cell: int, data: Path) -> Verdict:
     from studylib.privacy.audit import audit_path
 
     key, deny_list = audit_key(data)
-    result = audit_path(stage, min_cell=min_cell, deny_list=deny_list, key=key)
+    result = audit_path(stage, min_cell=min_cell, deny_list=deny_list, key=key, strict=True)
     record = result.as_dict()
     record.pop("status", None)
     prefix = f"{stage}{os.sep}"

@@ -37,6 +37,16 @@ Value = Union[Scalar, list[Scalar]]
 _ID = r"^[a-z][a-z0-9_]*$"
 
 
+class TopMerge(BaseModel):
+    """Merge rule ``{top: N}``: the N largest categories by name, the rest as ``other``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    top: int = Field(ge=1)
+
+
+MergeRule = Literal["other_or_unknown", "adjacent"] | TopMerge
+
+
 class Disclosure(BaseModel):
     """Disclosure control of every table in the report (DESIGN section 4)."""
 
@@ -44,6 +54,9 @@ class Disclosure(BaseModel):
     min_cell: int = Field(ge=2, description="smallest count shown; smaller cells are protected")
     #: the bases of :data:`studylib.privacy.rounding.BASES` (not imported: scipy is slow to load)
     rounding: Literal[3, 5] | None = Field(None, description="controlled rounding to this base; none: cell suppression")
+    zeros_disclosive: bool = Field(False, description="treat zero counts as disclosive too (hide them)")
+    symbol: str = Field("[c]", min_length=1, max_length=8, pattern=r"^\D+$", description="what every hidden cell shows")
+    merge: dict[str, MergeRule] = Field(default_factory=dict, description="category merges allowed before cells are hidden: column -> other_or_unknown | adjacent | {top: N}")
 
 
 class Timeouts(BaseModel):

@@ -38,13 +38,49 @@ def stylesheet() -> str:
 def front_matter(**fields: object) -> None:
     """Tell the report its ``subtitle``, ``period`` or ``summary`` (call it from a template cell).
 
-    In JupyterLab it shows as a line of text; the exported report puts it in the title block.
+    ``summary`` takes safe sentences only (:func:`studylib.report.sentence`, one or a list);
+    ``subtitle`` and ``period`` are words, where a number may only be a year. In JupyterLab it
+    shows as a line of text; the exported report puts it in the title block.
     """
     unknown = sorted(set(fields) - set(FRONT_MATTER_FIELDS))
     if unknown:
         raise TypeError(f"front_matter() takes {', '.join(FRONT_MATTER_FIELDS)}; not {', '.join(unknown)}")
     from IPython.display import display
 
-    values = {k: str(v) for k, v in fields.items() if v is not None}
+    from studylib.privacy.marker import MARKER_METADATA_KEY, marker_for
+    from studylib.report.settings import current_settings
+
+    values = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        values[name] = _summary_text(value) if name == "summary" else _words(name, value)
     text = " · ".join(f"**{k}**: {v}" for k, v in values.items())
-    display({FRONT_MATTER_MIME: values, "text/markdown": text}, raw=True)
+    settings = current_settings()
+    marker = marker_for("front-matter", settings.min_cell, settings.rounding, False, settings.zeros_disclosive)
+    display({FRONT_MATTER_MIME: values, "text/markdown": text}, raw=True, metadata={MARKER_METADATA_KEY: marker})
+
+
+_NOT_A_YEAR = __import__("re").compile(r"(?<!\d)(?!(?:19|20)\d\d(?!\d))\d+")
+
+
+def _words(name: str, value: object) -> str:
+    text = str(value)
+    if _NOT_A_YEAR.search(text):
+        raise ValueError(
+            f"front_matter({name}=...): {text[:60]!r} holds a number that is not a year; numbers reach a report "
+            "only through safe tables, statistics and sentences (summary=[sentence(...)])"
+        )
+    return text
+
+
+def _summary_text(value: object) -> str:
+    from studylib.report.sentences import SafeSentence
+
+    sentences = [value] if isinstance(value, SafeSentence) else list(value) if isinstance(value, (list, tuple)) else None
+    if sentences is None or not all(isinstance(s, SafeSentence) for s in sentences):
+        raise TypeError(
+            "front_matter(summary=...) takes safe sentences only (studylib.report.sentence(...), one or a list), "
+            "so that every number in it is a published cell"
+        )
+    return " ".join(s.text for s in sentences)
