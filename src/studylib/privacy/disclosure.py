@@ -212,8 +212,15 @@ def protect_table(
     margins: bool = True,
     zeros_disclosive: bool = False,
     rounding: int | None = None,
+    hide: pd.Series | pd.DataFrame | None = None,
 ) -> ProtectedTable:
     """Protect a count table: primary and secondary suppression (or controlled rounding).
+
+    ``hide`` (a boolean table labelled like the counts; Totals may be included, cells it
+    does not name stay as they are) names cells to hide besides the primary ones: the
+    cells a release plan hid (:func:`studylib.privacy.release.protect_release`). When the
+    primary and these cells are already safe together nothing more is hidden, so a plan's
+    masks replay exactly; else secondary suppression adds cells but never gives these back.
 
     Secondary suppression hides hypercubes around every hidden cell, asks the attacker
     (:func:`attack`) which cells it can still narrow, hides more until it finds none, and
@@ -226,12 +233,17 @@ def protect_table(
     values, layout = _table_array(table, margins)
     rule = Rule(settings.min_cell, settings.zeros_disclosive)
     primary = rule.is_sensitive(values)
+    forced = None if hide is None else _hide_mask(hide, layout)
     if settings.rounding is not None:
-        hidden = np.zeros(values.shape, dtype=bool)
+        hidden = np.zeros(values.shape, dtype=bool) if forced is None else forced.copy()
         published = controlled_rounding(values, settings.rounding, margins)
     else:
         hidden, published = primary.copy(), values
-        if margins and primary.any():
+        if forced is not None:
+            hidden |= forced
+            if margins and not _bounds(values, hidden, values, settings, relation_matrix(values.shape), False)[3].all():
+                _suppress_secondary(values, hidden, settings, forced=forced)
+        elif margins and primary.any():
             _suppress_secondary(values, hidden, settings)
     protected = _assemble(values, primary, hidden, published, settings, layout)
     bounds = attack(protected, exact=False)
@@ -245,12 +257,36 @@ def protect_table(
     return protected
 
 
+def _hide_mask(hide, layout: _Layout) -> np.ndarray:
+    """The cells ``hide`` marks, as a boolean array shaped like the table with Totals."""
+    if not isinstance(hide, (pd.Series, pd.DataFrame)):
+        raise DisclosureError(f"hide must be a boolean pandas table labelled like the counts, not {type(hide).__name__}")
+    if isinstance(hide, pd.DataFrame) and len(layout.labels) > 2 and not isinstance(hide.index, pd.MultiIndex):
+        raise DisclosureError("hide must be labelled like the counts (a MultiIndex for more than two dimensions)")
+    shape_frame = layout.frame(np.zeros(layout.shape, dtype=bool))
+    if isinstance(hide, pd.DataFrame) != isinstance(shape_frame, pd.DataFrame):
+        raise DisclosureError("hide must have the form of the table (a Series for one dimension, a DataFrame for more)")
+    unknown = [label for label in hide.index if label not in shape_frame.index]
+    if isinstance(hide, pd.DataFrame):
+        unknown += [label for label in hide.columns if label not in shape_frame.columns]
+    if unknown:
+        raise DisclosureError(f"hide names {unknown[0]!r}, which is not a category of the table (nor Total)")
+    mask = hide.reindex_like(shape_frame).astype("boolean").fillna(False).astype(bool)
+    return mask.to_numpy().reshape(layout.shape)
+
+
 #: Tables up to this many cells (Totals included) get the pruning pass of protect_table.
 PRUNE_MAX_CELLS = 400
 
 
-def _suppress_secondary(values: np.ndarray, hidden: np.ndarray, settings: DisclosureSettings) -> None:
-    """Hide secondary cells in place until the attacker finds no unsafe cell, then prune."""
+def _suppress_secondary(
+    values: np.ndarray, hidden: np.ndarray, settings: DisclosureSettings, forced: np.ndarray | None = None
+) -> None:
+    """Hide secondary cells in place until the attacker finds no unsafe cell, then prune.
+
+    ``forced`` marks cells that must stay hidden (a release plan hid them): the pruning
+    pass never gives them back.
+    """
     rule = Rule(settings.min_cell, settings.zeros_disclosive)
     cost = cell_costs(values, settings.margins)
     relations = relation_matrix(values.shape)
@@ -264,8 +300,10 @@ def _suppress_secondary(values: np.ndarray, hidden: np.ndarray, settings: Disclo
         protect_linked(values, hidden, cost, rule, added)
     if values.size > PRUNE_MAX_CELLS:
         return
-    primary = rule.is_sensitive(values)
-    secondary = np.flatnonzero((hidden & ~primary).ravel())
+    keep = rule.is_sensitive(values)
+    if forced is not None:
+        keep = keep | forced
+    secondary = np.flatnonzero((hidden & ~keep).ravel())
     for flat in secondary[np.argsort(-cost.ravel()[secondary], kind="stable")]:
         cell = np.unravel_index(flat, values.shape)
         hidden[cell] = False

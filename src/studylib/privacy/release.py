@@ -1,0 +1,830 @@
+"""Disclosure control of a whole release: every table published from one lineage, attacked together.
+
+A release is many tables counted from the same persons, and a reader holds all of them.
+Each table is given as a :class:`CountedTable`: for every person of the release, the inner
+cell the table counts them in (or ``-1``), which cells it hides and what it publishes.
+
+:func:`attack_release` is the reader: one linear programme over the distinct person
+*profiles* (the tuple of a person's cells over all tables; only profiles that hold a
+person are variables, which only makes the reader stronger) bounds
+
+- every hidden cell (inner or Total): unsafe when recovered exactly, or narrowed into
+  ``1..min_cell-1`` (``0..min_cell-1`` when zeros are disclosive);
+- every cell of a rounded table whose rounding interval reaches below ``min_cell``
+  (kind ``"rounded"``): unsafe when narrowed into the sensitive range;
+- every *difference*: for tables A and B whose populations overlap but differ, the
+  persons of an inner cell of A that B does not count (persons by sector for the nation
+  against the same without one region; 2015-2024 against 2015-2023): unsafe when narrowed
+  into the sensitive range.
+
+:func:`protect_release` hides more cells, where the reader wins, until it finds nothing,
+keeping every table safe on its own (:func:`studylib.privacy.disclosure._suppress_secondary`)
+and never changing a frozen table (one published in an earlier release). What cannot be
+made safe is refused, naming the tables that combine and the cell.
+
+Everything here holds true counts: it is for the runner's private state, never a report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from studylib.privacy.disclosure import TOTAL, DisclosureError, DisclosureSettings, _suppress_secondary
+from studylib.privacy.marker import min_cell_problem
+from studylib.privacy.rounding import BASES
+
+_TOL = 1e-6
+#: Rounds of "hide a cell, attack again" after which protect_release refuses what is left.
+MAX_ROUNDS = 100
+#: Witness programmes (pushing many targets up at once) tried before single programmes.
+_WITNESS_ROUNDS = 4
+
+
+class ReleaseError(DisclosureError):
+    """A release is not well formed (a table's ledger does not fit its shape, ids clash, ...)."""
+
+
+@dataclass(frozen=True)
+class CountedTable:
+    """One published table of a release, as counted from persons.
+
+    ``cell`` holds, for every person of the release, the flat row-major index of their
+    inner cell in ``shape``, or ``-1`` when the table does not count them. ``hidden`` has
+    the shape of the published table (one more on every axis when ``margins``: the Total is
+    the last index of each axis). ``published`` holds the rounded values of a rounded
+    table; None means the true counts are published.
+    """
+
+    id: str
+    shape: tuple[int, ...]
+    margins: bool
+    cell: np.ndarray
+    hidden: np.ndarray
+    rounding: int | None = None
+    published: np.ndarray | None = None
+    labels: tuple[tuple, ...] | None = None
+    report: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"table {self.id!r}" + (f" of report {self.report!r}" if self.report else "")
+        shape = tuple(int(n) for n in self.shape)
+        if not 1 <= len(shape) <= 4 or min(shape) < 1:
+            raise ReleaseError(f"{where}: shape must have 1 to 4 dimensions of at least 1 category, not {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        cell = np.asarray(self.cell)
+        if cell.ndim != 1 or not np.issubdtype(cell.dtype, np.integer):
+            raise ReleaseError(f"{where}: cell must be a 1-D integer array (one entry per person), not {cell.dtype} {cell.shape}")
+        size = math.prod(shape)
+        bad = np.flatnonzero((cell < -1) | (cell >= size))
+        if len(bad):
+            raise ReleaseError(
+                f"{where}: person {int(bad[0])} has cell {int(cell[bad[0]])}; cells are -1 (not counted) or 0..{size - 1}"
+            )
+        object.__setattr__(self, "cell", cell)
+        hidden = np.asarray(self.hidden)
+        if hidden.shape != self.full_shape or hidden.dtype != bool:
+            raise ReleaseError(f"{where}: hidden must be a boolean array of shape {self.full_shape}, not {hidden.dtype} {hidden.shape}")
+        if self.rounding is not None:
+            if self.rounding not in BASES:
+                raise ReleaseError(f"{where}: rounding must be one of {BASES} or None, not {self.rounding!r}")
+            if self.published is None:
+                raise ReleaseError(f"{where}: a rounded table needs its published (rounded) values")
+        if self.published is not None:
+            published = np.asarray(self.published)
+            if published.shape != self.full_shape:
+                raise ReleaseError(f"{where}: published must have shape {self.full_shape}, not {published.shape}")
+            if self.rounding is not None:
+                counts = self.counts()
+                off = np.flatnonzero((np.abs(published - counts) > self.rounding - 1).ravel() & ~hidden.ravel())
+                if len(off):
+                    raise ReleaseError(
+                        f"{where}: published cell {self.cell_label(int(off[0]))!r} is {int(published.flat[off[0]])}, more "
+                        f"than {self.rounding - 1} from its count: not a rounding to base {self.rounding}"
+                    )
+        if self.labels is not None and tuple(len(level) for level in self.labels) != shape:
+            raise ReleaseError(f"{where}: labels have {[len(level) for level in self.labels]} categories, shape is {shape}")
+
+    @property
+    def full_shape(self) -> tuple[int, ...]:
+        """The shape of the published table (with a Total on every axis when ``margins``)."""
+        return tuple(n + 1 for n in self.shape) if self.margins else self.shape
+
+    def counts(self) -> np.ndarray:
+        """True counts with Totals (bincount of ``cell``), shaped like ``hidden``."""
+        counted = self.cell[self.cell >= 0]
+        values = np.bincount(counted, minlength=math.prod(self.shape)).astype(np.int64).reshape(self.shape)
+        if self.margins:
+            for axis in range(values.ndim):
+                values = np.concatenate([values, values.sum(axis=axis, keepdims=True)], axis=axis)
+        return values
+
+    def cell_label(self, flat: int) -> tuple:
+        """The cell at a flat index of the published table: its labels ('Total' for a margin),
+        or its position on every axis when the table has no labels."""
+        coords = np.unravel_index(int(flat), self.full_shape)
+        out = []
+        for axis, i in enumerate(coords):
+            if self.margins and i == self.shape[axis]:
+                out.append(TOTAL)
+            elif self.labels is not None:
+                out.append(self.labels[axis][i])
+            else:
+                out.append(int(i))
+        return tuple(out)
+
+    def cell_flat(self, label: tuple) -> int:
+        """The flat index of a cell named as :meth:`cell_label` names it."""
+        coords = []
+        for axis, name in enumerate(label):
+            if self.margins and name == TOTAL:
+                coords.append(self.shape[axis])
+            elif self.labels is not None:
+                coords.append(list(self.labels[axis]).index(name))
+            else:
+                coords.append(int(name))
+        return int(np.ravel_multi_index(coords, self.full_shape))
+
+    def where(self) -> str:
+        return f"{self.id!r}" + (f" ({self.report})" if self.report else "")
+
+
+@dataclass(frozen=True)
+class Release:
+    """Every table a release publishes (and the earlier ones still out there), from ``persons`` persons."""
+
+    persons: int
+    tables: tuple[CountedTable, ...]
+    min_cell: int = 5
+    zeros_disclosive: bool = False
+
+    def __post_init__(self) -> None:
+        if problem := min_cell_problem(self.min_cell):
+            raise ReleaseError(f"release: {problem}")
+        object.__setattr__(self, "tables", tuple(self.tables))
+        seen = set()
+        for table in self.tables:
+            if table.id in seen:
+                raise ReleaseError(f"release: table id {table.id!r} is used more than once; ids must be unique")
+            seen.add(table.id)
+            if len(table.cell) != self.persons:
+                raise ReleaseError(
+                    f"release: table {table.where()} has a cell for {len(table.cell)} persons, the release has {self.persons}"
+                )
+
+    def table(self, id: str) -> CountedTable:
+        for table in self.tables:
+            if table.id == id:
+                return table
+        raise KeyError(id)
+
+
+# --------------------------------------------------------------------------------------
+# the reader's model: profiles, rows (published cells) and targets
+
+
+@dataclass
+class _Target:
+    table: int                 # index of the table in the release
+    flat: int                  # flat cell in the table's published shape (hidden / rounded) or inner (difference)
+    kind: str                  # "hidden" | "rounded" | "difference"
+    other: int                 # the other table of a difference, else -1
+    truth: int
+    point: bool                # exact recovery is unsafe too (hidden cells of persons)
+    component: int = -1
+    columns: np.ndarray | None = None   # the profiles (local to the component) it sums
+    lower: float = 0.0
+    upper: float = 0.0
+    safe: bool = True
+    support: list = field(default_factory=list)  # groups of (table, flat): published cells its proof uses
+
+
+def _profiles(release: Release) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct person profiles: (matrix profiles x tables of cells, persons per profile)."""
+    tables = release.tables
+    if release.persons == 0 or not tables:
+        return np.zeros((0, len(tables)), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    key = np.zeros(release.persons, dtype=np.int64)
+    span = 1
+    for table in tables:
+        radix = math.prod(table.shape) + 1
+        if span * radix >= 2**62:
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1
+        key = key * radix + (table.cell.astype(np.int64) + 1)
+        span *= radix
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    matrix = np.column_stack([table.cell[first].astype(np.int64) for table in tables])
+    weight = np.bincount(inverse.ravel(), minlength=len(first)).astype(np.int64)
+    counted = (matrix >= 0).any(axis=1)
+    return matrix[counted], weight[counted]
+
+
+def _phantoms(release: Release, matrix: np.ndarray, weight: np.ndarray):
+    """With disclosive zeros, a hidden empty cell must not be known empty: give each one a
+    profile of its own (counted by that table only) that holds nobody."""
+    extra = []
+    for t, table in enumerate(release.tables):
+        inner_hidden = table.hidden[tuple(slice(0, n) for n in table.shape)].ravel()
+        empty = np.bincount(table.cell[table.cell >= 0], minlength=math.prod(table.shape)) == 0
+        for flat in np.flatnonzero(inner_hidden & empty):
+            row = np.full(len(release.tables), -1, dtype=np.int64)
+            row[t] = flat
+            extra.append(row)
+    if not extra:
+        return matrix, weight
+    return np.vstack([matrix, np.array(extra)]), np.concatenate([weight, np.zeros(len(extra), dtype=np.int64)])
+
+
+def _covering(table: CountedTable, inner: np.ndarray) -> np.ndarray:
+    """For inner cells (flat, in ``shape``), every published cell that counts them: one
+    column per set of axes replaced by their Total (column 0: the inner cell itself)."""
+    coords = np.unravel_index(inner, table.shape)
+    k = len(table.shape)
+    if not table.margins:
+        return np.asarray(inner, dtype=np.int64)[:, None]
+    columns = []
+    for mask in range(2**k):
+        full = [np.full(len(inner), table.shape[a]) if mask >> a & 1 else coords[a] for a in range(k)]
+        columns.append(np.ravel_multi_index(full, table.full_shape))
+    return np.column_stack(columns).astype(np.int64)
+
+
+class _Programme:
+    """The reader's linear programme of one component: profiles ``x >= 0``, ``lo <= A x <= hi``.
+
+    Solved with scipy's HiGHS (its bindings kept, so that one model serves every objective
+    and each solve starts from the last basis); scipy's ``linprog`` where they are missing.
+    """
+
+    def __init__(self, a: sparse.csr_matrix, lo: np.ndarray, hi: np.ndarray, scale: float) -> None:
+        self.a, self.lo, self.hi = a, lo, hi
+        self.n = a.shape[1]
+        self.cap = max(2.0 * scale, 1.0) + 1.0
+        try:
+            from scipy.optimize._highspy import _core as highs
+        except ImportError:  # pragma: no cover - older scipy
+            highs = None
+        self._highs = highs
+        if highs is not None:
+            csc = sparse.csc_matrix(a)
+            lp = highs.HighsLp()
+            lp.num_col_, lp.num_row_ = self.n, a.shape[0]
+            lp.col_cost_ = np.zeros(self.n)
+            lp.col_lower_ = np.zeros(self.n)
+            lp.col_upper_ = np.full(self.n, np.inf)
+            lp.row_lower_ = np.asarray(lo, dtype=float)
+            lp.row_upper_ = np.asarray(hi, dtype=float)
+            lp.a_matrix_.format_ = highs.MatrixFormat.kColwise
+            lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.n, a.shape[0]
+            lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
+            lp.a_matrix_.index_ = csc.indices.astype(np.int32)
+            lp.a_matrix_.value_ = csc.data.astype(float)
+            self.model = highs._Highs()
+            self.model.setOptionValue("output_flag", False)
+            self.model.passModel(lp)
+            self._columns = np.arange(self.n, dtype=np.int32)
+            self._capped = False
+
+    def solve(self, objective: np.ndarray, maximise: bool, capped: bool = False):
+        """(x, row duals) at the optimum, or None when unbounded."""
+        if self._highs is None:
+            return self._linprog(objective, maximise, capped)
+        highs = self._highs
+        if capped != self._capped:
+            upper = np.full(self.n, self.cap if capped else np.inf)
+            self.model.changeColsBounds(self.n, self._columns, np.zeros(self.n), upper)
+            self._capped = capped
+        self.model.changeColsCost(self.n, self._columns, np.asarray(objective, dtype=float))
+        self.model.changeObjectiveSense(highs.ObjSense.kMaximize if maximise else highs.ObjSense.kMinimize)
+        self.model.run()
+        status = self.model.getModelStatus()
+        if status in (highs.HighsModelStatus.kUnbounded, highs.HighsModelStatus.kUnboundedOrInfeasible):
+            return None
+        if status != highs.HighsModelStatus.kOptimal:
+            raise ReleaseError(
+                f"the release attacker's linear programme failed ({self.model.modelStatusToString(status)}): "
+                "the published tables are inconsistent with the persons counted"
+            )
+        solution = self.model.getSolution()
+        return np.asarray(solution.col_value), np.asarray(solution.row_dual)
+
+    def _linprog(self, objective, maximise, capped):  # pragma: no cover - fallback
+        from scipy.optimize import linprog
+
+        sign = -1.0 if maximise else 1.0
+        exact = self.lo == self.hi
+        a_eq, b_eq = self.a[exact], self.lo[exact]
+        ranged = ~exact
+        a_ub = sparse.vstack([self.a[ranged], -self.a[ranged]])
+        b_ub = np.concatenate([self.hi[ranged], -self.lo[ranged]])
+        result = linprog(
+            sign * np.asarray(objective, dtype=float), A_ub=a_ub if a_ub.shape[0] else None,
+            b_ub=b_ub if a_ub.shape[0] else None, A_eq=a_eq if a_eq.shape[0] else None,
+            b_eq=b_eq if a_eq.shape[0] else None, bounds=(0, self.cap if capped else None), method="highs",
+        )
+        if result.status == 3:
+            return None
+        if result.status != 0:
+            raise ReleaseError(f"the release attacker's linear programme failed: {result.message}")
+        dual = np.zeros(self.a.shape[0])
+        dual[np.flatnonzero(exact)] = result.eqlin.marginals
+        if a_ub.shape[0]:
+            m = int(ranged.sum())
+            dual[np.flatnonzero(ranged)] = result.ineqlin.marginals[:m] + result.ineqlin.marginals[m:]
+        return result.x, dual
+
+
+@dataclass
+class _Component:
+    """Tables that share persons, their profiles, the published cells as rows, the targets."""
+
+    tables: list[int]
+    profiles: np.ndarray        # global profile indices
+    rows: sparse.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    row_cells: list[list[tuple[int, int]]]  # each row's published cells (table, flat)
+
+
+def _rows(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray):
+    """The published cells of ``tables`` as rows over the profiles (``matrix`` is the
+    component's profiles). An exact table's margin counts only its hidden inner cells (the
+    published ones are rows of their own); identical rows are kept once."""
+    entries_r, entries_c, keys, lo, hi = [], [], [], [], []
+    n_rows = 0
+    for t in tables:
+        table = release.tables[t]
+        js = np.flatnonzero(matrix[:, t] >= 0)
+        if len(js) == 0:
+            continue
+        cover = _covering(table, matrix[js, t])
+        hidden = table.hidden.ravel()
+        inner_hidden = hidden[cover[:, 0]]
+        published = None if table.rounding is None else np.asarray(table.published).ravel()
+        for s in range(cover.shape[1]):
+            f = cover[:, s]
+            keep = ~hidden[f]
+            if table.rounding is None and s > 0:
+                keep &= inner_hidden
+            if not keep.any():
+                continue
+            cells, local = np.unique(f[keep], return_inverse=True)
+            entries_r.append(n_rows + local.ravel())
+            entries_c.append(js[keep])
+            keys.extend((t, int(c)) for c in cells)
+            if published is None:
+                value = np.bincount(local.ravel(), weights=weight[js[keep]], minlength=len(cells))
+                lo.append(value)
+                hi.append(value)
+            else:
+                base = table.rounding
+                lo.append(np.maximum(published[cells] - (base - 1), 0).astype(float))
+                hi.append((published[cells] + (base - 1)).astype(float))
+            n_rows += len(cells)
+    n = matrix.shape[0]
+    if n_rows == 0:
+        return sparse.csr_matrix((0, n)), np.zeros(0), np.zeros(0), []
+    a = sparse.csr_matrix(
+        (np.ones(sum(len(r) for r in entries_r)), (np.concatenate(entries_r), np.concatenate(entries_c))),
+        shape=(n_rows, n),
+    )
+    lo, hi = np.concatenate(lo), np.concatenate(hi)
+    # identical rows (the same cell in two tables, one table in two reports) are one row
+    signature = _signatures(a)
+    order = np.lexsort((np.arange(n_rows), signature))
+    groups = np.split(order, np.flatnonzero(np.diff(signature[order]) != 0) + 1)
+    keep, cells_of = [], []
+    new_lo, new_hi = [], []
+    for group in groups:
+        first = group[0]
+        keep.append(first)
+        cells_of.append([keys[i] for i in sorted(group)])
+        new_lo.append(lo[group].max())
+        new_hi.append(hi[group].min())
+    keep = np.array(keep)
+    order = np.argsort(keep, kind="stable")
+    return a[keep[order]], np.array(new_lo)[order], np.array(new_hi)[order], [cells_of[i] for i in order]
+
+
+def _signatures(a: sparse.csr_matrix) -> np.ndarray:
+    """A 64-bit fingerprint of each row's set of columns (equal rows, equal fingerprints)."""
+    rng = np.random.default_rng(20261101)
+    tokens = rng.integers(1, 2**62, size=a.shape[1], dtype=np.int64).astype(np.uint64)
+    coo = a.tocoo()
+    out = np.zeros(a.shape[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        np.add.at(out, coo.row, tokens[coo.col])
+        out = out * np.uint64(1000003) + np.diff(a.indptr).astype(np.uint64)
+    return out.view(np.int64)
+
+
+def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray, exact: bool) -> list[_Target]:
+    """Every hidden cell, rounded small cell and difference of the component's tables."""
+    rule_low = 0 if release.zeros_disclosive else 1
+    m = release.min_cell
+    targets: list[_Target] = []
+    for t in tables:
+        table = release.tables[t]
+        js = np.flatnonzero(matrix[:, t] >= 0)
+        cover = _covering(table, matrix[js, t])
+        counts = table.counts().ravel()
+        hidden = table.hidden.ravel()
+        cells = set(np.flatnonzero(hidden).tolist())
+        if table.rounding is not None:
+            shown = np.asarray(table.published).ravel()
+            small = np.flatnonzero(~hidden & (shown - (table.rounding - 1) <= m - 1))
+            rounded = set(small.tolist())
+        else:
+            rounded = set()
+        if not cells and not rounded:
+            continue
+        pair_j = np.repeat(js, cover.shape[1])
+        pair_f = cover.ravel()
+        order = np.argsort(pair_f, kind="stable")
+        pair_j, pair_f = pair_j[order], pair_f[order]
+        for flat in sorted(cells | rounded):
+            kind = "hidden" if flat in cells else "rounded"
+            lo_i, hi_i = np.searchsorted(pair_f, flat), np.searchsorted(pair_f, flat, "right")
+            targets.append(
+                _Target(t, int(flat), kind, -1, int(counts[flat]), kind == "hidden", columns=pair_j[lo_i:hi_i])
+            )
+    counted = matrix[:, tables] >= 0
+    for ia, a in enumerate(tables):
+        for ib, b in enumerate(tables):
+            if a == b:
+                continue
+            in_a, in_b = counted[:, ia], counted[:, ib]
+            if not (in_a & in_b).any() or not (in_a ^ in_b).any():
+                continue
+            only = np.flatnonzero(in_a & ~in_b)
+            if len(only) == 0:
+                continue
+            size = math.prod(release.tables[a].shape)
+            part = np.bincount(matrix[only, a], weights=weight[only], minlength=size)
+            whole = np.bincount(matrix[in_a, a], weights=weight[in_a], minlength=size)
+            chosen = (part > 0) & (part < whole)
+            if not exact:
+                # only a difference in the sensitive range can be narrowed into it
+                chosen &= (part >= rule_low) & (part <= m - 1)
+            if not chosen.any():
+                continue
+            only_cells = matrix[only, a]
+            order = np.argsort(only_cells, kind="stable")
+            sorted_cells = only_cells[order]
+            for flat in np.flatnonzero(chosen):
+                lo_i, hi_i = np.searchsorted(sorted_cells, flat), np.searchsorted(sorted_cells, flat, "right")
+                targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, columns=only[order[lo_i:hi_i]]))
+    return targets
+
+
+# --------------------------------------------------------------------------------------
+# the attack
+
+
+def _unsafe(lower, upper, point, rule_low: int, min_cell: int) -> np.ndarray:
+    """Which intervals (already whole numbers) disclose: inside the sensitive range, or a
+    single value where exact recovery matters."""
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    inside = (lower >= rule_low) & (upper <= min_cell - 1)
+    return inside | (np.asarray(point) & (upper <= lower))
+
+
+def _inward(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ceil(np.asarray(lo) - _TOL) + 0.0, np.floor(np.asarray(hi) + _TOL) + 0.0
+
+
+def _support(dual: np.ndarray, component: _Component) -> list[tuple[tuple[int, int], ...]]:
+    """The published cells a bound's proof uses: one group per row (a row that several
+    tables publish alike only goes when every one of them hides it)."""
+    rows = np.flatnonzero(np.abs(dual) > 1e-9)
+    return [tuple(component.row_cells[r]) for r in rows]
+
+
+def _attack_component(release: Release, component: _Component, targets: list[_Target], weight: np.ndarray, exact: bool) -> None:
+    """Bound the component's targets in place (lower, upper, safe, support)."""
+    rule_low = 0 if release.zeros_disclosive else 1
+    m = release.min_cell
+    n = len(component.profiles)
+    if not targets:
+        return
+    lengths = [len(t.columns) for t in targets]
+    forms = sparse.csr_matrix(
+        (np.ones(sum(lengths)), np.concatenate([t.columns for t in targets]), np.concatenate([[0], np.cumsum(lengths)])),
+        shape=(len(targets), n),
+    )
+    truth = np.array([t.truth for t in targets], dtype=float)
+    point = np.array([t.point and t.truth > 0 or (t.point and release.zeros_disclosive) for t in targets])
+    empty = np.array(lengths) == 0
+    seen_lo, seen_hi = truth.copy(), truth.copy()
+    exact_lo = empty.copy()
+    exact_hi = empty.copy()
+    supports: list[list] = [[] for _ in targets]
+    programme = _Programme(component.rows, component.row_lo, component.row_hi, float(weight.sum()))
+
+    def unsafe_now() -> np.ndarray:
+        lo, hi = _inward(seen_lo, seen_hi)
+        return _unsafe(lo, hi, point, rule_low, m)
+
+    def witness(x: np.ndarray) -> None:
+        values = forms @ x
+        np.minimum(seen_lo, values, out=seen_lo)
+        np.maximum(seen_hi, values, out=seen_hi)
+
+    open_ = ~empty if exact else (unsafe_now() & ~empty)
+    if open_.any():
+        result = programme.solve(np.asarray(forms[open_].sum(axis=0)).ravel(), maximise=False)
+        witness(result[0])
+    exact_lo |= seen_lo <= _TOL  # nothing is below 0
+    for _ in range(_WITNESS_ROUNDS):
+        pending = (~exact_hi) if exact else (unsafe_now() & ~empty)
+        if not pending.any():
+            break
+        before = unsafe_now().sum(), seen_hi[pending].sum()
+        result = programme.solve(np.asarray(forms[pending].sum(axis=0)).ravel(), maximise=True, capped=True)
+        witness(result[0])
+        if exact:
+            if seen_hi[pending].sum() <= before[1] + _TOL:
+                break
+        elif unsafe_now().sum() == before[0]:
+            break
+    lo_dual: dict[int, np.ndarray] = {}
+
+    def unsafe_one(k: int) -> bool:
+        lo, hi = _inward(seen_lo[k:k + 1], seen_hi[k:k + 1])
+        return bool(_unsafe(lo, hi, point[k:k + 1], rule_low, m)[0])
+
+    for k in (range(len(targets)) if exact else np.flatnonzero(unsafe_now())):
+        if not exact and not unsafe_one(k):
+            continue
+        if not exact_lo[k]:
+            objective = np.asarray(forms[k].todense()).ravel()
+            x, dual = programme.solve(objective, maximise=False)
+            witness(x)
+            seen_lo[k] = objective @ x
+            exact_lo[k] = True
+            lo_dual[k] = dual
+        if not exact and not unsafe_one(k):
+            continue
+        if not exact_hi[k]:
+            objective = np.asarray(forms[k].todense()).ravel()
+            result = programme.solve(objective, maximise=True)
+            if result is None:
+                seen_hi[k] = np.inf
+            else:
+                witness(result[0])
+                seen_hi[k] = objective @ result[0]
+                supports[k].extend(_support(result[1], component))
+            exact_hi[k] = True
+        if k in lo_dual:
+            supports[k].extend(_support(lo_dual[k], component))
+    lower, upper = _inward(seen_lo, seen_hi)
+    unsafe = _unsafe(lower, upper, point, rule_low, m)
+    for k, target in enumerate(targets):
+        target.lower, target.upper, target.safe = float(lower[k]), float(upper[k]), bool(not unsafe[k])
+        target.support = list(dict.fromkeys(supports[k])) if unsafe[k] else []
+
+
+def _components(release: Release, matrix: np.ndarray) -> list[list[int]]:
+    """Tables that share persons (through any chain of tables), in release order."""
+    n_prof, n_tab = matrix.shape
+    js, ts = np.nonzero(matrix >= 0)
+    graph = sparse.coo_matrix((np.ones(len(js)), (js, ts + n_prof)), shape=(n_prof + n_tab,) * 2)
+    _, label = connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = {}
+    for t in range(n_tab):
+        groups.setdefault(int(label[n_prof + t]), []).append(t)
+    return list(groups.values())
+
+
+def _attack(release: Release, exact: bool) -> list[_Target]:
+    matrix, weight = _profiles(release)
+    if release.zeros_disclosive:
+        matrix, weight = _phantoms(release, matrix, weight)
+    targets: list[_Target] = []
+    for number, tables in enumerate(_components(release, matrix)):
+        mine = np.flatnonzero((matrix[:, tables] >= 0).any(axis=1))
+        local_matrix, local_weight = matrix[mine], weight[mine]
+        rows, lo, hi, cells = _rows(release, tables, local_matrix, local_weight)
+        component = _Component(tables, mine, rows, lo, hi, cells)
+        found = _targets(release, tables, local_matrix, local_weight, exact)
+        for target in found:
+            target.component = number
+        _attack_component(release, component, found, local_weight, exact)
+        targets.extend(found)
+    # hidden cells of tables that count nobody
+    for t, table in enumerate(release.tables):
+        if (table.cell >= 0).any():
+            continue
+        for flat in np.flatnonzero(table.hidden.ravel()):
+            unsafe = release.zeros_disclosive
+            targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=np.zeros(0, dtype=np.int64), safe=not unsafe))
+    order = {"hidden": 0, "rounded": 0, "difference": 1}
+    targets.sort(key=lambda x: (order[x.kind], x.table, x.other, x.flat))
+    return targets
+
+
+def _frame(release: Release, targets: list[_Target]) -> pd.DataFrame:
+    rows = []
+    for target in targets:
+        table = release.tables[target.table]
+        if target.kind == "difference":
+            coords = np.unravel_index(target.flat, table.shape)
+            cell = table.cell_label(int(np.ravel_multi_index(coords, table.full_shape)))
+        else:
+            cell = table.cell_label(target.flat)
+        rows.append(
+            (table.id, cell, target.kind, release.tables[target.other].id if target.other >= 0 else "",
+             target.truth, target.lower, target.upper, target.safe)
+        )
+    frame = pd.DataFrame(rows, columns=["table", "cell", "kind", "other", "count", "lower", "upper", "safe"])
+    return frame.astype({"count": np.int64, "lower": float, "upper": float, "safe": bool})
+
+
+def attack_release(release: Release, exact: bool = False) -> pd.DataFrame:
+    """The reader's bounds for every target of a release, holding all its tables.
+
+    One row per target: ``table``, ``cell`` (its labels, 'Total' for margins; its position
+    on every axis when the table has no labels), ``kind`` (``"hidden"``, ``"rounded"`` for
+    a small cell of a rounded table, ``"difference"``), ``other`` (the table a difference
+    is taken against, else ''), ``count`` (true), ``lower``, ``upper`` (whole numbers, inf
+    when unbounded) and ``safe``. With ``exact=False`` a target stops being refined once it
+    is proved safe (its bounds are then only as wide as the evidence found), and a
+    difference outside the sensitive range is not bounded at all (its bounds are its count);
+    an unsafe target always gets exact bounds. The true counts are in the result: it is for
+    the data owner, never for a report.
+    """
+    return _frame(release, _attack(release, exact))
+
+
+# --------------------------------------------------------------------------------------
+# the planner
+
+
+@dataclass
+class ReleasePlan:
+    """Extra suppressions that make a release safe, found by :func:`protect_release`."""
+
+    hidden: dict[str, np.ndarray]
+    added: dict[str, list[tuple]]
+    refused: list[str]
+    rounds: int
+
+    def apply(self, release: Release) -> Release:
+        """The release with the plan's masks."""
+        tables = tuple(
+            replace(table, hidden=self.hidden[table.id].copy()) if table.id in self.hidden else table
+            for table in release.tables
+        )
+        return replace(release, tables=tables)
+
+
+def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = None) -> ReleasePlan:
+    """Add suppressions across the release until :func:`attack_release` finds no unsafe target.
+
+    ``frozen``: tables already published (earlier releases), by id, with their published
+    masks; they take part in the attack but are never changed. Where the reader wins, the
+    plan hides one published cell per unsafe target and round, among the cells the proof
+    of its bounds uses (else any cell holding its persons): the smallest first, then in
+    the table that shows fewest cells, Totals last; a table changed gets its own secondary
+    suppression again (it stays safe alone; cells hidden for the release are never given
+    back). A target that only frozen tables expose is refused, naming the tables and cell.
+    """
+    frozen = dict(frozen or {})
+    ids = [table.id for table in release.tables]
+    unknown = sorted(set(frozen) - set(ids))
+    if unknown:
+        raise ReleaseError(f"frozen names table(s) {unknown} that the release does not hold")
+    masks = {}
+    for table in release.tables:
+        mask = np.asarray(frozen[table.id], dtype=bool) if table.id in frozen else table.hidden.copy()
+        if mask.shape != table.full_shape:
+            raise ReleaseError(f"frozen mask of table {table.where()} has shape {mask.shape}, not {table.full_shape}")
+        masks[table.id] = mask.copy()
+    is_frozen = [table.id in frozen for table in release.tables]
+    refused: dict[tuple, str] = {}
+    rounds = 0
+    current = _with_masks(release, masks)
+    while True:
+        rounds += 1
+        targets = [t for t in _attack(current, exact=False) if not t.safe and _key(t) not in refused]
+        if not targets:
+            break
+        if rounds > MAX_ROUNDS:
+            for target in targets:
+                refused[_key(target)] = _refusal(current, target, f"still exposed after {MAX_ROUNDS} rounds")
+            break
+        chosen: dict[int, set[int]] = {}
+        for target in targets:
+            group = _choose(current, target, is_frozen, chosen)
+            if group is None:
+                refused[_key(target)] = _refusal(current, target, "only tables already published can change")
+                continue
+            for t, f in group:
+                chosen.setdefault(t, set()).add(f)
+        if not chosen:
+            break
+        for t in sorted(chosen):
+            table = current.tables[t]
+            mask = masks[table.id]
+            mask.ravel()[sorted(chosen[t])] = True
+            _secondary(table, mask, current.min_cell, current.zeros_disclosive)
+        current = _with_masks(release, masks)
+    hidden, added = {}, {}
+    for table in release.tables:
+        mask = masks[table.id]
+        if not np.array_equal(mask, table.hidden):
+            hidden[table.id] = mask
+            added[table.id] = [table.cell_label(int(f)) for f in np.flatnonzero((mask & ~table.hidden).ravel())]
+    return ReleasePlan(hidden, added, list(refused.values()), rounds)
+
+
+def _with_masks(release: Release, masks: Mapping[str, np.ndarray]) -> Release:
+    return replace(release, tables=tuple(replace(t, hidden=masks[t.id].copy()) for t in release.tables))
+
+
+def _key(target: _Target) -> tuple:
+    return (target.table, target.flat, target.kind, target.other)
+
+
+def _secondary(table: CountedTable, mask: np.ndarray, min_cell: int, zeros_disclosive: bool) -> None:
+    """Keep a changed table safe on its own: its secondary suppression again, never giving
+    back a cell that is already hidden (in place)."""
+    if table.rounding is not None or not table.margins:
+        return
+    settings = DisclosureSettings(min_cell, None, True, zeros_disclosive)
+    _suppress_secondary(table.counts(), mask, settings, forced=mask.copy())
+
+
+def _choose(release: Release, target: _Target, is_frozen: list[bool], chosen: dict[int, set[int]]):
+    """The published cell to hide for an unsafe target, or None when none may change."""
+    def usable(group) -> bool:
+        open_ = [(t, f) for t, f in group if not release.tables[t].hidden.flat[f] and f not in chosen.get(t, ())]
+        return bool(open_) and not any(is_frozen[t] for t, _ in open_)
+
+    if any(all(f in chosen.get(t, ()) for t, f in group) for group in target.support):
+        return ()  # a cell its proof uses goes this round already
+    candidates = [group for group in target.support if usable(group)]
+    if not candidates:
+        candidates = [(cell,) for cell in _holding(release, target) if usable((cell,))]
+    if not candidates:
+        return None
+    tables = {t for group in candidates for t, _ in group}
+    shown = {t: int((~release.tables[t].hidden).sum()) for t in tables}
+    counts = {t: release.tables[t].counts().ravel() for t in tables}
+
+    def rank(group):
+        t, f = group[0]
+        table = release.tables[t]
+        coords = np.unravel_index(f, table.full_shape)
+        totals = sum(int(table.margins and i == n) for i, n in zip(coords, table.shape))
+        return (int(counts[t][f]), totals, len(group), min(shown[u] for u, _ in group), group)
+
+    return min(candidates, key=rank)
+
+
+def _holding(release: Release, target: _Target) -> list[tuple[int, int]]:
+    """Published cells (of any table) that hold persons of the target (for a difference:
+    persons of its cell of the first table)."""
+    table = release.tables[target.table]
+    if target.kind == "difference":
+        persons = table.cell == target.flat
+    else:
+        coords = np.unravel_index(target.flat, table.full_shape)
+        persons = table.cell >= 0
+        inner = np.unravel_index(np.maximum(table.cell, 0), table.shape)
+        for axis, i in enumerate(coords):
+            if not (table.margins and i == table.shape[axis]):
+                persons &= inner[axis] == i
+    out = []
+    for t, other in enumerate(release.tables):
+        cells = np.unique(other.cell[persons & (other.cell >= 0)])
+        if len(cells) == 0:
+            continue
+        for f in np.unique(_covering(other, cells).ravel()):
+            out.append((t, int(f)))
+    return out
+
+
+def _refusal(release: Release, target: _Target, why: str) -> str:
+    table = release.tables[target.table]
+    tables = dict.fromkeys(
+        [target.table] + ([target.other] if target.other >= 0 else []) + [t for group in target.support for t, _ in group]
+    )
+    names = ", ".join(release.tables[t].where() for t in tables)
+    if target.kind == "difference":
+        coords = np.unravel_index(target.flat, table.shape)
+        cell = table.cell_label(int(np.ravel_multi_index(coords, table.full_shape)))
+        what = f"the persons of cell {cell!r} of table {table.where()} that table {release.tables[target.other].where()} does not count"
+    else:
+        what = f"{'hidden' if target.kind == 'hidden' else 'rounded'} cell {table.cell_label(target.flat)!r} of table {table.where()}"
+    bounds = (
+        f"recovered exactly" if target.lower == target.upper else f"narrowed to {target.lower:g}..{target.upper:g}"
+    )
+    return f"{what} is {bounds} by combining tables {names}; {why}"
