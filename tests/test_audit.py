@@ -212,7 +212,7 @@ def test_a_clean_report_built_with_safe_tables_and_figures_passes(tmp_path, secr
     assert result.findings == []
     assert result.passed and result.key_checked and result.deny_list_checked
     page = html.read_text()
-    assert page.count("data-studylib-safe") == 5 and "&lt;5" in page
+    assert page.count("data-studylib-safe") == 5 and "[c]" in page and "&lt;5" not in page
 
 
 @pytest.mark.slow

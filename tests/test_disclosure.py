@@ -332,41 +332,45 @@ def test_a_protected_table_never_shows_its_true_counts():
 def fresh_settings(monkeypatch):
     from studylib.report import settings
 
-    monkeypatch.delenv("STUDYLIB_MIN_CELL", raising=False)
-    monkeypatch.delenv("STUDYLIB_ROUNDING", raising=False)
+    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_REPORT", "STUDYLIB_LEDGER", "STUDYLIB_RELEASE_PLAN"):
+        monkeypatch.delenv(name, raising=False)
     settings.reset()
     yield settings
     settings.reset()
 
 
-@pytest.mark.parametrize("min_cell, rounding", [(10, None), (5, 3), (7, 5)])
-def test_what_the_runner_hands_a_kernel_reads_back_as_the_study_settings(fresh_settings, min_cell, rounding):
+@pytest.mark.parametrize("min_cell, rounding, symbol", [(10, None, "[c]"), (5, 3, "[c]"), (7, 5, "x")])
+def test_what_the_runner_hands_a_kernel_reads_back_as_the_study_settings(fresh_settings, min_cell, rounding, symbol):
+    from studylib.privacy import DisclosureSettings
     from studylib.report.variables import kernel_variables
 
-    env = kernel_variables(min_cell, rounding, "cleaning", "cleaning-hovedstaden")
+    wanted = DisclosureSettings(min_cell=min_cell, rounding=rounding, symbol=symbol, merge={"sex": "other_or_unknown"})
+    env = kernel_variables(wanted.to_json(), "cleaning", "cleaning-hovedstaden")
     read = fresh_settings.settings_from_environment(env)
-    assert (read.min_cell, read.rounding) == (min_cell, rounding)
+    assert read == wanted
     assert (env["STUDYLIB_STUDY_ID"], env["STUDYLIB_REPORT"]) == ("cleaning", "cleaning-hovedstaden")
+    assert fresh_settings.in_study_run(env) and not fresh_settings.in_study_run({})
 
 
 def test_the_study_settings_reach_every_table_from_the_environment(fresh_settings, monkeypatch):
+    from studylib.privacy import DisclosureSettings
     from studylib.report import safe_table
 
-    monkeypatch.setenv("STUDYLIB_MIN_CELL", "10")
-    monkeypatch.setenv("STUDYLIB_ROUNDING", "none")
-    table = pd.Series([7, 30, 45], index=pd.Index(["a", "b", "c"], name="region"))
-    shown = safe_table(table, caption="Persons by region")
+    monkeypatch.setenv("STUDYLIB_DISCLOSURE", DisclosureSettings(min_cell=10).to_json())
+    persons = pd.DataFrame({"person_id": [f"p{i}" for i in range(82)],
+                            "region": ["a"] * 7 + ["b"] * 30 + ["c"] * 45})
+    shown = safe_table(persons, rows="region", caption="Persons by region")
     assert shown.protected.min_cell == 10
     html = shown.to_html()
-    assert "&lt;10" in html and '"min_cell": 10' in html.replace("&quot;", '"')
-    assert ">7<" not in html  # 7 is below the minimum cell of 10
-    assert "fewer than 10 persons" in html
+    assert '"min_cell": 10' in html.replace("&quot;", '"')
+    assert ">7<" not in html and ">[c]<" in html  # 7 is below the minimum cell of 10
+    assert "&lt;" not in html and "fewer than" not in html  # one neutral symbol, whatever the reason
 
 
 def test_configure_overrides_the_environment_and_rounding_shows_multiples(fresh_settings, monkeypatch):
     from studylib.report import configure, safe_table
 
-    monkeypatch.setenv("STUDYLIB_MIN_CELL", "10")
+    monkeypatch.setenv("STUDYLIB_DISCLOSURE", '{"min_cell": 10}')
     configure(min_cell=5, rounding=5)
     shown = safe_table(pd.DataFrame([[3, 12], [26, 41]], index=["a", "b"], columns=["x", "y"]))
     cells = shown.cells().to_numpy().ravel().tolist()
@@ -379,8 +383,12 @@ def test_configure_overrides_the_environment_and_rounding_shows_multiples(fresh_
 def test_bad_settings_in_the_environment_name_the_variable(fresh_settings, monkeypatch):
     from studylib.errors import ConfigError
 
-    monkeypatch.setenv("STUDYLIB_MIN_CELL", "five")
-    with pytest.raises(ConfigError, match="STUDYLIB_MIN_CELL"):
+    monkeypatch.setenv("STUDYLIB_DISCLOSURE", '{"min_cell": "five"}')
+    with pytest.raises(ConfigError, match="STUDYLIB_DISCLOSURE"):
+        fresh_settings.current_settings()
+    fresh_settings.reset()
+    monkeypatch.setenv("STUDYLIB_DISCLOSURE", '{"min_cell": 5, "colour": "red"}')
+    with pytest.raises(ConfigError, match="colour"):
         fresh_settings.current_settings()
 
 

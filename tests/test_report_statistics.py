@@ -26,14 +26,15 @@ def _estimates() -> pd.DataFrame:
 
 
 def test_rows_with_a_small_count_show_no_statistics_and_the_audit_passes():
-    shown = safe_statistics(_estimates(), "Estimates by sector", counts=["observed"], formats={"estimate": "{:,.0f}"})
-    assert shown.cells.loc["au_pair"].tolist() == ["<5", "–", "–"]
+    with pytest.warns(UserWarning, match="not persons"):  # counts given as numbers: interactive only
+        shown = safe_statistics(_estimates(), "Estimates by sector", counts=["observed"], formats={"estimate": "{:,.0f}"})
+    assert shown.cells.loc["au pair"].tolist() == ["[c]", "[c]", "[c]"]
     assert shown.cells.loc["agriculture"].tolist() == ["120", "300", "1.50"]
     assert shown.cells.loc["begging"].tolist() == ["0", "–", "1.00"]
     assert shown.hidden_rows == 1
     html = shown.to_html()
     assert audit_html(html) == []
-    assert "fewer than 5 persons" in html
+    assert "[c]: confidential" in html and "&lt;5" not in html
     marker = parse_marker(shown._repr_mimebundle_()[1]["studylib_safe"])
     assert marker["rule"] == "statistics" and marker["min_cell"] == 5
 
@@ -46,11 +47,48 @@ def test_an_undeclared_small_count_is_caught_by_the_audit():
 
 def test_the_study_minimum_cell_reaches_the_table_without_being_passed():
     configure(min_cell=50)
-    shown = safe_statistics(_estimates(), counts=["observed"])
-    assert shown.cells["observed"].tolist() == ["120", "<50", "<50", "0"]
+    shown = safe_statistics(_estimates(), external=["observed"])
+    assert shown.cells["observed"].tolist() == ["120", "[c]", "[c]", "0"]
     assert audit_html(shown.to_html(), min_cell=50) == []
 
 
 def test_unknown_count_columns_are_named():
     with pytest.raises(KeyError, match="persons"):
-        safe_statistics(_estimates(), counts=["persons"])
+        safe_statistics(_estimates(), external=["persons"])
+
+
+def _persons() -> pd.DataFrame:
+    sectors = ["agriculture"] * 120 + ["au_pair"] * 3 + ["cleaning"] * 40
+    return pd.DataFrame({"person_id": [f"p{i:03d}" for i in range(len(sectors))], "sector": sectors})
+
+
+def test_count_columns_are_counted_from_persons_by_the_library():
+    persons = _persons()
+    fit = _estimates().drop(columns="observed")
+    shown = safe_statistics(fit, "Estimates by sector", counts={"persons": persons}, by="sector")
+    oracle = persons.groupby("sector").size()  # counted here, independently
+    assert shown.cells.loc["agriculture", "persons"] == f"{oracle['agriculture']:,}"
+    assert shown.cells.loc["cleaning", "persons"] == str(oracle["cleaning"])
+    assert shown.cells.loc["au pair"].tolist() == ["[c]", "[c]", "[c]"]  # 3 persons: nothing shown
+    assert shown.cells.loc["begging", "persons"] == "0"
+
+
+def test_counts_per_row_from_their_own_persons():
+    persons = _persons()
+    frame = pd.DataFrame({"kappa": [0.4, 0.5]}, index=pd.Index(["first", "second"], name="catalogue"))
+    shown = safe_statistics(frame, counts={"presumed": {"first": persons.iloc[:30], "second": persons.iloc[:4]}})
+    assert shown.cells["presumed"].tolist() == ["30", "[c]"]
+    assert shown.cells["kappa"].tolist() == ["0.40", "[c]"]
+
+
+def test_a_study_run_refuses_counts_given_as_numbers_and_undeclared_whole_numbers(monkeypatch):
+    from studylib.report import CountsRefused
+
+    monkeypatch.setenv("STUDYLIB_REPORT", "cleaning")
+    with pytest.raises(CountsRefused, match="pass the persons"):
+        safe_statistics(_estimates(), counts=["observed"])
+    with pytest.raises(CountsRefused, match="'observed' holds whole numbers"):
+        safe_statistics(_estimates())
+    fit = _estimates().drop(columns="observed")
+    shown = safe_statistics(fit, counts={"persons": _persons()}, by="sector")  # the way that works
+    assert shown.cells.loc["cleaning", "persons"] == "40"

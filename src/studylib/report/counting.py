@@ -30,6 +30,8 @@ from studylib.privacy.disclosure import DisclosureError
 PERSON = "person_id"
 OTHER = "other"
 UNKNOWN = "unknown"
+#: codes that mean "not known" in some vocabulary (``XX``: nationality unknown)
+UNKNOWN_CODES = frozenset({"unknown", "XX"})
 OTHER_OR_UNKNOWN = "other_or_unknown"
 MERGE_RULES = ("other_or_unknown", "adjacent", "top")
 
@@ -208,6 +210,10 @@ def _merge(values: np.ndarray, levels: list, rule, column: str, min_cell: int) -
         return np.where(np.isin(values, rest), label, values).astype(object), [x for x in levels if x not in rest] + [label]
     if isinstance(rule, Mapping) and set(rule) == {"top"}:
         n = int(rule["top"])
+        if any(x in UNKNOWN_CODES for x in levels):  # ``XX`` (nationality unknown) is shown as unknown
+            values = np.where(np.isin(values, list(UNKNOWN_CODES)), UNKNOWN, values).astype(object)
+            levels = [x for x in levels if x not in UNKNOWN_CODES] + [UNKNOWN]
+            sizes = pd.Series(values).value_counts()
         ranked = [x for x in sorted(levels, key=lambda x: (-size(x), levels.index(x))) if x not in (OTHER, UNKNOWN) and size(x) >= min_cell]
         named = [x for x in levels if x in ranked[:n]]
         if len(named) == len([x for x in levels if x not in (OTHER, UNKNOWN) and size(x) > 0]):

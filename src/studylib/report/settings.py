@@ -37,7 +37,8 @@ def settings_from_environment(environ=None) -> DisclosureSettings:
     try:
         return DisclosureSettings.from_json(text, where=f"environment {DISCLOSURE_VARIABLE}")
     except (DisclosureError, TypeError) as err:
-        raise ConfigError(str(err)) from None
+        where = f"environment {DISCLOSURE_VARIABLE}"
+        raise ConfigError(str(err) if str(err).startswith(where) else f"{where}: {err}") from None
 
 
 def in_study_run(environ=None) -> bool:

@@ -61,7 +61,8 @@ def front_matter(**fields: object) -> None:
     display({FRONT_MATTER_MIME: values, "text/markdown": text}, raw=True, metadata={MARKER_METADATA_KEY: marker})
 
 
-_NOT_A_YEAR = __import__("re").compile(r"(?<!\d)(?!(?:19|20)\d\d(?!\d))\d+")
+#: a number standing alone (not part of a name such as ``ilo-2009-r1``) that is not a year
+_NOT_A_YEAR = __import__("re").compile(r"(?<![A-Za-z0-9.\-])(?!(?:19|20)\d\d(?![A-Za-z0-9]))\d+(?![A-Za-z0-9])")
 
 
 def _words(name: str, value: object) -> str:
