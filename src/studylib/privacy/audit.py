@@ -179,9 +179,12 @@ class Auditor:
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise AuditError(f"{name}: not a notebook (no list of cells)")
         out = self._text(name, "notebook metadata", _json_text(notebook.get("metadata", {})))
-        for number, cell in enumerate(notebook["cells"], 1):
+        number = 0
+        for cell in notebook["cells"]:
             kind = cell.get("cell_type", "cell")
-            where = f"cell {number} ({kind})"
+            injected = "injected-parameters" in (cell.get("metadata") or {}).get("tags", [])
+            number += 0 if injected else 1  # cells are numbered as in the template papermill ran
+            where = f"cell {number} ({kind})" if not injected else "the injected parameters cell"
             source = _joined(cell.get("source", ""))
             out += self._text(name, f"{where} source", source)
             if kind == "markdown":
