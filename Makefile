@@ -33,5 +33,5 @@ lab: setup  ## open JupyterLab with the project's kernel
 bench: setup  ## run the benchmark scripts (prints figures)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-clean:  ## remove generated data and reports (keeps .venv)
-	rm -rf reports synthetic_data/generated
+clean:  ## remove generated data, reports and the release ledgers (keeps .venv)
+	rm -rf reports synthetic_data/generated .studylib-state

@@ -281,8 +281,11 @@ def run_command(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address (workers share the file system)."),
     reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
     studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="The runner's private state: the release ledgers of what was published (default: .studylib-state/ beside the reports folder; never publish it)."),
 ) -> None:
-    """Run studies: execute, export HTML and PDF, audit, publish into reports/.
+    """Run studies: execute, export HTML and PDF, audit, protect the release, publish into reports/.
+
+    Every table of the batch is protected together with every table already published from the same dataset: a report whose tables would let a reader work out a small count from another report is run again with more cells hidden, or refused.
 
     On this machine the kernels are forked from one process that has loaded the libraries once (STUDYLIB_KERNEL_FORK=0 launches each kernel on its own), and PDFs and audits are made in a helper process while the next kernels run.
     """
@@ -300,7 +303,8 @@ def run_command(
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's pending-task noise after a dead kernel
     studies_dir = (studies_dir or _project_folder("studies")).resolve()
     settings = BatchSettings(
-        reports=(reports or paths.reports_dir()).resolve(), force=force, workers=workers, cluster=cluster, studies_dir=studies_dir
+        reports=(reports or paths.reports_dir()).resolve(), force=force, workers=workers, cluster=cluster, studies_dir=studies_dir,
+        state=state.resolve() if state else None,
     )
     files = _study_files(studies or [], run_all, studies_dir)
     if not files:
@@ -321,10 +325,10 @@ def run_command(
 
         result = run_batch(files, settings, progress)
     table = Table(title="studylib run")
-    for col in ("report", "status", "seconds", "message"):
+    for col in ("report", "status", "seconds", "message (published: information lost to disclosure control)"):
         table.add_column(col, overflow="fold")
     for o in result.outcomes:
-        message = "" if o.status == "published" else escape(o.message)
+        message = escape(o.message.removeprefix(f"{o.key}: published (").rstrip(")") if o.status == "published" else o.message)
         table.add_row(escape(o.key), f"[{colour.get(o.status, 'white')}]{o.status}[/]", f"{o.seconds:.1f}", message)
     Console().print(table)
     Console().print(f"index: {result.index}", highlight=False, soft_wrap=True)
