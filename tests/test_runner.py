@@ -90,7 +90,7 @@ def test_html_has_title_block_contents_numbered_captions_methods_and_provenance(
     for ident in re.findall(r'href="#([^"]+)"', toc):
         assert f'id="{ident}"' in page
     assert page.count("<caption>") == 3 and page.count("<figcaption>") == 2
-    assert page.count("data-studylib-safe=") == 5, "every table and figure carries the safe marker"
+    assert page.count("data-studylib-safe=") == 6, "every table, figure and sentence carries the safe marker"
     assert 'id="methods"' in page and "Counts from 1 to 4 are" in page
     manifest = json.loads((root / "reports" / "cleaning" / "manifest.json").read_text())
     footer = re.search(r'<footer[^>]*report-provenance[^>]*>.*?</footer>', page, re.S).group(0)

@@ -31,13 +31,13 @@ DRILL = [
     ("md", "# Fault drill", "remove-cell"),
     ("code", "data_dir: str = ''  # dataset folder\nmode: str = 'ok'  # ok, raise, die, hang or big\nseconds: float = 0  # sleep this long in cell 5", "parameters"),
     ("md", "## Work"),
-    ("code", "import os, time\nprint('study', os.environ['STUDYLIB_STUDY_ID'], 'min cell', os.environ['STUDYLIB_MIN_CELL'])"),
+    ("code", "import os, sys, time\nprint('study', os.environ['STUDYLIB_STUDY_ID'], 'disclosure', os.environ['STUDYLIB_DISCLOSURE'], file=sys.stderr)"),
     ("code", "time.sleep(seconds)"),
     ("code", "if mode == 'raise':\n    raise ValueError('the data say no')\nif mode == 'die':\n    os._exit(3)\n"
              "if mode == 'hang':\n    time.sleep(3600)\nif mode == 'big':\n    print('x' * 3_000_000)"),
     ("code", "if mode == 'leak':\n    from IPython.display import HTML, display\n    display(HTML('<table><tr><td>persons</td><td>3</td></tr></table>'))"),
     ("md", "## Done"),
-    ("code", "print('done')"),
+    ("code", "print('done', file=sys.stderr)"),
 ]
 
 
@@ -164,7 +164,7 @@ def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, d
         nb = nbformat.read(failed / "notebook.ipynb", as_version=4)
         banner = nb.cells[0].source
         assert "papermill-error-cell-tag" in nb.cells[0].metadata.get("tags", []) or "studylib-error" in nb.cells[0].metadata.get("tags", []), banner
-        assert f"study {key} min cell 5" in (failed / "run.log").read_text()
+        assert f'study {key} disclosure {{"margins": true, "merge": {{}}, "min_cell": 5' in (failed / "run.log").read_text()
     assert _good(reports, "f_ok") != before["f_ok"]
     assert not (reports / "f_ok" / "failed").exists()
     assert _leftovers(reports) == []

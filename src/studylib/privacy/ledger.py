@@ -156,6 +156,7 @@ class PlanEntry:
 
 def write_plan(path: str | os.PathLike, entries: dict[str, PlanEntry]) -> None:
     """Write a report's release plan: table id -> cells to hide."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     body = {"version": LEDGER_VERSION, "tables": {k: {"signature": e.signature, "hide": list(map(int, e.hide))}
                                                  for k, e in sorted(entries.items())}}
     write_file(Path(path), json.dumps(body, sort_keys=True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import html
 import re
 import threading
@@ -188,11 +189,18 @@ def strip_active_content(page_html: str) -> str:
     return _EXTERNAL_SRC.sub("", page_html)
 
 
+#: The fixed time stamped into embedded fonts (2020-01-01), so that the same HTML gives the same PDF bytes.
+_FONT_EPOCH = "1577836800"
+
+
 def to_pdf(page_html: str) -> bytes:
     """Render the report page to PDF with WeasyPrint; the same HTML gives the same bytes."""
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
 
+    # fontTools stamps every embedded font subset with the time it was made unless
+    # SOURCE_DATE_EPOCH is set: without it two renders a second apart differ
+    os.environ.setdefault("SOURCE_DATE_EPOCH", _FONT_EPOCH)
     identifier = hashlib.sha256(page_html.encode()).hexdigest()[:32].encode()
     data_only = URLFetcher(allowed_protocols={"data"})  # a report fetches nothing from outside the page
     document = HTML(string=page_html, base_url=None, url_fetcher=data_only)
