@@ -5,7 +5,8 @@ A training :class:`Case` is drawn from one seed with the generator's sector prof
 nationality, exploitation and victim share) and its indicators with the profile's chances
 per dimension on the person's catalogue list (the child lists for a person under 18), as
 ``studylib synth`` ticks the F04 checklist. A vignette tells at most ``max_indicators`` of
-them (a random sample of the drawn checklist, so that it stays within 120-250 words).
+them, chosen so that they classify as the whole checklist does (see :func:`_told`), in
+120-250 words.
 
 :func:`vignette` tells a case in English or Danish from the phrasings in ``vignettes.yaml``
 (several per indicator, chosen by the case's seed; none names an indicator). The first
@@ -37,7 +38,7 @@ LANGUAGES = ("en", "da")
 #: Fewest and most words of a vignette.
 MIN_WORDS, MAX_WORDS = 120, 250
 #: Most indicators one vignette tells.
-MAX_INDICATORS = 8
+MAX_INDICATORS = 9
 #: Ages of a child case drawn on request (the scenario's youngest age is 12).
 CHILD_AGES = (12, 17)
 #: Dimensions told in the first paragraph (recruitment); the rest go in the second.
@@ -187,6 +188,50 @@ def _age(rng: np.random.Generator, bands: dict[str, float], limits: dict) -> int
     return int(rng.integers(lo, hi + 1))
 
 
+def _minimal_core(codes: list[str], list_name: str, rng: np.random.Generator) -> list[str] | None:
+    """A smallest random subset of one dimension's indicators that makes it present, or None."""
+    look = _catalogue_lookup()
+    by_grade: dict[str, list[str]] = {}
+    for code in codes:
+        by_grade.setdefault(look["grade"][(code, list_name)], []).append(code)
+    for combo in sorted(look["spec"]["presence"], key=len):
+        need = {g: combo.count(g) for g in set(combo)}
+        if all(len(by_grade.get(g, ())) >= n for g, n in need.items()):
+            return [c for g, n in sorted(need.items()) for c in rng.choice(np.array(by_grade[g], dtype=object), size=n, replace=False)]
+    return None
+
+
+def _told(drawn: tuple[str, ...], list_name: str, most: int, rng: np.random.Generator) -> tuple[str, ...]:
+    """What a vignette tells of a drawn checklist: at most ``most`` indicators, same classification.
+
+    A random sample of 9 of a victim's 20 indicators would rarely leave a dimension present.
+    So for every dimension kind the person's rule needs, one present dimension (chosen at
+    random) keeps a smallest set of indicators that makes it present; the rest of the room is
+    filled with other drawn indicators in random order. A dimension that was not present
+    cannot become present in a subset, so the told indicators classify as the whole checklist
+    does (whenever the cores fit in ``most``).
+    """
+    if len(drawn) <= most:
+        return drawn
+    look = _catalogue_lookup()
+    spec = look["spec"]
+    by_dim: dict[str, list[str]] = {}
+    for code in drawn:
+        by_dim.setdefault(look["dimension"][code], []).append(code)
+    rule = spec["lists"][list_name]["rule"]
+    kept: list[str] = []
+    for kind in spec["rules"][rule]:
+        cores = [core for d in sorted(by_dim) if look["dims"][d]["kind"] == kind
+                 for core in [_minimal_core(by_dim[d], list_name, rng)] if core]
+        if cores:
+            core = cores[int(rng.integers(0, len(cores)))]
+            if len(kept) + len(core) <= most:
+                kept += core
+    rest = [c for c in drawn if c not in kept]
+    kept += [rest[i] for i in rng.permutation(len(rest))[: most - len(kept)]]
+    return tuple(sorted(kept, key=look["order"].__getitem__))
+
+
 def draw_case(seed: int, *, child: bool | None = None, sector: str | None = None, max_indicators: int = MAX_INDICATORS) -> Case:
     """The training case of ``seed``: a person drawn from the sector profiles, and what a vignette tells.
 
@@ -223,10 +268,7 @@ def draw_case(seed: int, *, child: bool | None = None, sector: str | None = None
     codes = look["on_list"][list_name]
     p = np.array([chances.get(look["dimension"][c], 0.0) for c in codes])
     drawn = tuple(c for c, hit in zip(codes, rng.random(len(codes)) < p) if hit)
-    told = drawn
-    if len(drawn) > max_indicators:
-        keep = np.sort(rng.choice(len(drawn), size=max_indicators, replace=False))
-        told = tuple(drawn[i] for i in keep)
+    told = _told(drawn, list_name, max_indicators, rng)
     pronouns = sex if sex in ("female", "male") else ("female", "male")[int(rng.integers(0, 2))]
     from studylib.synthetic.pii import FEMALE, MALE, name_pool
 
