@@ -88,7 +88,7 @@ def student_notebook(seed: int, student: int, cases: int, texts: list[str], lang
     ]
     for k, text in enumerate(texts, start=1):
         cells.append(_cell("markdown", f"## Exercise {k}: case {k}\n\n{_quote(text)}", ("exercise",)))
-        cells.append(_cell("code", f"answers_{k} = set()  # your indicator codes, e.g. {{\"dr_deceived_job\", \"cd_isolation\"}}\n"
+        cells.append(_cell("code", f"answers_{k} = set()  # your indicator codes, as a set of strings (see indicator_table())\n"
                            f"check(answers_{k}, case={k})", ("exercise",)))
     return _notebook(cells)
 
