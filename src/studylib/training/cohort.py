@@ -175,7 +175,8 @@ def _write_cohort(tmp: Path, students: int, cases: int, seed: int, language: str
     writer.writerow(["student", "case", "case_seed", "rule", "list", "presumed_victim", "indicator", "dimension", "grade", "text"])
     writer.writerows(key_rows)
     (teacher / "key.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    (teacher / "key.json").write_text(json.dumps(key_json, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (teacher / "key.json").write_text("[\n" + ",\n".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in key_json)
+                                      + "\n]\n", encoding="utf-8")  # one case per line
     (teacher / "key.md").write_text("\n".join(key_md) + "\n", encoding="utf-8")
     meta = {"seed": seed, "students": students, "cases": cases, "language": language, "child_share": child_share,
             "versions": versions(), "made_by": "studylib training cohort"}

@@ -22,8 +22,10 @@ case, the same text and the same key.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +177,43 @@ def _profiles():
 
 def _pick(rng: np.random.Generator, shares: dict[str, float]) -> str:
     keys = list(shares)
-    p = np.array([shares[k] for k in keys], dtype=float)
-    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+    cumulative = list(accumulate(shares[k] for k in keys))
+    return keys[min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(keys) - 1)]
+
+
+#: Given names per nationality and sex a vignette draws from.
+NAMES_PER_POOL = 40
+
+
+@lru_cache(maxsize=None)
+def given_names(nationality: str, sex: str) -> tuple[str, ...]:
+    """Fake given names of one nationality and sex, from the generator's Faker locales.
+
+    Read from the locales' name lists (Faker's person providers) rather than drawn through a
+    Faker instance, which takes a tenth of a second to build per locale, and a smaller pool
+    than the generator's (:func:`studylib.synthetic.pii.name_pool`): a vignette needs one name.
+    """
+    import importlib
+
+    from studylib.synthetic.nationalities import nationalities
+    from studylib.synthetic.pii import _stable_seed, latin_name
+
+    info = nationalities()[nationality]
+    names: list[str] = []
+    for locale in info.given_name_locales:
+        try:
+            provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        except ModuleNotFoundError:
+            continue
+        pool = list(getattr(provider, f"first_names_{sex}", None) or getattr(provider, "first_names", ()) or ())
+        if pool:
+            rng = np.random.default_rng(_stable_seed(locale, "training", sex))
+            pick = rng.choice(len(pool), size=min(NAMES_PER_POOL, len(pool)), replace=False)
+            names += [latin_name(pool[i], info.join_syllables) for i in sorted(pick)]
+    names = list(dict.fromkeys(n for n in names if n))
+    if not names:
+        raise VignetteError(f"no {sex} given names for nationality {nationality} in Faker locales {info.given_name_locales}")
+    return tuple(names)
 
 
 def _age(rng: np.random.Generator, bands: dict[str, float], limits: dict) -> int:
@@ -270,9 +307,7 @@ def draw_case(seed: int, *, child: bool | None = None, sector: str | None = None
     drawn = tuple(c for c, hit in zip(codes, rng.random(len(codes)) < p) if hit)
     told = _told(drawn, list_name, max_indicators, rng)
     pronouns = sex if sex in ("female", "male") else ("female", "male")[int(rng.integers(0, 2))]
-    from studylib.synthetic.pii import FEMALE, MALE, name_pool
-
-    names = name_pool(nationality)[("first", FEMALE if pronouns == "female" else MALE)]
+    names = given_names(nationality, pronouns)
     name = names[int(rng.integers(0, len(names)))]
     return Case(seed=int(seed), sector=sector, exploitation=exploitation, sex=sex, age=age, nationality=nationality,
                 name=name, pronouns=pronouns, organisation=organisation, victim=victim, list_name=list_name,
@@ -332,10 +367,12 @@ def vignette(case: Case, language: str = "en") -> str:
     # fill a short story to MIN_WORDS with neutral sentences, alternating the paragraphs
     order = [s for pair in zip(fillers["recruitment"], fillers["destination"]) for s in pair]
     stage_of = {s: st for st in fillers for s in fillers[st]}
+    n = count_words(text())
     for sentence in order:
-        if count_words(text()) >= MIN_WORDS:
+        if n >= MIN_WORDS:
             break
         used[stage_of[sentence]].append(sentence)
+        n += count_words(sentence)
     out = text()
     n = count_words(out)
     if not MIN_WORDS <= n <= MAX_WORDS:
