@@ -347,3 +347,18 @@ def test_lesson_source_errors_name_file_and_line(tmp_path):
     bad.write_text('# %% [markdown]\nnot a comment\n# %% tags=["exercise"]\n# %% tags=["solution"]\n')
     with pytest.raises(LessonError, match="line 2: a markdown cell"):
         parse_source(bad)
+
+
+@pytest.mark.parametrize("lang", ["en", "da"])
+def test_every_phrasing_carries_a_cue_of_its_own_indicator(lang):
+    """Several phrasings per indicator; each one, for either pronoun set, is read as its indicator."""
+    base = draw_case(1)
+    for code in CODES:
+        assert len(PHRASES["indicators"][code][lang]) >= 2, code
+        stage_first = CAT.loc[CAT["code"] == code, "dimension"].iloc[0] in (
+            "deceptive_recruitment", "coercive_recruitment", "recruitment_vulnerability")
+        for pronouns in ("female", "male"):
+            case = training.Case(**{**base.__dict__, "pronouns": pronouns})
+            for sentence in rendered_phrasings(case, code, lang):
+                text = f"{sentence}\n\nNothing here." if stage_first else f"Nothing here.\n\n{sentence}"
+                assert code in read_indicators(text, lang), (code, pronouns, sentence)

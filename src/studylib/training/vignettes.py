@@ -21,6 +21,7 @@ case, the same text and the same key.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def given_names(nationality: str, sex: str) -> tuple[str, ...]:
     import importlib
 
     from studylib.synthetic.nationalities import nationalities
-    from studylib.synthetic.pii import _stable_seed, latin_name
+    from studylib.synthetic.pii import latin_name
 
     info = nationalities()[nationality]
     names: list[str] = []
@@ -207,7 +208,8 @@ def given_names(nationality: str, sex: str) -> tuple[str, ...]:
             continue
         pool = list(getattr(provider, f"first_names_{sex}", None) or getattr(provider, "first_names", ()) or ())
         if pool:
-            rng = np.random.default_rng(_stable_seed(locale, "training", sex))
+            digest = hashlib.sha256(f"training\x1f{locale}\x1f{sex}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
             pick = rng.choice(len(pool), size=min(NAMES_PER_POOL, len(pool)), replace=False)
             names += [latin_name(pool[i], info.join_syllables) for i in sorted(pick)]
     names = list(dict.fromkeys(n for n in names if n))
@@ -339,7 +341,9 @@ def vignette(case: Case, language: str = "en") -> str:
     _check_language(language)
     ph = phrasings()
     rng = np.random.default_rng([case.seed, 15, LANGUAGES.index(language)])
-    work, place = ph["sectors"].get(case.sector, ph["sectors"]["cleaning"])[language]
+    if case.sector not in ph["sectors"]:
+        raise VignetteError(f"{PHRASINGS_PATH}: key sectors: no entry for sector {case.sector!r} (its work and place)")
+    work, place = ph["sectors"][case.sector][language]
     values = {**ph["pronouns"][language][case.pronouns], "name": case.name, "age": case.age,
               "origin": None, "work": work, "place": place, "org": ph["organisations"][case.organisation][language]}
     values["origin"] = _fill(ph["countries"][language][case.nationality], values, f"countries.{language}.{case.nationality}")
