@@ -362,3 +362,23 @@ def test_every_phrasing_carries_a_cue_of_its_own_indicator(lang):
             for sentence in rendered_phrasings(case, code, lang):
                 text = f"{sentence}\n\nNothing here." if stage_first else f"Nothing here.\n\n{sentence}"
                 assert code in read_indicators(text, lang), (code, pronouns, sentence)
+
+
+def test_building_lessons_never_replaces_a_folder_with_other_files(tmp_path):
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / ".ipynb_checkpoints").mkdir()  # JupyterLab's: replaced with the folder
+    build_lessons(tmp_path, versions=("student",))
+    assert len(list((tmp_path / "student").glob("*.ipynb"))) == 6
+    (tmp_path / "student" / "my_notes.md").write_text("mine")
+    with pytest.raises(LessonError, match=r"other than built notebooks \(my_notes.md\)"):
+        build_lessons(tmp_path, versions=("student",))
+    assert (tmp_path / "student" / "my_notes.md").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]  # no temporaries left
+
+
+def test_cli_training_notebooks(tmp_path):
+    result = CliRunner().invoke(app, ["training", "notebooks", "--out", str(tmp_path), "--version", "teacher"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
+    bad = CliRunner().invoke(app, ["training", "notebooks", "--out", str(tmp_path), "--version", "pupil"])
+    assert bad.exit_code == 2 and "--version must be one of student, teacher" in bad.output

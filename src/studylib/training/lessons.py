@@ -163,9 +163,11 @@ def build_lessons(out: Path, source_dir: Path | None = None, versions: tuple[str
     for version in versions:
         built = {src.with_suffix(".ipynb").name: build_lesson(src, version) for src in sources}
         target = out / version
-        if target.is_dir() and any(p.suffix != ".ipynb" for p in target.iterdir()):
-            # a version folder holds only built notebooks; never replace a folder with other files
-            raise LessonError(f"{target}: holds files other than built notebooks; choose another --out")
+        others = sorted(p.name for p in target.iterdir() if p.suffix != ".ipynb" and p.name != ".ipynb_checkpoints") if target.is_dir() else []
+        if others:
+            # a version folder holds only built notebooks (and JupyterLab's checkpoints); never
+            # replace a folder with other files
+            raise LessonError(f"{target}: holds files other than built notebooks ({', '.join(others[:3])}); choose another --out")
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=out))
         try:
             tmp.chmod(0o755)
