@@ -453,6 +453,57 @@ def demo_command(
     console.print(f"demo dataset: {path}", highlight=False)
 
 
+# --- training: exercises for students (studylib.training) -----------------------------------
+
+training_app = typer.Typer(help="Training on synthetic cases: exercise cohorts for students and the lesson notebooks.",
+                           no_args_is_help=True)
+app.add_typer(training_app, name="training")
+
+
+@training_app.command("cohort")
+def training_cohort_command(
+    students: int = typer.Option(..., "--students", "-n", help="How many students (each gets different cases)."),
+    cases: int = typer.Option(10, "--cases", "-m", help="Cases per student."),
+    seed: int = typer.Option(..., "--seed", help="The cohort's seed: the same seed makes the same cohort again."),
+    out: Path = typer.Option(..., "--out", "-o", help="The cohort folder to write (new or empty, or a cohort with --overwrite)."),
+    language: str = typer.Option("en", "--language", help="Language of the vignettes: en (English) or da (Danish)."),
+    child_share: float = typer.Option(0.2, "--child-share", help="Share of cases drawn as children of 12-17, besides the minors the profiles draw."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing cohort folder."),
+) -> None:
+    """Make one exercise set per student (a notebook and a vignette file) and the teacher's key.
+
+    DIR/students/student_NNN/ holds exercises.ipynb and vignettes.md, to hand out; DIR/teacher/
+    holds key.md, key.csv and key.json, to keep. All cases are synthetic.
+    """
+    from studylib.training.cohort import make_cohort
+
+    try:
+        result = make_cohort(out, students=students, cases=cases, seed=seed, language=language,
+                             child_share=child_share, overwrite=overwrite)
+    except StudylibError as err:
+        fail(err)
+    typer.echo(f"wrote {result.out}: {result.students} students x {result.cases} cases; "
+               f"hand out students/student_NNN/, keep teacher/ (the key) to yourself")
+
+
+@training_app.command("notebooks")
+def training_notebooks_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write student/ and teacher/ into."),
+    source: Optional[Path] = typer.Option(None, "--source", help="Folder of lesson sources (default: notebooks/source of the project)."),
+    version: Optional[str] = typer.Option(None, "--version", help="Only one version: student or teacher (default: both)."),
+) -> None:
+    """Build the lesson notebooks from their sources: OUT/student/ (no solutions) and OUT/teacher/."""
+    from studylib.training.lessons import VERSIONS, build_lessons
+
+    if version is not None and version not in VERSIONS:
+        fail(f"--version must be one of {', '.join(VERSIONS)}, not {version!r}")
+    try:
+        written = build_lessons(out, source, versions=(version,) if version else VERSIONS)
+    except (StudylibError, FileNotFoundError) as err:
+        fail(err)
+    typer.echo(f"wrote {len(written)} notebooks into {out}")
+
+
 
 def main() -> None:
     """Console-script entry point."""
