@@ -10,6 +10,7 @@ Run: ``.venv/bin/python benchmarks/bench_runner.py`` (makes the demo dataset if 
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -51,8 +52,7 @@ def naive(studies: list[Path], data: Path, out: Path) -> float:
         template = (file.parent / study["template"]).resolve()
         notebook = out / f"{study['id']}.ipynb"
         parameters = {**study.get("parameters", {}), "data_dir": str(data)}
-        env = {"STUDYLIB_MIN_CELL": str(study["disclosure"]["min_cell"]),
-               "STUDYLIB_ROUNDING": str(study["disclosure"].get("rounding") or "none")}
+        env = {"STUDYLIB_DISCLOSURE": json.dumps({k: v for k, v in study["disclosure"].items()})}
         total += _timed([str(BIN / "papermill"), str(template), str(notebook), "-y", yaml.safe_dump(parameters),
                          "--cwd", str(template.parent)], env)
         total += _timed([str(BIN / "jupyter"), "nbconvert", "--to", "html", "--no-input", str(notebook)])
