@@ -721,11 +721,19 @@ def _run_on_threads(reports: list[Report], settings: BatchSettings, cancel: thre
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_report_in_own_thread(report: Report, settings: BatchSettings) -> Outcome:
+def run_report_in_own_thread(report: Report, settings: BatchSettings, gate_name: str | None = None) -> Outcome:
     """:func:`run_report` in a fresh thread: a Dask worker thread may carry an event loop of its own,
-    and the kernel client needs one that is not running."""
+    and the kernel client needs one that is not running. ``gate_name``: the batch's release gate
+    (:class:`~studylib.runner.release.GateServer`) this report waits at."""
+    gate = None
+    if gate_name:
+        from distributed import get_client
+
+        from studylib.runner.release import RemoteGate
+
+        gate = RemoteGate(settings.state or default_state(settings.reports), get_client(), gate_name)
     box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(run_report(report, settings)), name=f"studylib-report-{uuid.uuid4().hex[:8]}")
+    thread = threading.Thread(target=lambda: box.append(run_report(report, settings, gate=gate)), name=f"studylib-report-{uuid.uuid4().hex[:8]}")
     thread.start()
     thread.join()
     return box[0]
@@ -734,25 +742,36 @@ def run_report_in_own_thread(report: Report, settings: BatchSettings) -> Outcome
 def _run_on_cluster(reports: list[Report], settings: BatchSettings, cancel: threading.Event, progress: Progress, result: BatchResult) -> None:
     from distributed import Client
 
+    from studylib.runner.release import GateServer
+
+    gate = ReleaseGate(settings.state or default_state(settings.reports))
+    gate.expect(r.key for r in reports)
+    name = f"studylib-gate-{uuid.uuid4().hex[:12]}"
     with Client(settings.cluster, set_as_default=False) as client:
-        futures = {}
-        for report in reports:
-            futures[client.submit(run_report_in_own_thread, report, settings, key=f"studylib-{report.key}-{uuid.uuid4().hex[:8]}", pure=False)] = report
-            progress(report.key, None)
-        pending = dict(futures)
-        while pending and not cancel.is_set():
-            for future in [f for f in pending if f.done()]:
-                report = pending.pop(future)
-                try:
-                    outcome = future.result()
-                except Exception as err:  # noqa: BLE001 - a worker that died is a failure of its report only
-                    outcome = Outcome(report.key, report.study.id, report.title, "failed",
-                                      f"{report.key}: the Dask worker failed: {type(err).__name__}: {err}", kind="worker")
-                result.outcomes.append(outcome)
-                progress(outcome.key, outcome)
-            cancel.wait(0.25)
-        if pending:
-            client.cancel(list(pending))  # a report already running on a worker finishes or fails whole
+        server = GateServer(gate, client, name)
+        try:
+            futures = {}
+            for report in reports:
+                futures[client.submit(run_report_in_own_thread, report, settings, name,
+                                      key=f"studylib-{report.key}-{uuid.uuid4().hex[:8]}", pure=False)] = report
+                progress(report.key, None)
+            pending = dict(futures)
+            while pending and not cancel.is_set():
+                for future in [f for f in pending if f.done()]:
+                    report = pending.pop(future)
+                    try:
+                        outcome = future.result()
+                    except Exception as err:  # noqa: BLE001 - a worker that died is a failure of its report only
+                        gate.leave(report.key)
+                        outcome = Outcome(report.key, report.study.id, report.title, "failed",
+                                          f"{report.key}: the Dask worker failed: {type(err).__name__}: {err}", kind="worker")
+                    result.outcomes.append(outcome)
+                    progress(outcome.key, outcome)
+                cancel.wait(0.25)
+            if pending:
+                client.cancel(list(pending))  # a report already running on a worker finishes or fails whole
+        finally:
+            server.close()
 
 
 # --- the index ------------------------------------------------------------------------------------------

@@ -70,7 +70,17 @@ class Stored:
         return folders
 
     def publish(self, key: str, ledger: Path) -> None:
-        """Make ``ledger`` the published version of ``key``; the previous one joins the history."""
+        """Make ``ledger`` the published version of ``key``; the previous one joins the history.
+
+        Under a file lock, so that batches and cluster workers that publish at once keep every version."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._publish(key, ledger)
+
+    def _publish(self, key: str, ledger: Path) -> None:
         target = self.published(key)
         previous = target.exists()
         if previous:
@@ -84,6 +94,18 @@ class Stored:
         shutil.copytree(ledger, staged)
         replace_folder(staged, target)
         shutil.rmtree(staged, ignore_errors=True)
+
+
+def initial_plan(stored: Stored, key: str) -> dict:
+    """The cells the published version of a report hid (by table id and layout): they stay hidden."""
+    from studylib.privacy.ledger import PlanEntry
+
+    plan = {}
+    for entry in entries_of([stored.published(key)]):
+        hidden = np.flatnonzero(entry.hidden_array().ravel())
+        if hidden.size:
+            plan[entry.id] = PlanEntry(entry.signature, tuple(int(i) for i in hidden))
+    return plan
 
 
 def entries_of(folders: list[Path]):
@@ -215,15 +237,7 @@ class ReleaseGate:
 
     def initial_plan(self, key: str, lineage_id: str) -> dict:
         """The cells the published version of this report hid: they stay hidden."""
-        from studylib.privacy.ledger import PlanEntry
-
-        folder = self.stored(lineage_id).published(key)
-        plan = {}
-        for entry in entries_of([folder]):
-            hidden = np.flatnonzero(entry.hidden_array().ravel())
-            if hidden.size:
-                plan[entry.id] = PlanEntry(entry.signature, tuple(int(i) for i in hidden))
-        return plan
+        return initial_plan(self.stored(lineage_id), key)
 
     def decide(self, key: str, lineage_id: str, ledger: Path, min_cell: int, zeros_disclosive: bool,
                cancel: threading.Event | None = None) -> Decision:
@@ -322,3 +336,102 @@ class ReleaseGate:
             first = unsafe.iloc[0]
             return {k: Decision("refuse", message=f"the release is unsafe at {first['table']} {first['cell']} and no plan changes it") for k in keys}
         return out
+
+
+# --- the gate across processes: reports on a Dask cluster ---------------------------------------
+
+
+def _decision_data(decision: Decision) -> dict:
+    return {"action": decision.action, "message": decision.message, "seconds": decision.seconds,
+            "plan": {k: [e.signature, list(e.hide)] for k, e in decision.plan.items()}}
+
+
+def _decision_of(data: dict) -> Decision:
+    from studylib.privacy.ledger import PlanEntry
+
+    plan = {k: PlanEntry(sig, tuple(hide)) for k, (sig, hide) in data["plan"].items()}
+    return Decision(data["action"], plan, data["message"], data["seconds"])
+
+
+class GateServer:
+    """The batch's side of a gate for reports on a Dask cluster: it reads the workers' requests
+    from a Dask ``Queue`` and answers each through a Dask ``Variable`` (workers share the file
+    system, so ledger folders are paths both sides can read)."""
+
+    def __init__(self, gate: ReleaseGate, client, name: str):
+        from distributed import Queue
+
+        self.gate, self.client, self.name = gate, client, name
+        self.queue = Queue(name, client=client)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._pump, name="studylib-release-gate", daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        while not self.stop.is_set():
+            try:
+                message = self.queue.get(timeout=0.5)
+            except Exception:  # noqa: BLE001 - a timeout: nothing asked
+                continue
+            if message["op"] == "leave":
+                self.gate.leave(message["key"])
+            elif message["op"] == "decide":
+                threading.Thread(target=self._decide, args=(message,), daemon=True).start()
+
+    def _decide(self, message: dict) -> None:
+        from distributed import Variable
+
+        decision = self.gate.decide(message["key"], message["lineage"], Path(message["ledger"]),
+                                    message["min_cell"], message["zeros_disclosive"])
+        Variable(f"{self.name}-{message['key']}", client=self.client).set({"seq": message["seq"], "decision": _decision_data(decision)})
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class RemoteGate:
+    """A worker's side of the batch's gate (see :class:`GateServer`); the same calls as :class:`ReleaseGate`."""
+
+    def __init__(self, state: Path, client, name: str):
+        self.state, self.client, self.name = Path(state), client, name
+
+    def stored(self, lineage_id: str) -> Stored:
+        return Stored(self.state / lineage_id)
+
+    def expect(self, keys) -> None:
+        pass  # the batch expects every report it submitted
+
+    def initial_plan(self, key: str, lineage_id: str) -> dict:
+        return initial_plan(self.stored(lineage_id), key)
+
+    def _send(self, message: dict) -> None:
+        from distributed import Queue
+
+        Queue(self.name, client=self.client).put(message)
+
+    def leave(self, key: str) -> None:
+        self._send({"op": "leave", "key": key})
+
+    def decide(self, key: str, lineage_id: str, ledger: Path, min_cell: int, zeros_disclosive: bool,
+               cancel: threading.Event | None = None) -> Decision:
+        import uuid
+
+        from distributed import Variable
+
+        seq = uuid.uuid4().hex
+        self._send({"op": "decide", "key": key, "lineage": lineage_id, "ledger": str(ledger), "min_cell": min_cell,
+                    "zeros_disclosive": zeros_disclosive, "seq": seq})
+        answer = Variable(f"{self.name}-{key}", client=self.client)
+        while True:
+            try:
+                value = answer.get(timeout=1)
+            except Exception:  # noqa: BLE001 - not answered yet
+                value = None
+            if value and value.get("seq") == seq:
+                return _decision_of(value["decision"])
+            if cancel is not None and cancel.is_set():
+                return Decision("refuse", message="the batch was cancelled before the release was checked")
+
+    def published(self, key: str, lineage_id: str, ledger: Path) -> None:
+        self.stored(lineage_id).publish(key, ledger)
