@@ -106,7 +106,39 @@ def is_current(report: Report, reports: Path) -> bool:
     files = state.manifest.get("files", {})
     if not all((reports / report.key / name).is_file() for name in files):
         return False
-    return state.manifest.get("fingerprint") == current_fingerprint(report)
+    if state.manifest.get("fingerprint") != current_fingerprint(report):
+        return False
+    return published_intact(reports / report.key, files)
+
+
+def published_intact(folder: Path, files: dict) -> bool:
+    """True when every published file still has the hash its manifest recorded (nobody edited it)."""
+    for name, record in files.items():
+        if sha256_file(folder / name) != record.get("sha256"):
+            return False
+    return True
+
+
+def _check_datasets(reports: list[Report]) -> dict[str, str]:
+    """Study id -> message, for studies whose dataset no longer matches its recorded content hash
+    (checked once per dataset per batch, before any kernel reads it)."""
+    from studylib.data import read_dataset
+    from studylib.data.meta import DatasetError
+
+    verdict: dict[Path, str | None] = {}
+    bad = {}
+    for report in reports:
+        folder = report.study.data
+        if folder not in verdict:
+            try:
+                read_dataset(folder, validate=True)
+                verdict[folder] = None
+            except (DatasetError, StudylibError, OSError, ValueError) as err:
+                verdict[folder] = (f"{report.study.file}, key 'data': the dataset {folder} does not match what ingest "
+                                   f"recorded ({err}); re-run `studylib ingest` or restore the dataset")
+        if verdict[folder]:
+            bad[report.study.id] = verdict[folder]
+    return bad
 
 
 def _invalid(file: Path, err: StudylibError) -> Outcome:
@@ -142,7 +174,7 @@ def plan_batch(files: list[Path], settings: BatchSettings, on_work: Callable[[],
                 to_run.append(report)
     if to_run:
         on_work()
-    bad = _check_parameters(to_run)
+    bad = {**_check_datasets(to_run), **_check_parameters(to_run)}
     run = [r for r in to_run if r.study.id not in bad]
     for study_id, message in bad.items():
         report = next(r for r in to_run if r.study.id == study_id)
