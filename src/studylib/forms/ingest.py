@@ -627,7 +627,8 @@ def read_state(state_dir: Path, key: Pseudonymiser) -> dict:
         raise IngestError(f"{path}: the linkage state has no seal (made by an older studylib); ingest all raw exports together instead")
     if not key.verify(canonical_json(state), seal):
         if state.get("key_fingerprint") != key.fingerprint:
-            raise IngestError(f"{path}: was made with another key; appending with this key would make unlinkable tokens")
+            raise IngestError(f"{path}: was made with another key (or edited): its seal does not match under this key; refused "
+                              "(appending with another key would make unlinkable tokens)")
         raise IngestError(f"{path}: the linkage state was edited or damaged (its seal under this key does not match): "
                           "refused; ingest all raw exports together instead")
     if state.get("key_fingerprint") != key.fingerprint:  # sealed by this key but naming another: never made by ingest
@@ -761,15 +762,19 @@ class _DenyListJob:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        names, texts = sorted(identifiers), sorted(notes)
-        if len(names) + len(texts) >= DENY_LIST_IN_BACKGROUND:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        try:
+            names, texts = sorted(identifiers), sorted(notes)
+            if len(names) + len(texts) >= DENY_LIST_IN_BACKGROUND:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous, texts)
-        else:
-            write_deny_list(names, key, self.tmp, self.previous, texts)
+                self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous, texts)
+            else:
+                write_deny_list(names, key, self.tmp, self.previous, texts)
+        except BaseException:
+            self.cancel()
+            raise
 
     def add_tokens(self, *tokens: pd.Series) -> None:
         """Add the prefixes of the dataset's tokens (person ids, event ids) to the list."""
@@ -850,7 +855,8 @@ def _report(run: _Run, added: int, already: int, linkage, tables: dict, catalogu
         "ignored_files": [p.name for p in run.ignored],
         "records_already_in_dataset": already,
         "records_added": added,
-        "warnings": [{"file": Path(p.where).name, "row": p.row, "column": p.column, "rule": p.rule} for p in run.warnings],
+        "warnings": [{"file": Path(p.where).name, "row": p.row, "column": None if p.column is None else _shown_name(p.column),
+                      "rule": p.rule} for p in run.warnings],
         "rejected": {
             "rows": int(all_rejected.drop_duplicates(["file", "row"]).shape[0]) if len(all_rejected) else 0,
             "problems": int(len(all_rejected)),
@@ -877,6 +883,17 @@ def _report(run: _Run, added: int, already: int, linkage, tables: dict, catalogu
     }
 
 
+def _shown_name(name: str) -> str:
+    """A column name from a raw header as the report shows it: escaped like a quarantined value
+    (a formula start defused, control characters as ``?``), at most 100 characters."""
+    return escape_formula_text(str(name))[:100]
+
+
+def _md(text) -> str:
+    """Text for a cell or line of the Markdown report: ``|``, backticks and angle brackets escaped."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def report_markdown(report: dict) -> str:
     """The ingest report as a short readable text."""
     lines = ["# Ingest report", "", f"Made {report['created']} by studylib {report['studylib_version']} "
@@ -901,7 +918,8 @@ def report_markdown(report: dict) -> str:
         lines += ["", "The rows themselves (with personal data) are in the quarantine files of the raw folders: "
                   + ", ".join(r["quarantine_files"]) + "."]
     if report["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w['file']}" + (f" column {w['column']!r}" if w["column"] else "") + f": {w['rule']}" for w in report["warnings"][:50]]
+        lines += ["", "## Warnings", ""] + [f"- {_md(w['file'])}" + (f" column {_md(repr(w['column']))}" if w["column"] else "") + f": {_md(w['rule'])}"
+                                            for w in report["warnings"][:50]]
     k = report["linkage"]
     lines += ["", "## Linkage", "", f"{k['records']} records -> {k['persons']} persons; {k['persons_with_several_records']} persons have "
               f"several records (at most {k['most_records_of_one_person']})."]

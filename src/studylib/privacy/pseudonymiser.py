@@ -63,9 +63,7 @@ class Pseudonymiser:
         caller writes); KeyFileWarning when other users can read it."""
         key_file = Path(key_file)
         check_key_location(key_file, outputs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            key = read_key(key_file)
+        key = read_key(key_file)
         return cls(key, demo=is_demo_key(key_file), source=str(key_file))
 
     def __repr__(self) -> str:
