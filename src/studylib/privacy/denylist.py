@@ -21,6 +21,8 @@ as written without them (``Soren`` for ``Søren``).
 Free-text notes are listed by their word sequences: every run of :data:`NOTE_WORDS`
 neighbouring words (in order, purpose ``deny-list-note``), so a sentence copied from a note
 into a report is found; notes shorter than that are not listed (too common to tell apart).
+Each word of those sequences is listed too (``deny-list-note-word``), so the audit hashes
+only the runs of a report's words that all occur in notes.
 
 The tokens of the dataset (person ids, event ids) are listed by their first
 :data:`TOKEN_PREFIX` hex digits (purpose ``deny-list-token``), so that the audit finds a person
@@ -52,6 +54,7 @@ from studylib.privacy.tokens import MIN_KEY_BYTES, KeyFileError, keyed_digests
 
 PURPOSE = "deny-list"
 NOTE_PURPOSE = "deny-list-note"
+NOTE_WORD_PURPOSE = "deny-list-note-word"
 TOKEN_PURPOSE = "deny-list-token"
 #: Hex digits of the token prefixes listed: a token cut to 12 or more digits is still found.
 TOKEN_PREFIX = 12
@@ -160,6 +163,11 @@ class DenyList:
         sequences = list(dict.fromkeys(sequences))
         return {s for s, digest in zip(sequences, keyed_digests(sequences, key, NOTE_PURPOSE)) if digest in self.digests}
 
+    def lookup_note_words(self, words: Iterable[str], key: bytes) -> set[str]:
+        """The words that occur in some listed note (to look up only runs of such words)."""
+        words = list(dict.fromkeys(words))
+        return {w for w, digest in zip(words, keyed_digests(words, key, NOTE_WORD_PURPOSE)) if digest in self.digests}
+
     def lookup_token_prefixes(self, prefixes: Iterable[str], key: bytes) -> set[str]:
         """The hex prefixes (lower case, :data:`TOKEN_PREFIX` digits) of tokens on the list."""
         prefixes = list(dict.fromkeys(prefixes))
@@ -244,6 +252,8 @@ def make_deny_list(names: Iterable, key: bytes, notes: Iterable = ()) -> DenyLis
     sequences: dict[str, None] = {}
     for note in _present(notes):
         sequences.update(dict.fromkeys(note_forms(note)))
+    note_words = {w: None for sequence in sequences for w in sequence.split(" ")}
     max_words = max((f.count(" ") + 1 for f in forms), default=1)
-    digests = set(keyed_digests(list(forms), key, PURPOSE)) | set(keyed_digests(list(sequences), key, NOTE_PURPOSE))
+    digests = (set(keyed_digests(list(forms), key, PURPOSE)) | set(keyed_digests(list(sequences), key, NOTE_PURPOSE))
+               | set(keyed_digests(list(note_words), key, NOTE_WORD_PURPOSE)))
     return DenyList(frozenset(digests), max_words, NOTE_WORDS if sequences else 0)

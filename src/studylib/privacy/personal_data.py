@@ -109,6 +109,7 @@ class TextScanner:
         self._key_windows = {self._key_hex[i:i + MIN_HEX] for i in range(len(self._key_hex) - MIN_HEX + 1)}
         self._seen: dict[tuple[str, str], bool] = {}
         self._prefix_seen: dict[str, bool] = {}
+        self._note_word_seen: dict[str, bool] = {}
 
     def scan(self, text: str) -> list[Match]:
         """Everything found in ``text``, in order of position (offsets into ``text`` with any
@@ -232,8 +233,23 @@ class TextScanner:
     def _hits(self, text: str) -> set[str]:
         folded = skeleton(fold_text(text))
         groups = _word_groups(folded, self.deny_list.max_words, ordered=self.deny_list.ordered)
-        notes = _sequences(folded, self.deny_list.note_words) if self.deny_list.note_words else []
+        notes = self._note_sequences(folded) if self.deny_list.note_words else []
         return self._listed(groups, notes)
+
+    def _note_sequences(self, folded: str) -> list[str]:
+        """The runs of ``note_words`` words of the text that could come from a note: every word of
+        them is a word of some note (the deny list lists each note word, keyed)."""
+        words = WORD.findall(folded)
+        new = [w for w in dict.fromkeys(words) if w not in self._note_word_seen]
+        if new:
+            hits = self.deny_list.lookup_note_words(new, self.key)
+            self._note_word_seen.update((w, w in hits) for w in new)
+        size, out, run = self.deny_list.note_words, set(), 0
+        for i, w in enumerate(words):
+            run = run + 1 if self._note_word_seen[w] else 0
+            if run >= size:
+                out.add(" ".join(words[i - size + 1:i + 1]))
+        return list(out)
 
     def _denied(self, text: str) -> list[Match]:
         hits = self._hits(text)
@@ -266,6 +282,8 @@ def _hex_candidates(text: str) -> list[tuple[int, str, list[str] | None]]:
     out = []
     for m in _HEX_GROUPS.finditer(text):
         value = m.group()
+        if len(value) < MIN_HEX:
+            continue  # fewer characters than the digits needed (most numbers of a table)
         groups = [g[2:] if g[:2] in ("0x", "0X") else g for g in _GROUP_SPLIT.split(value) if g]
         groups = [g for g in groups if g]
         joined = "".join(groups).lower()
@@ -322,11 +340,6 @@ def _even_groups(groups: list[str]) -> bool:
         return False
     joined = "".join(groups)
     return bool(re.search(r"[a-fA-F]", joined)) and bool(re.search(r"\d", joined))
-
-
-def _sequences(folded: str, size: int) -> list[str]:
-    words = WORD.findall(folded)
-    return list({" ".join(words[i:i + size]) for i in range(len(words) - size + 1)})
 
 
 def _word_groups(folded: str, longest: int, ordered: bool = False) -> list[str]:
