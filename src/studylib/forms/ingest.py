@@ -799,22 +799,28 @@ class _DenyListJob:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
         if self.tmp is not None:
+            _MADE.pop(str(self.tmp), None)
             self.tmp.unlink(missing_ok=True)
 
 
+#: Deny lists made in this process and not yet written, by temporary path (the worker of a
+#: _DenyListJob keeps the names' list here until the tokens are added).
+_MADE: dict[str, DenyList] = {}
+
+
 def write_deny_list(names: list[str], key: Pseudonymiser, path: Path, previous: Path | None = None, notes: list[str] = ()) -> Path:
-    """Write the deny list of ``names`` and ``notes`` (joined with the list at ``previous``) to ``path``, owner-only."""
+    """Make the deny list of ``names`` and ``notes`` (joined with the list at ``previous``) for ``path``;
+    it is written when the tokens are added (:func:`add_tokens_to_deny_list`)."""
     deny = key.deny_list(names, notes)
     if previous is not None:
         deny = deny.union(DenyList.read(previous))
-    deny.write(path)
-    os.chmod(path, 0o600)
+    _MADE[str(path)] = deny
     return path
 
 
 def add_tokens_to_deny_list(tokens: list[str], key: Pseudonymiser, path: Path) -> Path:
-    """Add the prefixes of ``tokens`` to the deny list at ``path``."""
-    deny = DenyList.read(path).union(key.token_list(tokens))
+    """Add the prefixes of ``tokens`` to the list made for ``path`` and write it there, owner-only."""
+    deny = _MADE.pop(str(path)).union(key.token_list(tokens))
     deny.write(path)
     os.chmod(path, 0o600)
     return path

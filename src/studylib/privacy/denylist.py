@@ -73,6 +73,7 @@ _PLAIN = str.maketrans({"ø": "o", "å": "a"})
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _DIGIT_JOIN = re.compile(r"(?<=\d)[ \u00a0./-](?=\d)")
 WORD = re.compile(r"[^\W_]+")
+_HEX_DIGITS = re.compile(r"[0-9a-f]*")
 
 
 class DenyListError(StudylibError):
@@ -186,7 +187,7 @@ class DenyList:
         body = {"format": FORMAT, "version": 1 if self.ordered else VERSION, "hash": "hmac-sha256", "purpose": PURPOSE,
                 "max_words": self.max_words, "note_words": self.note_words, "token_prefix": self.token_prefix,
                 "digests": sorted(self.digests)}
-        return write_file(path, json.dumps(body, indent=0), mode=0o600)
+        return write_file(path, json.dumps(body), mode=0o600)  # indent=None: the C encoder (1M digests in 0.2 s)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "DenyList":
@@ -204,7 +205,8 @@ class DenyList:
             raise DenyListError(f"{path}: deny list version {version!r} is not one of {READABLE_VERSIONS}; "
                                 "ingest again with this studylib to make a current one")
         digests = body.get("digests")
-        if not isinstance(digests, list) or not all(isinstance(d, str) and re.fullmatch(r"[0-9a-f]{64}", d) for d in digests):
+        if (not isinstance(digests, list) or not all(isinstance(d, str) and len(d) == 64 for d in digests)
+                or not _HEX_DIGITS.fullmatch("".join(digests))):
             raise DenyListError(f"{path}: key 'digests' must be a list of 64-hex HMAC-SHA256 digests")
         max_words = body.get("max_words")
         if not isinstance(max_words, int) or not 1 <= max_words <= MAX_WORDS:
