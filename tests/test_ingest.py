@@ -563,3 +563,28 @@ def test_the_deny_list_holds_note_sequences_and_token_prefixes(small_ingest):
     note = next(n for n in notes if isinstance(n, str) and len(n.split()) >= 5)
     assert keyed_digests([note_forms(note)[0]], KEY, NOTE_PURPOSE)[0] in deny.digests
     assert stat.S_IMODE(result.deny_list.stat().st_mode) == 0o600
+
+
+def test_dates_after_the_export_date_are_rejected_per_row(tmp_path):
+    """The export date: --export-date, else the one the generator recorded in synth.json, else today."""
+    records = raw_exports.make_records(raw_exports.make_persons(20, 6), 7)
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, records=records, dialects=("iso",))
+    f01 = raw_exports.export_frame(records, "F01").reset_index(drop=True)
+    dates = pd.to_datetime(f01["date"])
+    cut = dates.sort_values().iloc[len(dates) // 2]
+    after = int((dates > cut).sum())
+    key = new_key(tmp_path / "k.key")
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(raw), "--out", str(tmp_path / "a"), "--key-file", str(key),
+                                 "--export-date", cut.strftime("%Y-%m-%d")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "a" / "ingest_report.json").read_text())
+    rows = {(r["file"], r["row"]) for r in report["rejected"]["listed"] if r["column"] == "date" and "export date" in r["rule"]}
+    assert {r for r in rows if r[0] == "F01_outreach.csv"} == {("F01_outreach.csv", i + 2) for i in np.flatnonzero(dates > cut)}
+    assert after > 0
+    (raw / "synth.json").write_text(json.dumps({"export_date": cut.strftime("%Y-%m-%d")}))
+    recorded = ingest(raw, tmp_path / "b", KEY)
+    assert recorded.report["rejected"]["rows"] == report["rejected"]["rows"]
+    bad = runner.invoke(app, ["ingest", str(raw), "--out", str(tmp_path / "c"), "--key-file", str(key), "--export-date", "1.2.2020"])
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output

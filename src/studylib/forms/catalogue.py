@@ -205,4 +205,6 @@ def _field_table(fields) -> list[str]:
 
 
 def _personal(field: FormField) -> str:
-    return ("yes, deny list" if field.deny_list else "yes") if field.personal else "no"
+    if not field.personal:
+        return "no"
+    return "yes, deny list" if field.deny_list else "yes, deny list (word runs)" if field.free_text else "yes"

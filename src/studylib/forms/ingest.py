@@ -81,7 +81,14 @@ from studylib.forms.validation import (
     whole_years,
 )
 from studylib.privacy.denylist import DenyList, deny_list_path
-from studylib.privacy.pseudonymiser import EVENT_TOKEN_HEX, Pseudonymiser, as_pseudonymiser, canonical_json, is_synthetic_source
+from studylib.privacy.pseudonymiser import (
+    EVENT_TOKEN_HEX,
+    SYNTHETIC_MARKER,
+    Pseudonymiser,
+    as_pseudonymiser,
+    canonical_json,
+    is_synthetic_source,
+)
 
 REPORT_JSON = "ingest_report.json"
 REPORT_MD = "ingest_report.md"
@@ -237,8 +244,9 @@ def ingest(
     """Ingest the form exports of ``raw_dirs`` (in order) into ``dataset_dir``; see the module docstring.
 
     ``key`` is a :class:`~studylib.privacy.pseudonymiser.Pseudonymiser` (raw key bytes are
-    wrapped in one at once); ``export_date`` is the day the exports were made (default
-    today): a date after it is rejected."""
+    wrapped in one at once); ``export_date`` is the day the exports were made (default: the
+    ``export_date`` the generator recorded for synthetic exports, else today): a date after
+    it is rejected."""
     catalogue = catalogue or form_catalogue()
     raw_dirs = [Path(raw_dirs)] if isinstance(raw_dirs, (str, os.PathLike)) else [Path(d) for d in raw_dirs]
     dataset_dir = Path(dataset_dir)
@@ -247,7 +255,7 @@ def ingest(
     step = progress or (lambda stage, done, total: None)
     if not raw_dirs:
         raise IngestError("no raw folder given")
-    latest = pd.Timestamp(export_date or datetime.now(timezone.utc).date())
+    latest = pd.Timestamp(export_date or recorded_export_date(raw_dirs) or datetime.now(timezone.utc).date())
     _check_output_folder(dataset_dir, raw_dirs)
     try:
         with output_lock(dataset_dir):
@@ -388,6 +396,17 @@ def _check_output_folder(dataset_dir: Path, raw_dirs: list[Path]) -> None:
     for raw in raw_dirs:
         if raw.resolve() == dataset_dir.resolve():
             raise IngestError(f"{dataset_dir}: the output folder is a raw folder")
+
+
+def recorded_export_date(raw_dirs: Iterable[Path]) -> date | None:
+    """The latest export date that the generator recorded in the raw folders' ``synth.json`` (None if none did)."""
+    found = []
+    for raw in raw_dirs:
+        try:
+            found.append(date.fromisoformat(str(json.loads((raw / SYNTHETIC_MARKER).read_text())["export_date"])[:10]))
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+    return max(found) if found else None
 
 
 def refuse_symlinks(paths: Iterable[Path], what: str) -> None:
