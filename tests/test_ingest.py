@@ -7,6 +7,8 @@ real files; the bad-input corpus is in test_ingest_corpus.py.
 
 from __future__ import annotations
 
+import hashlib
+import hmac as stdlib_hmac
 import json
 import os
 import stat
@@ -426,3 +428,163 @@ def test_cli_refuses_without_writing_anything(problem, tmp_path):
     assert not (out / "dataset.json").exists() and not list(tmp_path.glob(".out*"))
     if problem == "output not a dataset":
         assert (out / "thesis.docx").read_text() == "precious"
+
+
+# -- issue 12: the sealed linkage state, the output lock, leftovers, what the dataset records ----------------
+
+
+@pytest.fixture()
+def small_ingest(tmp_path):
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, n_persons=20)
+    result = ingest(raw, tmp_path / "ds", KEY)
+    return raw, tmp_path / "ds", result
+
+
+def _state(ds: Path) -> dict:
+    return json.loads((linkage_dir(ds) / "state.json").read_text())
+
+
+def test_the_linkage_state_is_sealed_with_an_hmac_under_the_key(small_ingest):
+    raw, ds, _ = small_ingest
+    state = _state(ds)
+    seal = state.pop("seal")
+    body = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+    assert seal == stdlib_hmac.new(KEY, b"state\x1f" + body, hashlib.sha256).hexdigest()  # oracle: the stdlib
+    assert state["links_sha256"] == hashlib.sha256((linkage_dir(ds) / "links.parquet").read_bytes()).hexdigest()
+    assert ingest(raw, ds, KEY, append=True).report["records_added"] == 0  # sealed: accepted
+
+
+def _other_fingerprint() -> str:
+    from studylib.privacy.tokens import key_fingerprint
+
+    return key_fingerprint(OTHER_KEY)
+
+
+@pytest.mark.parametrize("edit", ["fingerprint of a second key", "content hash", "seal removed", "links replaced"])
+def test_an_edited_linkage_state_is_refused(small_ingest, edit):
+    raw, ds, _ = small_ingest
+    path = linkage_dir(ds) / "state.json"
+    state = _state(ds)
+    before = {p.name: p.read_bytes() for p in (ds.iterdir())}
+    if edit == "fingerprint of a second key":  # the attack of the issue: a second key appended
+        state["key_fingerprint"] = _other_fingerprint()
+        path.write_text(json.dumps(state))
+        with pytest.raises(IngestError, match="edited or damaged"):
+            ingest(raw, ds, OTHER_KEY, append=True)
+        with pytest.raises(IngestError, match=r"another key \(or edited\)"):
+            ingest(raw, ds, KEY, append=True)
+        assert {p.name: p.read_bytes() for p in ds.iterdir()} == before
+        return
+    if edit == "content hash":
+        state["dataset_content_hash"] = "0" * 64
+        path.write_text(json.dumps(state))
+        match = "edited or damaged"
+    elif edit == "seal removed":
+        del state["seal"]
+        path.write_text(json.dumps(state))
+        match = "no seal"
+    else:
+        links = pd.read_parquet(linkage_dir(ds) / "links.parquet")
+        links.iloc[:-1].to_parquet(linkage_dir(ds) / "links.parquet", index=False)
+        match = "not the file the linkage state was sealed with"
+    with pytest.raises(IngestError, match=match):
+        ingest(raw, ds, KEY, append=True)
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before  # nothing changed
+
+
+def test_dataset_records_the_key_fingerprint_and_demo_marking(tmp_path):
+    from studylib.privacy.pseudonymiser import Pseudonymiser
+    from studylib.privacy.tokens import key_fingerprint
+
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, n_persons=15)
+    made = read_dataset(ingest(raw, tmp_path / "real", KEY).dataset_dir).meta["made_by"]
+    assert made["key_fingerprint"] == key_fingerprint(KEY) and made["demo_key"] is False and made["synthetic"] is False
+    demo_key = new_key(tmp_path / "DEMO.key", demo=True)
+    (raw / "synth.json").write_text("{}")
+    made = read_dataset(ingest(raw, tmp_path / "demo", Pseudonymiser.from_key_file(demo_key)).dataset_dir).meta["made_by"]
+    assert made["demo_key"] is True and made["synthetic"] is True
+    text = "".join(p.read_text(errors="replace") for d in ("real", "demo") for p in (tmp_path / d).iterdir())
+    assert KEY.hex() not in text and read_key(demo_key).hex() not in text
+
+
+def test_a_second_ingest_into_the_same_output_is_refused_while_one_runs(small_ingest):
+    import fcntl
+
+    raw, ds, _ = small_ingest
+    lock = ds.with_name(".ds.lock")
+    with open(lock, "w") as handle:  # what a running ingest holds
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with pytest.raises(IngestError, match="another ingest is writing"):
+            ingest(raw, ds, KEY)
+    lock.unlink()
+    ingest(raw, ds, KEY)
+    assert not lock.exists()
+
+
+def test_a_killed_ingest_leaves_temporaries_that_the_next_run_removes(tmp_path):
+    """A real kill (SIGKILL) of an ingest while it writes; the next run cleans up and succeeds."""
+    import signal
+    import time
+
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, n_persons=60)
+    child = ("import sys, time, studylib.forms.ingest as m\n"
+             "from studylib.data import dataset as d\n"
+             "real = d.write_dataset\n"
+             "def slow(*a, **k):\n"
+             "    out = real(*a, **k); print('staged', flush=True); time.sleep(60); return out\n"
+             "m.write_dataset = slow\n"
+             f"m.ingest(sys.argv[1], sys.argv[2], bytes(range(32, 64)))\n")
+    proc = subprocess.Popen([sys.executable, "-c", child, str(raw), str(tmp_path / "ds")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "staged"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert any(n.startswith(".ds.ingest-") for n in left) and any(n.startswith(".ds.denylist-") for n in left), left
+    result = ingest(raw, tmp_path / "ds", KEY)
+    assert result.report["dataset"]["persons"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_deny_list_holds_note_sequences_and_token_prefixes(small_ingest):
+    from studylib.privacy.denylist import NOTE_PURPOSE, TOKEN_PURPOSE, note_forms
+    from studylib.privacy.tokens import keyed_digests
+
+    raw, ds, result = small_ingest
+    deny = DenyList.read(result.deny_list)
+    assert deny.note_words == 5 and deny.token_prefix == 12
+    data = read_dataset(ds)
+    person, event = data.persons["person_id"].iloc[0], data.events["event_id"].iloc[0]
+    for token in (person, event.split("-")[1]):
+        assert keyed_digests([token[:12]], KEY, TOKEN_PURPOSE)[0] in deny.digests
+    notes = pd.concat([read_export(p).frame.get("notes", pd.Series(dtype=str)) for p in raw.glob("F*.csv")])
+    note = next(n for n in notes if isinstance(n, str) and len(n.split()) >= 5)
+    assert keyed_digests([note_forms(note)[0]], KEY, NOTE_PURPOSE)[0] in deny.digests
+    assert stat.S_IMODE(result.deny_list.stat().st_mode) == 0o600
+
+
+def test_dates_after_the_export_date_are_rejected_per_row(tmp_path):
+    """The export date: --export-date, else the one the generator recorded in synth.json, else today."""
+    records = raw_exports.make_records(raw_exports.make_persons(20, 6), 7)
+    raw = tmp_path / "raw"
+    raw_exports.write_raw_exports(raw, records=records, dialects=("iso",))
+    f01 = raw_exports.export_frame(records, "F01").reset_index(drop=True)
+    dates = pd.to_datetime(f01["date"])
+    cut = dates.sort_values().iloc[len(dates) // 2]
+    after = int((dates > cut).sum())
+    key = new_key(tmp_path / "k.key")
+    runner = CliRunner()
+    result = runner.invoke(app, ["ingest", str(raw), "--out", str(tmp_path / "a"), "--key-file", str(key),
+                                 "--export-date", cut.strftime("%Y-%m-%d")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "a" / "ingest_report.json").read_text())
+    rows = {(r["file"], r["row"]) for r in report["rejected"]["listed"] if r["column"] == "date" and "export date" in r["rule"]}
+    assert {r for r in rows if r[0] == "F01_outreach.csv"} == {("F01_outreach.csv", i + 2) for i in np.flatnonzero(dates > cut)}
+    assert after > 0
+    (raw / "synth.json").write_text(json.dumps({"export_date": cut.strftime("%Y-%m-%d")}))
+    recorded = ingest(raw, tmp_path / "b", KEY)
+    assert recorded.report["rejected"]["rows"] == report["rejected"]["rows"]
+    bad = runner.invoke(app, ["ingest", str(raw), "--out", str(tmp_path / "c"), "--key-file", str(key), "--export-date", "1.2.2020"])
+    assert bad.exit_code == 2 and "YYYY-MM-DD" in bad.output

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +47,43 @@ def key_file(tmp_path_factory) -> Path:
 def _ingest(raw: Path, out: Path, key_file: Path, strict: bool = False):
     args = ["ingest", str(raw), "--out", str(out), "--key-file", str(key_file)] + (["--strict"] if strict else [])
     return CliRunner().invoke(app, args)
+
+
+class _Finished:
+    """What a child process running the command line gave: exit code and output (as CliRunner's result)."""
+
+    def __init__(self, exit_code: int, output: str):
+        self.exit_code, self.output = exit_code, output
+
+
+_CLI = "import sys; from studylib.cli import main; sys.argv[0] = 'studylib'; main()"
+
+
+def _ingest_limited(raw: Path, out: Path, key_file: Path, fsize: int) -> _Finished:
+    """The command line in a child process under a file-size limit (RLIMIT_FSIZE)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    done = subprocess.run([sys.executable, "-c", _CLI, "ingest", str(raw), "--out", str(out), "--key-file", str(key_file)],
+                          capture_output=True, text=True, preexec_fn=limit, timeout=300, env=os.environ | {"COLUMNS": "200"})
+    return _Finished(done.returncode, done.stdout + done.stderr)
+
+
+def _ingest_on_small_disk(raw: Path, out: Path, key_file: Path, kib: int) -> tuple[_Finished, list[str]]:
+    """The command line writing to a tmpfs of ``kib`` KiB (mounted in a user and mount namespace,
+    so it works as root and as a normal user); also what is left on that file system after it."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed")
+    disk = out.parent
+    script = (f'mount -t tmpfs -o size={kib}k tmpfs "$1" || exit 99; shift; "$@"; rc=$?; '
+              'echo "==left:"; ls -A "$DISK"; exit $rc')
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(disk),
+                           sys.executable, "-c", _CLI, "ingest", str(raw), "--out", str(out), "--key-file", str(key_file)],
+                          capture_output=True, text=True, timeout=300, env=os.environ | {"COLUMNS": "200", "DISK": str(disk)})
+    if done.returncode == 99 or "unshare failed" in done.stderr or "Operation not permitted" in done.stderr[:300]:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.strip()[:200]}")
+    output, _, left = done.stdout.partition("==left:")
+    return _Finished(done.returncode, output + done.stderr), left.split()
 
 
 def _clean(raw: Path, records: pd.DataFrame) -> None:
@@ -333,6 +374,166 @@ def strict_clean(raw, records):
     pass
 
 
+def _without_final_line_break(raw, records, code: str, last_column: str, cut: int) -> None:
+    """``code`` written with ``last_column`` last and the file cut ``cut`` characters into its last value."""
+    table = frame(records, code)
+    table = table[[c for c in table.columns if c != last_column] + [last_column]]
+    table.loc[len(table) - 1, "notes" if "notes" in table.columns else last_column] = (
+        "" if "notes" in table.columns else table.loc[len(table) - 1, last_column])
+    text = table.to_csv(index=False, lineterminator="\n").rstrip("\n")
+    assert text[-cut:].strip(), "the last value must be long enough to cut"
+    path_of(raw, code).write_text(text[:-cut] if cut else text, encoding="utf-8", newline="")
+
+
+def cut_inside_last_date(raw, records):
+    _without_final_line_break(raw, records, "F04", "date", 1)  # 2022-02-17 -> 2022-02-1
+
+
+def cut_inside_last_number(raw, records):
+    table = frame(records, "F04")
+    assert table["claimed_debt_dkk"].iloc[-1] not in ("", None)
+    _without_final_line_break(raw, records, "F04", "claimed_debt_dkk", 2)
+
+
+def no_final_line_break(raw, records):
+    _without_final_line_break(raw, records, "F02", "record_id", 0)
+
+
+def short_last_row_with_line_break(raw, records):
+    table = frame(records, "F06")
+    text = table.to_csv(index=False, lineterminator="\n").rstrip("\n")
+    head, last = text.rsplit("\n", 1)
+    path_of(raw, "F06").write_text(head + "\n" + ",".join(last.split(",")[:2]) + "\n", encoding="utf-8")
+
+
+def crlf_line_endings(raw, records):
+    write(raw, "F07", frame(records, "F07"), lineterminator="\r\n")
+
+
+def utf8_file_with_one_cp1252_row(raw, records):
+    table = frame(records, "F01")
+    for column in ("notes", "address", "email", "phone"):
+        table.loc[1, column] = ""
+    table.loc[1, "first_name"], table.loc[1, "last_name"] = "Søren", "Jensen"
+    before = table.iloc[:1].to_csv(index=False, lineterminator="\n").encode("utf-8")
+    row = table.iloc[[1]].to_csv(index=False, header=False, lineterminator="\n").encode("cp1252")
+    rest = table.iloc[2:].to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+    assert any(b >= 0x80 for b in rest), "the rest of the file must hold UTF-8 letters"
+    path_of(raw, "F01").write_bytes(before + row + rest)
+
+
+def cp1252_file_with_undefined_byte(raw, records):
+    table = frame(records, "F03", "danish")
+    table.loc[0, "last_name"] = "Jens§en"
+    data = table.to_csv(index=False, sep=";", lineterminator="\r\n").encode("cp1252")
+    assert data.count(b"\xa7") == 1
+    path_of(raw, "F03").write_bytes(data.replace(b"\xa7", b"\x81"))
+
+
+def date_in_2099(raw, records):
+    _set(raw, records, "F01", 0, "date", "2099-05-01")
+
+
+def start_date_after_export_date(raw, records):
+    _set(raw, records, "F07", 0, "start_date", (pd.Timestamp.now() + pd.Timedelta(days=40)).strftime("%Y-%m-%d"))
+
+
+def cpr_birth_after_form_date(raw, records):
+    table = frame(records, "F02")
+    day = pd.Timestamp(table.loc[1, "date"]) + pd.Timedelta(days=400)
+    assert day.year >= 2000 and day.year % 100 <= 36
+    table.loc[1, "cpr"] = day.strftime("%d%m%y") + "-4123"  # serial 4: born in the 2000s
+    table.loc[1, "birth_date"] = ""
+    write(raw, "F02", table)
+
+
+def cpr_birth_before_1900(raw, records):
+    table = frame(records, "F02")
+    table.loc[0, "cpr"], table.loc[0, "birth_date"] = "010160-5123", ""  # serial 5, year 60: born 1860
+    write(raw, "F02", table)
+
+
+def age_over_120(raw, records):
+    table = frame(records, "F01")
+    table.loc[2, "birth_date"], table.loc[2, "cpr"], table.loc[2, "date"] = "1900-01-02", "", "2023-06-01"
+    write(raw, "F01", table)
+
+
+def two_digit_year(raw, records):
+    _set(raw, records, "F05", 1, "date", "01-02-20")
+
+
+def negative_number(raw, records):
+    _set(raw, records, "F06", 0, "days_granted", "-5")
+
+
+def boolean_not_yes_or_no(raw, records):
+    _set(raw, records, "F06", 1, "offered", "maybe")
+
+
+def record_id_too_long(raw, records):
+    _set(raw, records, "F08", 0, "record_id", "R" * 41)
+
+
+FORMULA_HEADER = '=HYPERLINK("http://example.invalid","klik")'
+
+
+def formula_header(raw, records):
+    table = frame(records, "F01")
+    table[FORMULA_HEADER] = "x"
+    table.loc[1, "date"] = "31-02-2020"  # a rejected row, so the quarantine file has the header
+    write(raw, "F01", table)
+
+
+def _bad_row(raw, records):
+    impossible_date(raw, records)
+
+
+def quarantine_symlink(raw, records):
+    _bad_row(raw, records)
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    (raw / "quarantine").symlink_to(outside, target_is_directory=True)
+
+
+def quarantine_file_symlink(raw, records):
+    _bad_row(raw, records)
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    (raw / "quarantine").mkdir()
+    (raw / "quarantine" / "F01_outreach.rejected.csv").symlink_to(outside / "stolen.csv")
+
+
+def output_symlink(raw, records):
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    (raw.parent / "dataset").symlink_to(outside, target_is_directory=True)
+
+
+def deny_list_symlink(raw, records):
+    outside = raw.parent / "outside"
+    outside.mkdir()
+    (raw.parent / "dataset.denylist").symlink_to(outside / "stolen.json")
+
+
+def stale_temporaries(raw, records):
+    parent = raw.parent
+    (parent / ".dataset.ingest-k1ll3d").mkdir()
+    (parent / ".dataset.ingest-k1ll3d" / "persons.parquet").write_bytes(b"half")
+    (parent / ".dataset.denylist-x7y8z9").write_text("{")
+    (parent / ".dataset.denylist.abc123.tmp").write_text("{")
+    (raw / "quarantine").mkdir()
+    (raw / "quarantine" / ".F01_outreach.rejected.csv.q1w2e3.tmp").write_text("_row\n2\n")
+
+
+def file_size_limit(raw, records):
+    pass  # the limit is set on the ingest process (key `fsize`)
+
+
+def disk_full(raw, records):
+    pass  # the output goes to a small file system (key `disk_full`)
+
+
 # -- the test ----------------------------------------------------------------------------------------------------
 
 
@@ -350,7 +551,9 @@ def _row(spec, records) -> int:
 
 def test_the_corpus_is_big_enough_and_every_case_has_a_builder():
     names = [c["name"] for c in CASES]
-    assert len(names) >= 25 and len(set(names)) == len(names)
+    assert len(names) >= 40 and len(set(names)) == len(names)
+    bad = [c for c in CASES if c["exit"] != 0 or c.get("rejected") or c.get("rejected_all_of") or c.get("duplicates")]
+    assert len(bad) >= 40, f"{len(bad)} bad inputs"
     assert all(callable(globals().get(n)) for n in names)
 
 
@@ -359,13 +562,35 @@ def test_bad_input(case, records, key_file, clean_hash, tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "dataset"
     _clean(raw, records)
     globals()[case["name"]](raw, records)
-    result = _ingest(raw, out, key_file, strict=case.get("strict", False))
+    left_on_disk = None
+    if "fsize" in case:
+        result = _ingest_limited(raw, out, key_file, case["fsize"])
+    elif "disk_full" in case:
+        out = tmp_path / "disk" / "dataset"
+        out.parent.mkdir()
+        result, left_on_disk = _ingest_on_small_disk(raw, out, key_file, case["disk_full"])
+    else:
+        result = _ingest(raw, out, key_file, strict=case.get("strict", False))
     output = _flat(result.output)
     assert result.exit_code == case["exit"], output
     for fragment in case.get("message", []):
         assert _flat(fragment) in output
+    assert "Traceback" not in output
+    if left_on_disk is not None:
+        assert left_on_disk == [], f"a full disk must leave nothing: {left_on_disk}"
+    if case.get("outside_empty"):
+        assert list((tmp_path / "outside").iterdir()) == [], "nothing may be written through a symbolic link"
+    # no temporary is ever left: not beside the output, not in the quarantine
+    assert not list(out.parent.glob(".dataset*")), list(out.parent.glob(".dataset*"))
+    if (raw / "quarantine").is_dir() and not (raw / "quarantine").is_symlink():
+        assert not list((raw / "quarantine").glob(".*")), "a quarantine temporary was left"
     if case["exit"] != 0:
-        assert not out.exists() and not list(tmp_path.glob(".dataset*")), "a failed ingest must leave no output"
+        if case.get("output_is_link"):
+            assert (tmp_path / "dataset").is_symlink() or (tmp_path / "dataset.denylist").is_symlink()
+            assert not (tmp_path / "outside" / "dataset.json").exists()
+        else:
+            assert not out.exists(), "a failed ingest must leave no output"
+        assert not out.with_name("dataset.linkage").exists() and not out.with_name("dataset.denylist").exists() or case.get("output_is_link")
         return
     data = read_dataset(out, validate=True)  # complete and valid
     if case.get("same_as_clean"):
@@ -386,19 +611,24 @@ def test_bad_input(case, records, key_file, clean_hash, tmp_path):
     warned = {(w["file"], w["column"]) for w in report["warnings"]}
     for spec in case.get("warnings", []):
         assert (spec["file"], spec["column"]) in warned
-    # rejected rows go to the quarantine beside the raw data, owner-only, formulas defused
+    # rejected rows go to the quarantine beside the raw data, owner-only, formulas defused (header too)
     quarantine = raw / "quarantine"
     rejected_files = {s["file"] for s in case.get("rejected", [])}
     for name in rejected_files:
         target = quarantine / f"{Path(name).stem}.rejected.csv"
         assert target.is_file() and (target.stat().st_mode & 0o077) == 0
+        header = pd.read_csv(target, dtype=str, keep_default_na=False, encoding="utf-8-sig", nrows=0).columns
+        assert not any(str(c).startswith(("=", "+", "-", "@")) for c in header), list(header)
+        if case.get("quarantine_header_escaped"):
+            assert any(str(c).startswith("'=hyperlink(") for c in header), list(header)
         kept = pd.read_csv(target, dtype=str, keep_default_na=False, encoding="utf-8-sig").set_index("_row")
         for spec in case.get("rejected", []):
             if spec["file"] == name:
                 row = kept.loc[str(_row(spec, records))]
                 assert spec["column"] is not None or row["_text"], "a row that could not be split keeps its text"
-    # the report carries no value of a personal field
+    # the report carries no value of a personal field, and no header name that is a live formula
     text = (out / "ingest_report.json").read_text() + (out / "ingest_report.md").read_text()
+    assert "=hyperlink" not in text.replace("'=hyperlink", "")
     personal = pd.concat([records[c] for c in ("first_name", "last_name", "cpr", "passport_no", "phone", "email")])
     for value in personal.dropna().unique():
         if len(str(value)) >= 5:

@@ -164,6 +164,38 @@ def key_new_command(
     console.print(f"key written to {path} (mode 600)" + (" [bold]for synthetic data only[/bold]" if demo else "; keep it away from the data and back it up"))
 
 
+@key_app.command("check")
+def key_check_command(
+    path: Optional[Path] = typer.Argument(None, help="The key file (default: env STUDYLIB_KEY_FILE).", envvar="STUDYLIB_KEY_FILE", show_envvar=True),
+    data: Optional[Path] = typer.Option(None, "--data", help="A dataset folder: check that the key is the one it was ingested with."),
+) -> None:
+    """Show a key's fingerprint (never the key) and, with --data, whether the dataset was made with it.
+
+    Exit 2 when the key cannot be read or is not the dataset's key: the output audit on that dataset would refuse to publish."""
+    import warnings
+
+    from studylib.privacy.pseudonymiser import Pseudonymiser, audit_key_check
+
+    if path is None and data is None:
+        fail("give the key file PATH (or set STUDYLIB_KEY_FILE), and --data DATASET to check it against a dataset")
+    try:
+        if path is not None:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                key = Pseudonymiser.from_key_file(path)
+            for w in caught:
+                console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+            console.print(f"{path}: fingerprint {key.fingerprint}" + (" (demo key: synthetic data only)" if key.demo else ""), highlight=False)
+        if data is not None:
+            checked = audit_key_check(data, path)
+            if checked.full:
+                console.print(f"[green]{data}: made with this key[/green]" + (" (demo data)" if checked.demo else ""), highlight=False)
+            else:
+                console.print(f"{data}: demo data; without a key the audit does not look for the key, tokens and names", highlight=False)
+    except StudylibError as err:
+        fail(err)
+
+
 @app.command("ingest")
 def ingest_command(
     raw_dirs: list[Path] = typer.Argument(..., help="Folder(s) of raw form exports (F01_outreach.csv, ...); several folders are ingested in order."),
@@ -171,25 +203,38 @@ def ingest_command(
     key_file: Optional[Path] = typer.Option(None, "--key-file", envvar="STUDYLIB_KEY_FILE", help="The secret key (or env STUDYLIB_KEY_FILE)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first problem instead of quarantining rejected rows."),
     append: bool = typer.Option(False, "--append", help="Add these exports to the dataset already at --out (same key)."),
+    export_date: Optional[str] = typer.Option(None, "--export-date", metavar="YYYY-MM-DD",
+                                              help="The day the exports were made (default today): a later date is rejected per row."),
 ) -> None:
-    """Validate, link and pseudonymise raw form exports into a dataset."""
+    """Validate, link and pseudonymise raw form exports into a dataset.
+
+    Rejected rows (each named by file, row and column) go to RAW_DIR/quarantine/ and the ingest report; a file that cannot be used stops the ingest and nothing is written.
+
+    Outputs: the dataset at --out, its linkage state (OUT.linkage, sealed with the key) and deny list (OUT.denylist), both beside it and never to be shared."""
     import warnings
+    from datetime import date
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from studylib.forms.ingest import check_key_location, ingest
-    from studylib.privacy.tokens import is_demo_key, read_key
+    from studylib.privacy.pseudonymiser import Pseudonymiser
 
     if key_file is None:
         fail("no key: give --key-file PATH or set STUDYLIB_KEY_FILE (make a key with `studylib key new PATH`)")
+    day = None
+    if export_date is not None:
+        try:
+            day = date.fromisoformat(export_date)
+        except ValueError:
+            fail(f"--export-date {export_date!r}: not a date; write it YYYY-MM-DD")
     try:
         check_key_location(key_file, out)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            key = read_key(key_file)
+            key = Pseudonymiser.from_key_file(key_file)
         for w in caught:
             console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
-        if is_demo_key(key_file):
+        if key.demo:
             console.print(f"[yellow]warning:[/yellow] {key_file} is a demo key: use it for synthetic data only", highlight=False)
         with Progress(TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console, transient=True) as bar:
@@ -201,9 +246,11 @@ def ingest_command(
                     tasks[label] = bar.add_task(label, total=max(total, 1))
                 bar.update(tasks[label], completed=done, total=max(total, 1), description=stage[:32])
 
-            result = ingest(raw_dirs, out, key, strict=strict, append=append, progress=progress)
+            result = ingest(raw_dirs, out, key, strict=strict, append=append, export_date=day, progress=progress)
     except StudylibError as err:
         fail(err)
+    except OSError as err:  # reading a key or export the system refuses: one line, not a traceback
+        fail(f"{err.filename or out}: {err.strerror or err}")
     report = result.report
     d, r = report["dataset"], report["rejected"]
     console.print(f"[green]dataset written:[/green] {result.dataset_dir} ({d['persons']} persons, {d['events']} events, "

@@ -78,7 +78,8 @@ def ensure_demo_dataset(force: bool = False, progress: Progress | None = None) -
 
 def _build(say: Progress) -> Path:
     from studylib.forms.ingest import ingest
-    from studylib.privacy.tokens import new_key, read_key
+    from studylib.privacy.pseudonymiser import Pseudonymiser
+    from studylib.privacy.tokens import new_key
     from studylib.synthetic import SynthOptions, generate
 
     raw, dataset, key_file = paths.demo_raw_dir(), paths.demo_dataset_dir(), paths.demo_key_file()
@@ -88,7 +89,7 @@ def _build(say: Progress) -> Path:
         say(f"making the demo key {key_file} (synthetic data only)")
         new_key(key_file, demo=True)
     say("ingesting: validate, link, pseudonymise")
-    ingest([raw], dataset, read_key(key_file))
+    ingest([raw], dataset, Pseudonymiser.from_key_file(key_file))  # the demo marking goes into dataset.json
     stamp = {"inputs": demo_inputs(), "synth": synth.counts, "dataset": str(dataset)}
     write_file(paths.demo_dir() / STAMP_FILE, json.dumps(stamp, indent=2, sort_keys=True, default=str) + "\n")
     say(f"demo dataset written: {dataset}")

@@ -40,6 +40,7 @@ class FormField(_Strict):
     personal: bool
     description: str
     deny_list: bool = False  # raw values go (keyed) on the audit's deny list
+    free_text: bool = False  # word sequences of the raw values go (keyed) on the deny list
     codes: str | tuple[str, ...] | None = None
     format: str | None = None
     max_length: int | None = None
@@ -56,6 +57,8 @@ class FormField(_Strict):
             re.compile(self.format)
         if self.deny_list and not self.personal:
             raise ValueError(f"field {self.name!r}: deny_list is for personal fields only")
+        if self.free_text and (not self.personal or self.type != "string"):
+            raise ValueError(f"field {self.name!r}: free_text is for personal string fields only")
         return self
 
     def allowed_codes(self) -> tuple[str, ...] | None:
@@ -137,6 +140,10 @@ class FormCatalogue(_Strict):
         """Fields of a form whose raw values go (keyed) on the deny list; names are added by ingest as "first last"."""
         return [f.name for f in self.fields_of(code) if f.deny_list]
 
+    def free_text_fields(self, code: str) -> list[str]:
+        """Fields of a form whose word sequences go (keyed) on the deny list: free-text notes."""
+        return [f.name for f in self.fields_of(code) if f.free_text]
+
     def file_name(self, code: str, fmt: str = "csv") -> str:
         """The raw export file name of a form, e.g. ``F01_outreach.csv``."""
         return f"{code}_{self.form(code).slug}.{fmt}"
@@ -198,4 +205,6 @@ def _field_table(fields) -> list[str]:
 
 
 def _personal(field: FormField) -> str:
-    return ("yes, deny list" if field.deny_list else "yes") if field.personal else "no"
+    if not field.personal:
+        return "no"
+    return "yes, deny list" if field.deny_list else "yes, deny list (word runs)" if field.free_text else "yes"

@@ -19,6 +19,19 @@ the two ends. What comes out:
 ``RAW_DIR/quarantine/<form>.rejected.csv``
     rejected rows with their problems. They hold personal data and stay in the raw area.
 
+The key is held by a :class:`~studylib.privacy.pseudonymiser.Pseudonymiser` (made once from
+the key file); this module never holds the key's bytes. The linkage state is sealed with an
+HMAC under the key (:meth:`~studylib.privacy.pseudonymiser.Pseudonymiser.seal`), so an edited
+state file is refused on ``--append``; ``dataset.json`` records the key's fingerprint and
+whether the data are demo data, for the audit (:func:`studylib.privacy.pseudonymiser.audit_key_check`).
+
+Nothing is ever half-written: every output is staged under a temporary name beside it and
+renamed into place; the temporaries are removed on every way out, and the next run removes
+those a killed run left (while it holds the output's lock, so a running ingest into the same
+folder is never disturbed: a second one is refused). Outputs and the quarantine refuse
+symbolic links; a full disk or a file-size limit ends in one line that names what could not
+be written.
+
 Pseudonymisation: ``person_id`` is the HMAC-SHA256 token of the person's strongest linkage key
 (:mod:`studylib.forms.linkage`); ``event_id`` is ``<form>-`` plus 20 hex digits (80 bits) of an
 HMAC of form and record id, so the database's record ids do not leak and the same record gets
@@ -33,12 +46,16 @@ its first version either way.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -48,12 +65,12 @@ import pyarrow as pa
 
 from studylib import __version__
 from studylib.data.cases import derive_cases, sort_positions
-from studylib.data.atomic import replace_folder, write_file
+from studylib.data.atomic import recover, replace_folder, write_file
 from studylib.data.dataset import META_FILE, read_dataset, read_meta, write_dataset
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.forms.catalogue import FormCatalogue, form_catalogue
 from studylib.forms.linkage import link, linkage_rules, person_attributes, record_keys
-from studylib.forms.reading import ExportError, discover_exports, escape_formulas, ingest_rules, read_export
+from studylib.forms.reading import ExportError, discover_exports, escape_formula_text, escape_formulas, ingest_rules, read_export
 from studylib.forms.validation import (
     CPR_BIRTH_DATE,
     ValidatedExport,
@@ -63,15 +80,22 @@ from studylib.forms.validation import (
     validate_export,
     whole_years,
 )
-from studylib.privacy.denylist import DenyList, deny_list_path, make_deny_list
-from studylib.privacy.tokens import key_fingerprint, keyed_token
+from studylib.privacy.denylist import DenyList, deny_list_path
+from studylib.privacy.pseudonymiser import (
+    EVENT_TOKEN_HEX,
+    SYNTHETIC_MARKER,
+    Pseudonymiser,
+    as_pseudonymiser,
+    canonical_json,
+    is_synthetic_source,
+)
 
 REPORT_JSON = "ingest_report.json"
 REPORT_MD = "ingest_report.md"
 QUARANTINE_DIR = "quarantine"
 LINKS_FILE = "links.parquet"
 STATE_FILE = "state.json"
-EVENT_TOKEN_HEX = 20
+LOCK_SUFFIX = ".lock"
 #: Quasi-identifiers whose combination the report checks for unique persons.
 QUASI_IDENTIFIERS = ("sex", "birth_year", "nationality", "region")
 
@@ -88,10 +112,15 @@ def linkage_dir(dataset_dir: str | os.PathLike) -> Path:
     return dataset_dir.with_name(dataset_dir.name + ".linkage")
 
 
+def outputs_of(dataset_dir: str | os.PathLike) -> list[Path]:
+    """What an ingest into ``dataset_dir`` writes: the dataset, its linkage state and its deny list."""
+    return [Path(dataset_dir), linkage_dir(dataset_dir), deny_list_path(dataset_dir)]
+
+
 def check_key_location(key_file: str | os.PathLike, dataset_dir: str | os.PathLike) -> None:
     """A key never lies with the data: refuse a key file inside the output folder or its siblings."""
     key_path = Path(key_file).resolve()
-    for folder in (Path(dataset_dir), linkage_dir(dataset_dir), deny_list_path(dataset_dir)):
+    for folder in outputs_of(dataset_dir):
         folder = folder.resolve()
         if key_path == folder or key_path.is_relative_to(folder):
             raise IngestError(
@@ -100,14 +129,12 @@ def check_key_location(key_file: str | os.PathLike, dataset_dir: str | os.PathLi
             )
 
 
-def event_ids(forms: pd.Series, record_ids: pd.Series, key: bytes) -> pd.Series:
+def event_ids(forms: pd.Series, record_ids: pd.Series, key: "Pseudonymiser | bytes") -> pd.Series:
     """The event id of each (form, record id): the form code, ``-`` and 20 hex digits of a keyed token.
 
     The database's record ids do not leak (unlike a plain hash they cannot be guessed
     without the key), and the same record gets the same id in every run with the same key."""
-    forms = pd.Series(forms).astype("str").reset_index(drop=True)
-    record_ids = pd.Series(record_ids).astype("str").reset_index(drop=True)
-    return forms + "-" + keyed_token(forms + "\x1f" + record_ids, key, "event", EVENT_TOKEN_HEX)
+    return as_pseudonymiser(key).event_tokens(forms, record_ids)
 
 
 # -- the events table's columns --------------------------------------------------------------------
@@ -183,6 +210,7 @@ class _Run:
     ignored: list[Path] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
     identifiers: set = field(default_factory=set)  # distinct raw names and identifiers (for the deny list)
+    notes: set = field(default_factory=set)  # distinct raw free-text notes (their word sequences go on the deny list)
     duplicates: pd.DataFrame | None = None  # exact duplicate records dropped (problems)
 
 
@@ -205,24 +233,56 @@ PERSON_COLUMNS = ("record_id", "date", "first_name", "last_name", "birth_date", 
 def ingest(
     raw_dirs: str | os.PathLike | Iterable[str | os.PathLike],
     dataset_dir: str | os.PathLike,
-    key: bytes,
+    key: "Pseudonymiser | bytes",
     *,
     strict: bool = False,
     append: bool = False,
+    export_date: date | None = None,
     catalogue: FormCatalogue | None = None,
     progress: Progress | None = None,
 ) -> IngestResult:
-    """Ingest the form exports of ``raw_dirs`` (in order) into ``dataset_dir``; see the module docstring."""
+    """Ingest the form exports of ``raw_dirs`` (in order) into ``dataset_dir``; see the module docstring.
+
+    ``key`` is a :class:`~studylib.privacy.pseudonymiser.Pseudonymiser` (raw key bytes are
+    wrapped in one at once); ``export_date`` is the day the exports were made (default: the
+    ``export_date`` the generator recorded for synthetic exports, else today): a date after
+    it is rejected."""
     catalogue = catalogue or form_catalogue()
     raw_dirs = [Path(raw_dirs)] if isinstance(raw_dirs, (str, os.PathLike)) else [Path(d) for d in raw_dirs]
     dataset_dir = Path(dataset_dir)
+    tokens = as_pseudonymiser(key)
+    del key
     step = progress or (lambda stage, done, total: None)
     if not raw_dirs:
         raise IngestError("no raw folder given")
+    latest = pd.Timestamp(export_date or recorded_export_date(raw_dirs) or datetime.now(timezone.utc).date())
     _check_output_folder(dataset_dir, raw_dirs)
-    previous = _previous_state(dataset_dir, key) if append else None
+    try:
+        with output_lock(dataset_dir):
+            remove_stale_temporaries(dataset_dir, raw_dirs)
+            return _ingest(raw_dirs, dataset_dir, tokens, strict, append, latest, catalogue, step)
+    except OSError as err:
+        raise IngestError(_write_failure(err, dataset_dir)) from None
 
-    run = _read_all(raw_dirs, catalogue, strict, step)
+
+def _write_failure(err: OSError, dataset_dir: Path) -> str:
+    """One line for an error of the file system (disk full, file-size limit, ...)."""
+    what = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "a file would exceed the file-size limit",
+            errno.EDQUOT: "the disk quota is used up", errno.EROFS: "the file system is read-only",
+            errno.EACCES: "permission denied", errno.EPERM: "not permitted"}.get(err.errno)
+    reason = what or (err.strerror or str(err).splitlines()[0] if str(err) else type(err).__name__)
+    if what is None and ("No space" in str(err) or "File too large" in str(err)):
+        reason = "no space left on the device" if "No space" in str(err) else "a file would exceed the file-size limit"
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    return (f"{dataset_dir}: cannot write the ingest's output{where}: {reason}; nothing was written "
+            "(the earlier dataset, if any, is unchanged)")
+
+
+def _ingest(raw_dirs: list[Path], dataset_dir: Path, tokens: Pseudonymiser, strict: bool, append: bool, latest: pd.Timestamp,
+            catalogue: FormCatalogue, step: Progress) -> IngestResult:
+    previous = _previous_state(dataset_dir, tokens) if append else None
+
+    run = _read_all(raw_dirs, catalogue, strict, step, latest)
     if run.file_problems:
         _write_quarantine(run)
         raise ValidationError(run.file_problems, summary="ingest stopped, nothing was written: export file(s) cannot be used")
@@ -230,18 +290,18 @@ def ingest(
         raise IngestError(f"no form exports (files named like F01_outreach.csv) in {', '.join(map(str, raw_dirs))}")
 
     step("linking", 0, 1)
-    new = _records(run, catalogue, key)
+    new = _records(run, catalogue, tokens)
     quarantined = _write_quarantine(run)
-    deny = _DenyListJob(run.identifiers, key, dataset_dir, append=previous is not None)
-    run.identifiers = set()
+    deny = _DenyListJob(run.identifiers, run.notes, tokens, dataset_dir, append=previous is not None)
+    run.identifiers, run.notes = set(), set()
     try:
-        return _finish(run, new, previous, deny, quarantined, dataset_dir, raw_dirs, key, catalogue, strict, step)
+        return _finish(run, new, previous, deny, quarantined, dataset_dir, raw_dirs, tokens, catalogue, strict, step)
     finally:
         deny.cancel()
 
 
 def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob", quarantined: list[Path], dataset_dir: Path,
-            raw_dirs: list[Path], key: bytes, catalogue: FormCatalogue, strict: bool, step: Progress) -> IngestResult:
+            raw_dirs: list[Path], key: Pseudonymiser, catalogue: FormCatalogue, strict: bool, step: Progress) -> IngestResult:
     """Link, pseudonymise, derive the cases and write: the part after the exports are read."""
     if strict and len(new.duplicates):
         raise ValidationError(as_problems(new.duplicates, 50), summary="--strict: stopped at duplicate records")
@@ -267,8 +327,9 @@ def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob
 
     report = _report(run, added, already, linkage, tables, catalogue, quarantined, raw_dirs, previous is not None)
     step("writing", 0, 1)
-    result = _write_outputs(dataset_dir, tables, links, report, key, catalogue)
-    result.deny_list = deny.finish()
+    deny.add_tokens(tables["persons"]["person_id"], tables["events"]["event_id"])
+    made = {"key_fingerprint": key.fingerprint, "demo_key": key.demo, "synthetic": is_synthetic_source(raw_dirs)}
+    result = _write_outputs(dataset_dir, tables, links, report, key, catalogue, deny, made)
     result.quarantine_files = quarantined
     step("writing", 1, 1)
     return result
@@ -285,7 +346,7 @@ class _Combined:
     indicator_codes: pd.Series
 
 
-def _combine(previous: dict | None, new: _Records, key: bytes) -> _Combined:
+def _combine(previous: dict | None, new: _Records, key: Pseudonymiser) -> _Combined:
     links = pd.concat([new.events[["event_id", "form"]],
                        record_keys(new.person, new.person["form"] + ":" + new.person["record_id"], key),
                        new.person[["age"]]], axis=1)
@@ -323,6 +384,9 @@ def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue
 
 
 def _check_output_folder(dataset_dir: Path, raw_dirs: list[Path]) -> None:
+    refuse_symlinks(outputs_of(dataset_dir), "output")
+    for raw in raw_dirs:
+        refuse_symlinks([raw / QUARANTINE_DIR], "quarantine folder")
     if dataset_dir.exists():
         if not dataset_dir.is_dir():
             raise IngestError(f"{dataset_dir}: exists and is not a folder")
@@ -334,7 +398,85 @@ def _check_output_folder(dataset_dir: Path, raw_dirs: list[Path]) -> None:
             raise IngestError(f"{dataset_dir}: the output folder is a raw folder")
 
 
-def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step: Progress) -> _Run:
+def recorded_export_date(raw_dirs: Iterable[Path]) -> date | None:
+    """The latest export date that the generator recorded in the raw folders' ``synth.json`` (None if none did)."""
+    found = []
+    for raw in raw_dirs:
+        try:
+            found.append(date.fromisoformat(str(json.loads((raw / SYNTHETIC_MARKER).read_text())["export_date"])[:10]))
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+            continue
+    return max(found) if found else None
+
+
+def refuse_symlinks(paths: Iterable[Path], what: str) -> None:
+    """Outputs and the quarantine are never written through a symbolic link (it could send
+    personal data, or the dataset, anywhere)."""
+    for path in paths:
+        if path.is_symlink():
+            raise IngestError(f"{path}: the {what} is a symbolic link; ingest never writes through one "
+                              "(remove the link, or give the real folder)")
+
+
+@contextmanager
+def output_lock(dataset_dir: Path):
+    """Hold the lock of an output folder while ingesting into it; a second ingest is refused.
+
+    The lock file (``.<name>.lock`` beside the folder) is removed when the ingest ends."""
+    dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = dataset_dir.with_name(f".{dataset_dir.name}{LOCK_SUFFIX}")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IngestError(f"{dataset_dir}: another ingest is writing this dataset now; wait for it to end") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino  # not a lock file removed meanwhile
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def stale_temporaries(dataset_dir: Path, raw_dirs: Iterable[Path]) -> list[Path]:
+    """Temporary files and folders an interrupted ingest into ``dataset_dir`` left behind."""
+    parent, deny = dataset_dir.parent, deny_list_path(dataset_dir).name
+    patterns = [f".{dataset_dir.name}.ingest-*", f".{deny}-*", f".{deny}.*.tmp"]
+    found = [p for pattern in patterns for p in parent.glob(pattern)]
+    for target in (dataset_dir, linkage_dir(dataset_dir)):
+        if target.exists():  # a crash between the two renames of replace_folder left the old one
+            found += list(parent.glob(f".{target.name}.old-*"))
+    for raw in raw_dirs:
+        quarantine = raw / QUARANTINE_DIR
+        if quarantine.is_dir() and not quarantine.is_symlink():
+            found += list(quarantine.glob(".*.rejected.csv.*.tmp"))
+    return sorted(found)
+
+
+def remove_stale_temporaries(dataset_dir: Path, raw_dirs: Iterable[Path]) -> list[Path]:
+    """Remove what :func:`stale_temporaries` finds (call it holding :func:`output_lock`)."""
+    for target in (dataset_dir, linkage_dir(dataset_dir)):
+        recover(target)
+    found = stale_temporaries(dataset_dir, raw_dirs)
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return found
+
+
+def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step: Progress, latest: pd.Timestamp) -> _Run:
     run = _Run()
     found = [discover_exports(d, catalogue) for d in raw_dirs]
     for d in found:
@@ -347,7 +489,7 @@ def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step
         step(f"reading {export.name}", i, len(todo))
         try:
             raw = read_export(export.path)
-            validated = validate_export(raw, export.form, catalogue)
+            validated = validate_export(raw, export.form, catalogue, latest=latest)
         except ExportError as err:
             run.file_problems.append(err.problem)
             if strict:
@@ -367,7 +509,7 @@ def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step
     return run
 
 
-def _records(run: _Run, catalogue: FormCatalogue, key: bytes) -> _Records:
+def _records(run: _Run, catalogue: FormCatalogue, key: Pseudonymiser) -> _Records:
     """All accepted records of the run, in reading order, one per (form, record id); duplicates reported."""
     columns = event_columns(catalogue)
     ids = pd.concat([pd.DataFrame({"form": v.form, "record_id": v.values["record_id"]}) for _, v in run.exports], ignore_index=True)
@@ -447,6 +589,9 @@ def _collect_identifiers(run: _Run, values: pd.DataFrame, catalogue: FormCatalog
     found = [names[names != ""]] + [values[f] for f in catalogue.deny_list_fields(form) if f in values.columns]
     for column in found:
         run.identifiers.update(column.dropna().unique().tolist())
+    for name in catalogue.free_text_fields(form):
+        if name in values.columns:
+            run.notes.update(values[name].dropna().unique().tolist())
 
 
 def _quarantine_rows(run: _Run, rows: pd.DataFrame, problems: pd.DataFrame) -> None:
@@ -486,17 +631,54 @@ def _indicators(values: pd.DataFrame, catalogue: FormCatalogue, start: int) -> p
 # -- append: what an earlier ingest left -------------------------------------------------------------------
 
 
-def _previous_state(dataset_dir: Path, key: bytes) -> dict | None:
+def read_state(state_dir: Path, key: Pseudonymiser) -> dict:
+    """The linkage state of ``state_dir``, its seal checked under ``key``; IngestError if it was
+    made with another key, edited, or its links file is not the one it was sealed with."""
+    path = state_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IngestError(f"{path}: the linkage state cannot be read ({err}); ingest all raw exports together instead") from None
+    if not isinstance(state, dict):
+        raise IngestError(f"{path}: the linkage state is not a JSON object; ingest all raw exports together instead")
+    seal = state.pop("seal", None)
+    if seal is None:
+        raise IngestError(f"{path}: the linkage state has no seal (made by an older studylib); ingest all raw exports together instead")
+    if not key.verify(canonical_json(state), seal):
+        if state.get("key_fingerprint") != key.fingerprint:
+            raise IngestError(f"{path}: was made with another key (or edited): its seal does not match under this key; refused "
+                              "(appending with another key would make unlinkable tokens)")
+        raise IngestError(f"{path}: the linkage state was edited or damaged (its seal under this key does not match): "
+                          "refused; ingest all raw exports together instead")
+    if state.get("key_fingerprint") != key.fingerprint:  # sealed by this key but naming another: never made by ingest
+        raise IngestError(f"{path}: was made with another key; appending with this key would make unlinkable tokens")
+    links = state_dir / LINKS_FILE
+    if _file_sha256(links) != state.get("links_sha256"):
+        raise IngestError(f"{links}: is not the file the linkage state was sealed with (edited or replaced): "
+                          "refused; ingest all raw exports together instead")
+    return state
+
+
+def _file_sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _previous_state(dataset_dir: Path, key: Pseudonymiser) -> dict | None:
     if not (dataset_dir / META_FILE).is_file():
         return None  # nothing to append to: a first ingest
     state_dir = linkage_dir(dataset_dir)
     if not (state_dir / STATE_FILE).is_file() or not (state_dir / LINKS_FILE).is_file():
         raise IngestError(f"{dataset_dir}: cannot append, the linkage tokens ({state_dir}) are missing; "
                           "ingest all raw exports together instead")
-    state = json.loads((state_dir / STATE_FILE).read_text())
+    state = read_state(state_dir, key)
     meta = read_meta(dataset_dir)
-    if state.get("key_fingerprint") != key_fingerprint(key):
-        raise IngestError(f"{dataset_dir}: was made with another key; appending with this key would make unlinkable tokens")
     if state.get("dataset_content_hash") != meta.get("content_hash"):
         raise IngestError(f"{state_dir} does not belong to the dataset in {dataset_dir} (content hashes differ); "
                           "ingest all raw exports together instead")
@@ -524,22 +706,26 @@ def _write_quarantine(run: _Run) -> list[Path]:
     written = []
     for raw_dir, v in run.exports:
         target = raw_dir / QUARANTINE_DIR / f"{Path(v.file).stem}.rejected.csv"
+        refuse_symlinks([target.parent, target], "quarantine")
         if v.rejected.empty:
             target.unlink(missing_ok=True)
             continue
         target.parent.mkdir(mode=0o700, exist_ok=True)
         frame = escape_formulas(v.rejected.astype("str").fillna(""))
+        frame.columns = [escape_formula_text(str(c)) for c in frame.columns]
         write_file(target, frame.to_csv(index=False), mode=0o600, encoding="utf-8-sig", newline="")
         written.append(target)
     return written
 
 
-def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report: dict, key: bytes, catalogue: FormCatalogue) -> IngestResult:
+def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report: dict, key: Pseudonymiser, catalogue: FormCatalogue,
+                   deny: "_DenyListJob", made: dict) -> IngestResult:
     made_by = {"tool": "studylib ingest", "studylib_version": __version__, "catalogue_version": catalogue.version,
-               "linkage_rules_version": linkage_rules()["version"], "validation_rules_version": ingest_rules()["version"]}
+               "linkage_rules_version": linkage_rules()["version"], "validation_rules_version": ingest_rules()["version"], **made}
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.ingest-", dir=dataset_dir.parent))
+    staging = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{dataset_dir.name}.ingest-", dir=dataset_dir.parent))
         staged = write_dataset(tables, staging / dataset_dir.name, made_by=made_by)
         meta = read_meta(staged)
         report["dataset"]["content_hash"] = meta["content_hash"]
@@ -548,20 +734,27 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
         state_staged = staging / linkage_dir(dataset_dir).name
         state_staged.mkdir(mode=0o700)
         links.to_parquet(state_staged / LINKS_FILE, index=False)  # in the order of the events table
-        (state_staged / STATE_FILE).write_text(json.dumps({
-            "key_fingerprint": key_fingerprint(key), "dataset_content_hash": meta["content_hash"],
+        state = {
+            "key_fingerprint": key.fingerprint, "dataset_content_hash": meta["content_hash"],
             "linkage_rules_version": linkage_rules()["version"], "catalogue_version": catalogue.version,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }, indent=2) + "\n")
+            "links_sha256": _file_sha256(state_staged / LINKS_FILE),
+        }
+        state["seal"] = key.seal(canonical_json(state))  # an edited state is refused on --append
+        (state_staged / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         (state_staged / "README.txt").write_text(
             "Keyed tokens of the linkage keys of every event of the dataset beside this folder, so that\n"
             "later exports can be appended (studylib ingest --append). Pseudonymised, but it links more\n"
             "than the dataset does: keep it with the data controller; never share it with the dataset.\n")
+        deny.wait()  # everything complete before anything is put in place
+        refuse_symlinks(outputs_of(dataset_dir), "output")
         replace_folder(staged, dataset_dir)
         replace_folder(state_staged, linkage_dir(dataset_dir))
+        deny_list = deny.finish()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return IngestResult(dataset_dir=dataset_dir, report=report)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return IngestResult(dataset_dir=dataset_dir, report=report, deny_list=deny_list)
 
 
 #: From this many distinct identifiers on, the deny list is hashed in a second process while
@@ -570,49 +763,83 @@ DENY_LIST_IN_BACKGROUND = 50_000
 
 
 class _DenyListJob:
-    """The deny list of an ingest: keyed hashes of the raw names and identifiers, written beside the
-    dataset (never inside) for the output audit. An append adds to the earlier periods' list.
+    """The deny list of an ingest: keyed hashes of the raw names and identifiers, of the word
+    sequences of free-text notes and of the prefixes of the dataset's tokens, written beside
+    the dataset (never inside) for the output audit. An append adds to the earlier periods' list.
 
-    Large lists are made in a second process (spawned: the key goes through a pipe, never a file)
-    into a temporary file; :meth:`finish` puts it in place, :meth:`cancel` removes it."""
+    Large lists are made in a second process (spawned: the pseudonymiser goes through a pipe,
+    never a file) into a temporary file; :meth:`add_tokens` adds the tokens once they exist,
+    :meth:`wait` waits for it, :meth:`finish` puts it in place, :meth:`cancel` removes it."""
 
-    def __init__(self, identifiers: set, key: bytes, dataset_dir: Path, append: bool):
+    def __init__(self, identifiers: set, notes: set, key: Pseudonymiser, dataset_dir: Path, append: bool):
         self.path = deny_list_path(dataset_dir)
+        self.key = key
         self.previous = self.path if append and self.path.is_file() else None
         dataset_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.executor = self.future = None
+        self.tmp = None
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
         os.close(fd)
         self.tmp = Path(tmp)
-        self.executor = self.future = None
-        names = sorted(identifiers)
-        if len(names) >= DENY_LIST_IN_BACKGROUND:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        try:
+            names, texts = sorted(identifiers), sorted(notes)
+            if len(names) + len(texts) >= DENY_LIST_IN_BACKGROUND:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-            self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous)
+                self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous, texts)
+            else:
+                write_deny_list(names, key, self.tmp, self.previous, texts)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def add_tokens(self, *tokens: pd.Series) -> None:
+        """Add the prefixes of the dataset's tokens (person ids, event ids) to the list."""
+        values = [t for column in tokens for t in column.dropna().tolist()]
+        if self.executor is not None:  # after the names, in the same worker
+            self.future = self.executor.submit(add_tokens_to_deny_list, values, self.key, self.tmp)
         else:
-            write_deny_list(names, key, self.tmp, self.previous)
+            add_tokens_to_deny_list(values, self.key, self.tmp)
 
-    def finish(self) -> Path:
+    def wait(self) -> None:
         if self.future is not None:
             self.future.result()
+
+    def finish(self) -> Path:
+        self.wait()
         os.replace(self.tmp, self.path)
+        self.tmp = None
         return self.path
 
     def cancel(self) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
             self.executor = None
-        self.tmp.unlink(missing_ok=True)
+        if self.tmp is not None:
+            _MADE.pop(str(self.tmp), None)
+            self.tmp.unlink(missing_ok=True)
 
 
-def write_deny_list(names: list[str], key: bytes, path: Path, previous: Path | None = None) -> Path:
-    """Write the deny list of ``names`` (joined with the list at ``previous``) to ``path``, owner-only."""
-    deny = make_deny_list(names, key)
+#: Deny lists made in this process and not yet written, by temporary path (the worker of a
+#: _DenyListJob keeps the names' list here until the tokens are added).
+_MADE: dict[str, DenyList] = {}
+
+
+def write_deny_list(names: list[str], key: Pseudonymiser, path: Path, previous: Path | None = None, notes: list[str] = ()) -> Path:
+    """Make the deny list of ``names`` and ``notes`` (joined with the list at ``previous``) for ``path``;
+    it is written when the tokens are added (:func:`add_tokens_to_deny_list`)."""
+    deny = key.deny_list(names, notes)
     if previous is not None:
-        old = DenyList.read(previous)
-        deny = DenyList(deny.digests | old.digests, max(deny.max_words, old.max_words))
+        deny = deny.union(DenyList.read(previous))
+    _MADE[str(path)] = deny
+    return path
+
+
+def add_tokens_to_deny_list(tokens: list[str], key: Pseudonymiser, path: Path) -> Path:
+    """Add the prefixes of ``tokens`` to the list made for ``path`` and write it there, owner-only."""
+    deny = _MADE.pop(str(path)).union(key.token_list(tokens))
     deny.write(path)
     os.chmod(path, 0o600)
     return path
@@ -653,7 +880,8 @@ def _report(run: _Run, added: int, already: int, linkage, tables: dict, catalogu
         "ignored_files": [p.name for p in run.ignored],
         "records_already_in_dataset": already,
         "records_added": added,
-        "warnings": [{"file": Path(p.where).name, "row": p.row, "column": p.column, "rule": p.rule} for p in run.warnings],
+        "warnings": [{"file": Path(p.where).name, "row": p.row, "column": None if p.column is None else _shown_name(p.column),
+                      "rule": p.rule} for p in run.warnings],
         "rejected": {
             "rows": int(all_rejected.drop_duplicates(["file", "row"]).shape[0]) if len(all_rejected) else 0,
             "problems": int(len(all_rejected)),
@@ -680,6 +908,17 @@ def _report(run: _Run, added: int, already: int, linkage, tables: dict, catalogu
     }
 
 
+def _shown_name(name: str) -> str:
+    """A column name from a raw header as the report shows it: escaped like a quarantined value
+    (a formula start defused, control characters as ``?``), at most 100 characters."""
+    return escape_formula_text(str(name))[:100]
+
+
+def _md(text) -> str:
+    """Text for a cell or line of the Markdown report: ``|``, backticks and angle brackets escaped."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def report_markdown(report: dict) -> str:
     """The ingest report as a short readable text."""
     lines = ["# Ingest report", "", f"Made {report['created']} by studylib {report['studylib_version']} "
@@ -704,7 +943,8 @@ def report_markdown(report: dict) -> str:
         lines += ["", "The rows themselves (with personal data) are in the quarantine files of the raw folders: "
                   + ", ".join(r["quarantine_files"]) + "."]
     if report["warnings"]:
-        lines += ["", "## Warnings", ""] + [f"- {w['file']}" + (f" column {w['column']!r}" if w["column"] else "") + f": {w['rule']}" for w in report["warnings"][:50]]
+        lines += ["", "## Warnings", ""] + [f"- {_md(w['file'])}" + (f" column {_md(repr(w['column']))}" if w["column"] else "") + f": {_md(w['rule'])}"
+                                            for w in report["warnings"][:50]]
     k = report["linkage"]
     lines += ["", "## Linkage", "", f"{k['records']} records -> {k['persons']} persons; {k['persons_with_several_records']} persons have "
               f"several records (at most {k['most_records_of_one_person']})."]

@@ -26,7 +26,7 @@ from scipy.sparse.csgraph import connected_components
 
 from studylib.config import read_yaml
 from studylib.forms.reading import on_distinct
-from studylib.privacy.tokens import person_token
+from studylib.privacy.pseudonymiser import Pseudonymiser, as_pseudonymiser
 
 RULES_PATH = files("studylib.forms") / "linkage_rules.yaml"
 NAME_FIELDS = ("first_name", "last_name")
@@ -111,27 +111,28 @@ def _key_strings(values: pd.DataFrame, spec: dict, rules: dict) -> pd.Series:
     return pd.Series(pd.array(joined, dtype="str"), index=values.index)
 
 
-def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: bytes, rules: dict | None = None) -> pd.DataFrame:
+def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: "Pseudonymiser | bytes", rules: dict | None = None) -> pd.DataFrame:
     """Keyed tokens of each record's linkage keys and the attributes linkage compares.
 
     ``values`` holds the validated person fields (cpr, passport_no, nationality, first_name,
     last_name, birth_date, cpr_birth_date, sex); ``record_ids`` a unique id per record (form and
     record id). Nothing in the result is an identifier: tokens, sex, nationality, birth year."""
     rules = rules or linkage_rules()
-    out = _distinct_keys(values, key, rules)
+    tokens = as_pseudonymiser(key)
+    out = _distinct_keys(values, tokens, rules)
     # a record without any key is a person of its own: its id is the token of the record
     keyless = out[[key_column(k["name"]) for k in rules["keys"]]].isna().all(axis=1)
-    record = person_token((RECORD_KEY + ":" + record_ids.astype("str")).where(keyless), key)
+    record = tokens.person_tokens((RECORD_KEY + ":" + record_ids.astype("str")).where(keyless))
     out.insert(len(rules["keys"]), key_column(RECORD_KEY), record.to_numpy())
     return out
 
 
-def _distinct_keys(values: pd.DataFrame, key: bytes, rules: dict) -> pd.DataFrame:
+def _distinct_keys(values: pd.DataFrame, tokens: Pseudonymiser, rules: dict) -> pd.DataFrame:
     out = pd.DataFrame(index=values.index)
     for spec in rules["keys"]:
-        out[key_column(spec["name"])] = person_token(_key_strings(values, spec, rules), key)
+        out[key_column(spec["name"])] = tokens.person_tokens(_key_strings(values, spec, rules))
     born = values["birth_date"].fillna(values["cpr_birth_date"])
-    out["birth_date"] = person_token("birth_date:" + _date_text(born, "%Y-%m-%d"), key)
+    out["birth_date"] = tokens.person_tokens("birth_date:" + _date_text(born, "%Y-%m-%d"))
     stated, from_cpr = values["birth_date"], values["cpr_birth_date"]
     same_day = (stated.dt.day == from_cpr.dt.day) & (stated.dt.month == from_cpr.dt.month) & (stated.dt.year % 100 == from_cpr.dt.year % 100)
     out["cpr_birth_date_differs"] = (stated.notna() & from_cpr.notna() & ~same_day.fillna(True)).astype(bool)

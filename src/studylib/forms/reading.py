@@ -10,6 +10,14 @@ defuses it before anything is written back out.
 
 Row numbers count the header as row 1, as a spreadsheet shows them (blank lines are not
 counted; a quoted value that spans lines is one row).
+
+A CSV file must end with a line break: a file that does not, or that ends inside a quoted
+value, was cut off, and its last row is rejected (its last value may be cut short: a date
+``2022-02-17`` cut to ``2022-02-1`` would otherwise be read as another date). The encoding
+is decided per file: UTF-8 when the file holds UTF-8 text (with or without BOM), else cp1252.
+Bytes that are not text in the file's encoding (a cp1252 row pasted into a UTF-8 file) are
+not guessed at: those values are marked (:data:`NOT_TEXT`) and validation rejects exactly
+those rows, naming the column.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ RULES_PATH = files("studylib.forms") / "validation_rules.yaml"
 DELIMITERS = (",", ";", "\t", "|")
 #: A cell that a spreadsheet program would run as a formula starts with one of these.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: What a byte sequence that is not text in the file's encoding is read as.
+NOT_TEXT = "\ufffd"
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 class ExportError(StudylibError):
@@ -75,10 +86,11 @@ class RawTable:
     path: Path
     frame: pd.DataFrame  # columns as in the file (names stripped, lower-cased), str dtype
     rows: np.ndarray  # the file row number of each frame row
-    bad_rows: pd.DataFrame  # rows that could not be split into the header's columns: row, fields, text, truncated
+    bad_rows: pd.DataFrame  # rows that could not be split into the header's columns: row, fields, text, truncated, reason
     encoding: str = "utf-8"
     delimiter: str | None = None
     warnings: list[Problem] = field(default_factory=list)
+    not_text: bool = False  # some bytes were not text in the file's encoding (values hold NOT_TEXT)
 
 
 @lru_cache(maxsize=1)
@@ -154,7 +166,7 @@ def _read_csv(path: Path) -> RawTable:
     where = str(path)
     if not data.strip():
         raise ExportError(Problem(where=where, rule="the file is empty (not even a header line)"))
-    text, encoding = _decode(data, where)
+    text, encoding, not_text = _decode(data, where)
     header_line = text.split("\n", 1)[0].rstrip("\r")
     delimiter = _detect_delimiter(header_line)
     if delimiter is None:
@@ -162,7 +174,7 @@ def _read_csv(path: Path) -> RawTable:
                                   "(no column names separated by , ; tab or |)"))
     header = [_column_name(c) for c in _split_header(header_line, delimiter)]
     _check_header(header, where)
-    body = data if encoding.startswith("utf-8") else text.encode("utf-8")
+    body = data if encoding.startswith("utf-8") and not not_text else text.encode("utf-8")
     if body.startswith(b"\xef\xbb\xbf"):
         body = body[3:]
     bad: list[tuple] = []
@@ -208,19 +220,49 @@ def _read_csv(path: Path) -> RawTable:
             frame, rows = frame.iloc[:-1], rows[:-1]
         if last is not None:
             warnings.append(Problem(where=where, row=last, rule="the file ends inside a quoted value: the last row is truncated"))
+    elif not body.endswith((b"\n", b"\r")):
+        frame, rows, bad_rows = _cut_last_row(frame, rows, bad_rows, delimiter, len(header))
+        if len(bad_rows) and bad_rows["reason"].notna().any():
+            last = int(bad_rows.loc[bad_rows["reason"].notna(), "row"].max())
+            warnings.append(Problem(where=where, row=last, rule=CUT_OFF))
     return RawTable(path=path, frame=frame.reset_index(drop=True), rows=rows, bad_rows=bad_rows,
-                    encoding=encoding, delimiter=delimiter, warnings=warnings)
+                    encoding=encoding, delimiter=delimiter, warnings=warnings, not_text=not_text)
+
+
+CUT_OFF = ("the file does not end with a line break: it was cut off, and its last row may be cut short "
+           "(rejected; export the file again)")
+
+
+def _cut_last_row(frame: pd.DataFrame, rows: np.ndarray, bad_rows: pd.DataFrame, delimiter: str, width: int):
+    """The last row of a file without a final line break, moved to the bad rows (or marked there)."""
+    last_bad = int(bad_rows["row"].max()) if bad_rows["row"].notna().any() else 0
+    if last_bad and (not len(rows) or last_bad > rows[-1]):
+        bad_rows.loc[bad_rows["row"] == last_bad, "reason"] = CUT_OFF
+    elif len(rows):
+        text = delimiter.join(frame.iloc[-1].astype("str"))
+        cut = _bad_rows([(int(rows[-1]), width, text)])
+        cut["reason"] = CUT_OFF
+        bad_rows = pd.concat([bad_rows, cut], ignore_index=True)
+        frame, rows = frame.iloc[:-1], rows[:-1]
+    return frame, rows, bad_rows
 
 
 def _bad_rows(rows: list[tuple], truncated: bool = False) -> pd.DataFrame:
-    """Rows that could not be split into the header's columns: row number, fields found, text."""
+    """Rows that could not be split into the header's columns: row number, fields found, text,
+    whether the file ends inside the row's quoted value, and a reason (None: the field count)."""
     out = pd.DataFrame(rows, columns=["row", "fields", "text"]).astype({"row": "Int64", "fields": "Int64", "text": "str"})
     out["truncated"] = truncated
+    out["reason"] = pd.Series([None] * len(out), dtype=object)
     return out
 
 
-def _decode(data: bytes, where: str) -> tuple[str, str]:
-    """Text of a CSV file and its encoding: UTF-8 (BOM or not) or cp1252; binary content is refused."""
+def _decode(data: bytes, where: str) -> tuple[str, str, bool]:
+    """Text of a CSV file, its encoding (UTF-8 with or without BOM, or cp1252) and whether some
+    bytes were not text in it (read as :data:`NOT_TEXT`); binary content is refused.
+
+    A file that is not valid UTF-8 is still UTF-8 when it holds UTF-8 sequences of non-ASCII
+    letters (``ø`` as two bytes): then the few rows that are not (pasted in cp1252) are the
+    damaged ones, not the whole file."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ExportError(Problem(where=where, rule="the file is UTF-16; export it as UTF-8 or cp1252"))
     sample = data[:65536]
@@ -232,14 +274,15 @@ def _decode(data: bytes, where: str) -> tuple[str, str]:
     else:
         encoding = "utf-8"
     try:
-        return data.decode(encoding), encoding
+        return data.decode(encoding), encoding, False
     except UnicodeDecodeError:
         pass
+    if _UTF8_MULTIBYTE.search(data):
+        return data.decode(encoding, errors="replace"), encoding, True
     try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ExportError(Problem(where=where, row=line, rule="neither UTF-8 nor cp1252 text (binary content?)")) from None
+        return data.decode("cp1252"), "cp1252", False
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace"), "cp1252", True
 
 
 def _column_name(raw: str) -> str:
@@ -410,6 +453,13 @@ def parse_boolean(values: pd.Series, spellings: dict) -> pd.Series:
         return u.str.lower().map(lookup).astype("boolean")
 
     return on_distinct(values, parse)
+
+
+def escape_formula_text(text: str) -> str:
+    """One text (a value or a column name) as :func:`escape_formulas` writes it: ``'`` before a
+    formula start; control characters and line breaks of a name shown as ``?``."""
+    escaped = "'" + text if text.startswith(FORMULA_STARTS) else text
+    return re.sub(r"[\x00-\x1f\x7f]", "?", escaped)
 
 
 def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:

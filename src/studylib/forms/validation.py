@@ -21,6 +21,7 @@ import pandas as pd
 from studylib.errors import Problem
 from studylib.forms.catalogue import FormCatalogue, FormField, form_catalogue
 from studylib.forms.reading import (
+    NOT_TEXT,
     ExportError,
     RawTable,
     ingest_rules,
@@ -215,7 +216,7 @@ class _Distinct:
         self.check.fail(rows, column or self.f.name, rule, shown, self.show)
 
 
-def _check_field(f: FormField, text: pd.Series, on: _Distinct, dialect, rules) -> pd.Series:
+def _check_field(f: FormField, text: pd.Series, on: _Distinct, dialect, rules, latest: pd.Timestamp | None = None) -> pd.Series:
     """Typed values of the distinct ``text`` values of one field; failures recorded through ``on``."""
     present = text.notna()
     if f.type == "string":
@@ -254,6 +255,8 @@ def _check_field(f: FormField, text: pd.Series, on: _Distinct, dialect, rules) -
         span = rules["birth_date_range" if f.name == "birth_date" else "date_range"]
         lo, hi = pd.Timestamp(span["min"]), pd.Timestamp(span["max"])
         on.fail(d.notna() & ((d < lo) | (d > hi)), f"date outside {span['min']}..{span['max']}")
+        if latest is not None and f.name not in rules.get("future_dates_allowed", []):
+            on.fail(d.notna() & (d <= hi) & (d > latest), f"date after the export date {latest:%Y-%m-%d} (a typing error?)")
         return d
     if f.type in ("integer", "decimal"):
         num = parse_integer(text) if f.type == "integer" else parse_decimal(text)
@@ -282,8 +285,11 @@ def _codes_name(f: FormField) -> str:
     return f.codes if isinstance(f.codes, str) else ", ".join(f.codes)
 
 
-def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = None) -> ValidatedExport:
-    """Check every row of an export; the accepted rows come back typed, the rest as rejected rows."""
+def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = None,
+                    latest: pd.Timestamp | None = None) -> ValidatedExport:
+    """Check every row of an export; the accepted rows come back typed, the rest as rejected rows.
+
+    ``latest`` is the export date: a date after it is rejected (None: not checked)."""
     catalogue = catalogue or form_catalogue()
     rules = ingest_rules()
     warnings = list(raw.warnings) + check_columns(raw, form, catalogue)
@@ -298,22 +304,27 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
             codes, uniques = np.full(n, -1, dtype=np.intp), pd.Index([], dtype="str")
         text = _text(pd.Series(uniques, dtype="str"), dialect.missing)
         on = _Distinct(check, f, codes, text)
+        if raw.not_text:
+            on.fail(text.str.contains(NOT_TEXT, regex=False, na=False),
+                    f"not {raw.encoding} text like the rest of the file: bytes of another encoding (a row pasted "
+                    "from another program?); fix the row in the source and export again")
         if f.required:
             on.fail(text.isna(), "required value is missing")
             if (codes < 0).any():
                 check.fail(codes < 0, f.name, "required value is missing", None, False)
-        typed[f.name] = _spread(_check_field(f, text, on, dialect, rules), codes)
+        typed[f.name] = _spread(_check_field(f, text, on, dialect, rules, latest), codes)
     values = pd.DataFrame(typed)
-    _check_cpr(values, check)
+    _check_cpr(values, check, rules)
+    _check_ages(values, rules, check)
     _check_rows(values, form, catalogue, rules, check)
     problems = list(check.found)
     # rows that could not be split into the header's columns
     width = len(raw.frame.columns)
     bad_rows = raw.bad_rows
     if len(bad_rows):
-        rules_text = ["the file ends inside a quoted value: the row is truncated" if cut else
+        rules_text = [reason if isinstance(reason, str) else "the file ends inside a quoted value: the row is truncated" if cut else
                       f"the row has {n} field(s), the header {width} (truncated row, or a delimiter inside an unquoted value?)"
-                      for n, cut in zip(bad_rows["fields"], bad_rows["truncated"])]
+                      for n, cut, reason in zip(bad_rows["fields"], bad_rows["truncated"], bad_rows["reason"])]
         problems.append(pd.DataFrame({"file": check.file, "row": bad_rows["row"].astype(object), "column": None,
                                       "rule": rules_text, "value": None}, columns=list(PROBLEM_COLUMNS)))
     problems = pd.concat(problems, ignore_index=True) if problems else empty_problems()
@@ -326,13 +337,23 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
     )
 
 
-def _check_cpr(values: pd.DataFrame, check: _Checker) -> None:
+def _check_cpr(values: pd.DataFrame, check: _Checker, rules: dict) -> None:
     cpr = values["cpr"].str.replace("-", "", regex=False)
     born = cpr_birth_dates(cpr)
     check.fail(cpr.notna() & cpr.str.fullmatch(r"\d{10}", na=False) & born.isna(), "cpr",
                "the CPR number's first six digits are not a real date", None, False)
+    lo = rules["birth_date_range"]["min"]
+    check.fail(born.notna() & (born < pd.Timestamp(lo)), "cpr", f"the CPR number tells a birth date before {lo}", None, False)
     values["cpr"] = cpr
     values[CPR_BIRTH_DATE] = born
+
+
+def _check_ages(values: pd.DataFrame, rules: dict, check: _Checker) -> None:
+    """The age on the form's date, from the stated birth date and from the CPR number, is at most ``max_age``."""
+    oldest = rules["max_age"]
+    for column, born in (("birth_date", values["birth_date"]), ("cpr", values[CPR_BIRTH_DATE])):
+        age = whole_years(born, values["date"])
+        check.fail(age.notna() & (age > oldest), column, f"the person would be older than {oldest} on the date of the form", None, False)
 
 
 def _check_rows(values: pd.DataFrame, form: str, catalogue: FormCatalogue, rules: dict, check: _Checker) -> None:
