@@ -8,6 +8,7 @@ copies of the real templates and study files pointed at that dataset.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -83,9 +84,22 @@ def dataset_tables(n: int = 400, seed: int = 7) -> dict[str, pd.DataFrame]:
     return {"persons": persons, "events": events, "indicators": indicators, "cases": cases}
 
 
-def make_dataset(folder: Path, n: int = 400, seed: int = 7) -> Path:
+def made_by(tool: str, key: Path | None = None, **more) -> dict:
+    """``dataset.json``'s ``made_by`` for a test dataset: it records the fingerprint of the key the
+    tests audit with (``key``, else ``STUDYLIB_KEY_FILE``: tests/conftest.py sets one for the
+    session), as ingest does, so that the runner's audit runs at full strength."""
+    from studylib.privacy.tokens import key_fingerprint, read_key
+
+    key = key or (Path(os.environ["STUDYLIB_KEY_FILE"]) if os.environ.get("STUDYLIB_KEY_FILE") else None)
+    record = {"tool": tool, **more}
+    if key is not None:
+        record["key_fingerprint"] = key_fingerprint(read_key(key))
+    return record
+
+
+def make_dataset(folder: Path, n: int = 400, seed: int = 7, key: Path | None = None) -> Path:
     """Write a schema-valid random dataset to ``folder`` and return it."""
-    return write_dataset(dataset_tables(n, seed), folder, made_by={"tool": "tests/runner_fixtures.py", "seed": seed})
+    return write_dataset(dataset_tables(n, seed), folder, made_by=made_by("tests/runner_fixtures.py", key, seed=seed))
 
 
 def make_project(root: Path, dataset: Path, studies: tuple[str, ...] = ("au_pair", "agriculture", "cleaning", "overview")) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from runner_fixtures import dataset_tables, write_study
+from runner_fixtures import dataset_tables, made_by, write_study
 from studylib.data import write_dataset
 from studylib.runner.batch import BatchSettings, run_batch
 
@@ -54,7 +54,7 @@ def _dataset(folder: Path) -> Path:
     region[construction] = "sjaelland"
     region[construction[:3]] = "hovedstaden"  # 3 construction workers in the capital region: the cell a reader must not get
     cases["region"] = region
-    return write_dataset(tables, folder / "dataset", made_by={"tool": "tests/test_release_runner.py"})
+    return write_dataset(tables, folder / "dataset", made_by=made_by("tests/test_release_runner.py"))
 
 
 def _study(root: Path, data: Path, study_id: str, **parameters) -> Path:
@@ -105,7 +105,7 @@ def test_a_new_release_beside_the_one_already_out_cannot_give_the_new_year_alone
     years[years == 2024] = 2023
     years[construction[:2]] = 2024  # the new year adds 2 construction workers
     cases["first_contact_year"] = years
-    data = write_dataset(tables, tmp_path / "dataset", made_by={"tool": "tests/test_release_runner.py"})
+    data = write_dataset(tables, tmp_path / "dataset", made_by=made_by("tests/test_release_runner.py"))
     _template(tmp_path)
     study = _study(tmp_path, data, "period", year_to=2023)
     settings = BatchSettings(reports=tmp_path / "reports", workers=1, state=tmp_path / "state")

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -18,7 +19,7 @@ from pypdf import PdfReader
 
 from runner_fixtures import ROOT, make_dataset, make_project, write_study
 from studylib.data import read_dataset
-from studylib.privacy.tokens import new_key, read_key
+from studylib.privacy.tokens import read_key
 from studylib.runner.batch import BatchSettings, plan_batch, run_batch
 from studylib.runner.export import headings, to_pdf
 from studylib.runner.study import find_studies
@@ -32,11 +33,11 @@ DEFAULT = ("au_pair", "agriculture", "cleaning", "overview")
 def project(tmp_path_factory):
     """The project's default studies and templates, on a fixture dataset, run once as a batch."""
     root = tmp_path_factory.mktemp("project")
-    dataset = make_dataset(root / "dataset", n=400)
+    key = Path(os.environ["STUDYLIB_KEY_FILE"])  # the session's (tests/conftest.py): the audit looks for it everywhere
+    dataset = make_dataset(root / "dataset", n=400, key=key)
     make_project(root, dataset, DEFAULT)
     tmp = root / "tmp"
     tmp.mkdir()
-    key = new_key(root / "study.key")  # the audit looks for it in every output; no kernel ever sees it
     settings = BatchSettings(reports=root / "reports", workers=2, studies_dir=root / "studies")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tempfile, "tempdir", str(tmp))
@@ -128,7 +129,7 @@ def test_manifest_records_parameters_hashes_timings_audit_and_no_personal_data(p
             assert entry["sha256"] == hashlib.sha256((root / "reports" / key / name).read_bytes()).hexdigest()
         html_text = _html(root, key)
         assert not any(t in text or t in html_text for t in tokens), "no person token leaves the dataset"
-        assert read_key(root / "study.key").hex() not in text + html_text
+        assert read_key(os.environ["STUDYLIB_KEY_FILE"]).hex() not in text + html_text
 
 
 def test_a_reports_time_leaves_out_its_wait_for_a_kernel(project):

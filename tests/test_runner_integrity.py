@@ -40,3 +40,29 @@ def test_a_dataset_table_replaced_by_a_valid_smaller_one_is_refused_before_any_k
     assert outcome.status == "invalid"
     assert "does not match what ingest recorded" in outcome.message and "nation.yaml" in outcome.message
     assert (root / "reports" / "nation" / "report.html").is_file()  # the last good report stays
+
+
+def test_the_audit_never_runs_weaker_than_it_says(published, tmp_path, monkeypatch):
+    """Real (non-demo) data: no key, or a key that is not the dataset's, refuses the report."""
+    from studylib.privacy.tokens import new_key
+
+    root, _, study, settings = published
+    forced = settings.__class__(**{**settings.__dict__, "force": True})
+    monkeypatch.delenv("STUDYLIB_KEY_FILE")
+    outcome = run_batch([study], forced).outcomes[0]
+    assert outcome.status == "failed" and "no key for the audit" in outcome.message
+    monkeypatch.setenv("STUDYLIB_KEY_FILE", str(new_key(tmp_path / "other.key")))
+    outcome = run_batch([study], forced).outcomes[0]
+    assert outcome.status == "failed" and "is not the dataset's" in outcome.message
+
+
+def test_the_manifest_records_the_key_fingerprint_the_audit_used(published):
+    import json
+    import os
+
+    from studylib.privacy.tokens import key_fingerprint, read_key
+
+    root = published[0]
+    manifest = json.loads((root / "reports" / "nation" / "manifest.json").read_text())
+    assert manifest["audit"]["key"]["key_fingerprint"] == key_fingerprint(read_key(os.environ["STUDYLIB_KEY_FILE"]))
+    assert manifest["audit"]["key"]["key_and_name_checks"] == "full"

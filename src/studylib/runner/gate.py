@@ -5,8 +5,11 @@ executed notebook, the HTML page, the PDF) in strict mode (only marked outputs: 
 figures, statistics and sentences) with the study's minimum cell and, when it is
 known, the key and the deny list (``STUDYLIB_KEY_FILE``, ``STUDYLIB_DENY_LIST`` or the
 dataset's own ``<dataset>.denylist``; the demo key for the demo dataset), so that neither the key nor a person token nor a listed name can
-slip through. A report whose verdict is not ``passed`` is never published; the manifest
-records the verdict (masked findings only, never the text found).
+slip through. The audit never runs weaker than it says: on real data, no key or a key whose
+fingerprint is not the one the dataset recorded at ingest refuses the report
+(:func:`studylib.privacy.pseudonymiser.audit_key_check`), and the manifest records the key
+fingerprint the checks used. A report whose verdict is not ``passed`` is never published; the
+manifest records the verdict (masked findings only, never the text found).
 """
 
 from __future__ import annotations
@@ -66,10 +69,18 @@ def audit_report(stage: Path, min_cell: int, data: Path) -> Verdict:
     """Audit every notebook, HTML page and PDF in a run's staging folder."""
     from studylib.privacy.audit import audit_path
 
+    from studylib.privacy.pseudonymiser import AuditKeyError, audit_key_check
+
     key, deny_list = audit_key(data)
+    try:
+        strength = audit_key_check(data, key)
+    except AuditKeyError as err:  # the audit would run weaker than it says: refuse instead
+        message = f"the audit cannot run at full strength: {err}"
+        return Verdict(False, [message], {"files": [], "findings": [], "counts": {"audit-key": 1}, "key": {"error": str(err)}})
     result = audit_path(stage, min_cell=min_cell, deny_list=deny_list, key=key, strict=True)
     record = result.as_dict()
     record.pop("status", None)
+    record["key"] = strength.as_dict()
     prefix = f"{stage}{os.sep}"
     record["files"] = [f.removeprefix(prefix) for f in record["files"]]
     for finding in record["findings"]:
