@@ -329,10 +329,17 @@ def run_command(
     reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
     studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
     state: Optional[Path] = typer.Option(None, "--state", help="The runner's private state: the release ledgers of what was published (default: .studylib-state/ beside the reports folder; never publish it)."),
+    parameter: list[str] = typer.Option([], "--parameter", "-p", help="KEY=VALUE (VALUE read as YAML): set a template parameter for every study of this run, as papermill's -p; checked against the template. The next run without it makes the reports as the study files say."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check every study and say which reports would run and why; run nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON (one object) instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines; only the summary (and errors)."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Append one line per report outcome (time, report, status, seconds, message) to this file."),
 ) -> None:
     """Run studies: execute, export HTML and PDF, audit, protect the release, publish into reports/.
 
     Every table of the batch is protected together with every table already published from the same dataset: a report whose tables would let a reader work out a small count from another report is run again with more cells hidden, or refused.
+
+    Exit codes: 0 every report published or current; 1 a report failed, was refused or a study file is invalid; 2 the command line is wrong (or the cluster cannot be reached); 128+N cancelled by signal N (nothing half-published).
 
     On this machine the kernels are forked from one process that has loaded the libraries once (STUDYLIB_KERNEL_FORK=0 launches each kernel on its own), and PDFs and audits are made in a helper process while the next kernels run.
     """
@@ -349,15 +356,22 @@ def run_command(
         fail("name one or more studies, or use --all")
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # nbclient's pending-task noise after a dead kernel
     studies_dir = (studies_dir or _project_folder("studies")).resolve()
+    overrides = _overrides(parameter)
+    if cluster:
+        _check_cluster(cluster)
     settings = BatchSettings(
         reports=(reports or paths.reports_dir()).resolve(), force=force, workers=workers, cluster=cluster, studies_dir=studies_dir,
-        state=state.resolve() if state else None,
+        state=state.resolve() if state else None, overrides=overrides,
     )
     files = _study_files(studies or [], run_all, studies_dir)
     if not files:
         fail(f"no study files in {studies_dir}")
+    if dry_run:
+        _dry_run(files, settings, as_json)
+        return
     colour = {"published": "green", "skipped": "cyan", "failed": "red", "invalid": "red", "cancelled": "yellow"}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=True, disable=quiet or as_json) as bar:
         task = bar.add_task("studies", total=None)
         running: set[str] = set()
 
@@ -367,11 +381,23 @@ def run_command(
             else:
                 running.discard(key)
                 bar.advance(task)
+                if log_file is not None:
+                    _log_outcome(log_file, outcome)
+                if quiet or as_json:
+                    return
                 bar.console.print(f"[{colour.get(outcome.status, 'white')}]{outcome.status:>9}[/] {key}  {outcome.seconds:.1f} s", highlight=False)
             bar.update(task, description="running: " + (", ".join(sorted(running))[:60] or "-"))
 
         result = run_batch(files, settings, progress)
-    table = Table(title="studylib run")
+    if as_json:
+        import json as _json
+
+        print(_json.dumps({"ok": result.ok, "signal": result.signal, "index": str(result.index), "executor": cluster or "local",
+                           "outcomes": [o.__dict__ for o in result.outcomes]}, indent=1, default=str))
+        if result.signal is not None:
+            raise typer.Exit(128 + result.signal)
+        raise typer.Exit(0 if result.ok else 1)
+    table = Table(title=f"studylib run ({'cluster ' + cluster if cluster else f'this machine, {workers} kernel(s) at once'})")
     for col in ("report", "status", "seconds", "message (published: information lost to disclosure control)"):
         table.add_column(col, overflow="fold")
     for o in result.outcomes:
@@ -384,6 +410,69 @@ def run_command(
         raise typer.Exit(128 + result.signal)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``-p KEY=VALUE`` pairs as parameters (values read as YAML: 4 is a number, none is null)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            fail(f"-p {pair!r}: write KEY=VALUE, e.g. -p sector=cleaning -p year_to=2024")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as err:
+            fail(f"-p {pair!r}: the value is not valid YAML ({err})")
+    return out
+
+
+def _check_cluster(address: str, seconds: float = 5.0) -> None:
+    """One clear line and exit 2 when the Dask scheduler cannot be reached (instead of a 30 s wait and a traceback)."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or not parsed.port:
+        console.print(f"[red]error:[/red] --cluster {address!r}: give the scheduler's address as tcp://HOST:PORT", highlight=False)
+        raise typer.Exit(2)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=seconds).close()
+    except OSError as err:
+        console.print(f"[red]error:[/red] --cluster {address}: no Dask scheduler answers there ({err.strerror or err}); "
+                      "start one (dask scheduler) or check the address", highlight=False)
+        raise typer.Exit(2)
+
+
+def _dry_run(files, settings, as_json: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from studylib.runner.batch import plan_batch
+
+    plan = plan_batch(files, settings)
+    rows = [(r.key, "would run", plan.reasons.get(r.key, "")) for r in plan.run]
+    rows += [(o.key, "current" if o.status == "skipped" else o.status, o.message) for o in plan.done]
+    if as_json:
+        import json as _json
+
+        print(_json.dumps([{"report": k, "plan": p, "why": w} for k, p, w in rows], indent=1))
+        return
+    table = Table(title="studylib run --dry-run (nothing was run)")
+    for col in ("report", "plan", "why"):
+        table.add_column(col, overflow="fold")
+    for key, what, why in rows:
+        table.add_row(escape(key), what, escape(why))
+    Console().print(table)
+
+
+def _log_outcome(path: Path, outcome) -> None:
+    from datetime import datetime, timezone
+
+    line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\t{outcome.key}\t{outcome.status}\t{outcome.seconds:.1f}\t{outcome.message}\n"
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line)
 
 
 @app.command("list")

@@ -21,6 +21,10 @@ def read_yaml(path: str | os.PathLike | Any, what: str = "configuration file") -
 
     ``path`` may also be an ``importlib.resources`` traversable (a file shipped in the package).
     """
+    if not hasattr(path, "read_text") or isinstance(path, Path):
+        from studylib.inputs import note_input
+
+        note_input(path)
     try:
         text = path.read_text(encoding="utf-8") if hasattr(path, "read_text") else Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -35,7 +35,7 @@ from studylib.report import variables
 from studylib.runner import kernel_fork, publish
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
-from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
+from studylib.runner.provenance import data_identity, fingerprint, inputs_identity, library_versions, look_hash, sha256_file, template_hash
 from studylib.runner.release import ReleaseGate, default_state, lineage, loss_of
 from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
 
@@ -51,6 +51,7 @@ class BatchSettings:
     lock_wait: float = 3 * 3600.0
     studies_dir: Path | None = None  # for the index: studies that never ran are listed too
     state: Path | None = None  # the runner's private state (release ledgers); default: beside reports/
+    overrides: dict = field(default_factory=dict)  # -p KEY=VALUE: parameters set for every study of this run
 
 
 @dataclass
@@ -92,23 +93,51 @@ Progress = Callable[[str, Outcome | None], None]  # (report key, None when it st
 class Plan:
     run: list[Report]
     done: list[Outcome]  # skipped and invalid ones
+    reasons: dict = field(default_factory=dict)  # report key -> why it must be made
 
 
 def current_fingerprint(report: Report) -> str:
-    return fingerprint(report, sha256_file(report.study.template), data_identity(report.study.data)["content_hash"])
+    return fingerprint(report, template_hash(report.study.template), data_identity(report.study.data)["content_hash"])
 
 
 def is_current(report: Report, reports: Path) -> bool:
     """True when the last good report has this fingerprint and no later attempt failed."""
+    return why_due(report, reports) is None
+
+
+def why_due(report: Report, reports: Path) -> str | None:
+    """Why this report must be made (None when its last good report is current)."""
     state = publish.report_state(reports, report.key, report.title)
-    if state.status != "ok" or not state.manifest:
-        return False
-    files = state.manifest.get("files", {})
+    if not state.manifest:
+        return "never published"
+    if state.status != "ok":
+        return "the last run failed"
+    manifest = state.manifest
+    files = manifest.get("files", {})
     if not all((reports / report.key / name).is_file() for name in files):
-        return False
-    if state.manifest.get("fingerprint") != current_fingerprint(report):
-        return False
-    return published_intact(reports / report.key, files)
+        return "a published file is missing"
+    if manifest.get("fingerprint") != current_fingerprint(report):
+        return _what_changed(report, manifest)
+    inputs = manifest.get("inputs", {})
+    changed = [path for path, digest in inputs_identity(inputs).items() if digest != inputs.get(path)]
+    if changed:
+        return f"an input it reads changed: {changed[0]}" + (f" and {len(changed) - 1} more" if len(changed) > 1 else "")
+    if not published_intact(reports / report.key, files):
+        return "a published file was changed after publishing (its hash is not the manifest's)"
+    return None
+
+
+def _what_changed(report: Report, manifest: dict) -> str:
+    if manifest.get("template", {}).get("sha256") != template_hash(report.study.template):
+        return "the template changed"
+    if manifest.get("data", {}).get("content_hash") != data_identity(report.study.data)["content_hash"]:
+        return "the data changed"
+    if {k: v for k, v in manifest.get("parameters", {}).items() if k != "data_dir"} != \
+            {k: v for k, v in report.parameters.items() if k != "data_dir"}:
+        return "the parameters changed"
+    if manifest.get("library", {}).get("studylib") != library_versions().get("studylib") or manifest.get("look_sha256") != look_hash():
+        return "the library or the report's look changed"
+    return "the study's settings changed (title, disclosure or formats)"
 
 
 def published_intact(folder: Path, files: dict) -> bool:
@@ -157,20 +186,29 @@ def plan_batch(files: list[Path], settings: BatchSettings, on_work: Callable[[],
         _ensure_demo()
     for file in files:
         try:
-            studies.append(read_study(file))
+            study = read_study(file)
         except StudylibError as err:
             done.append(_invalid(Path(file), err))
+            continue
+        if settings.overrides:
+            from dataclasses import replace
+
+            study = replace(study, spec=study.spec.model_copy(update={"parameters": {**study.spec.parameters, **settings.overrides}}))
+        studies.append(study)
     seen: dict[str, Path] = {}
     to_run: list[Report] = []
+    reasons: dict[str, str] = {}
     for study in studies:
         if study.id in seen:
             done.append(_invalid(study.file, ValidationError([Problem(where=f"{study.file}, key 'id'", rule=f"study id {study.id!r} is also used by {seen[study.id]}")], summary="duplicate study")))
             continue
         seen[study.id] = study.file
         for report in reports_of(study):
-            if not settings.force and is_current(report, settings.reports):
+            reason = "--force" if settings.force else why_due(report, settings.reports)
+            if reason is None:
                 done.append(Outcome(report.key, study.id, report.title, "skipped", "unchanged since the last good report", folder=str(settings.reports / report.key)))
             else:
+                reasons[report.key] = reason
                 to_run.append(report)
     if to_run:
         on_work()
@@ -179,7 +217,7 @@ def plan_batch(files: list[Path], settings: BatchSettings, on_work: Callable[[],
     for study_id, message in bad.items():
         report = next(r for r in to_run if r.study.id == study_id)
         done.append(Outcome(study_id, study_id, report.study.title, "invalid", message))
-    return Plan(run=run, done=done)
+    return Plan(run=run, done=done, reasons=reasons)
 
 
 def _wants_demo(file: Path) -> bool:
@@ -234,10 +272,17 @@ def disclosure_settings(report: Report):
                               symbol=d.symbol, merge={k: (r.model_dump() if hasattr(r, 'model_dump') else r) for k, r in d.merge.items()})
 
 
-def kernel_variables(report: Report, ledger: Path | None = None, plan: Path | None = None) -> dict[str, str]:
-    """What the kernel of this report finds in its environment (disclosure settings, study, ledger, plan)."""
-    return variables.kernel_variables(disclosure_settings(report).to_json(), report.study.id, report.key,
-                                      str(ledger) if ledger else None, str(plan) if plan else None)
+def kernel_variables(report: Report, ledger: Path | None = None, plan: Path | None = None,
+                     inputs: Path | None = None) -> dict[str, str]:
+    """What the kernel of this report finds in its environment (disclosure settings, study, ledger,
+    plan, and where to note the input files it reads)."""
+    from studylib.inputs import INPUTS_VARIABLE
+
+    out = variables.kernel_variables(disclosure_settings(report).to_json(), report.study.id, report.key,
+                                     str(ledger) if ledger else None, str(plan) if plan else None)
+    if inputs:
+        out[INPUTS_VARIABLE] = str(inputs)
+    return out
 
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
@@ -360,7 +405,7 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
     run_id = uuid.uuid4().hex
     started_at = datetime.now(timezone.utc)
     timings: dict[str, float] = {}
-    template_sha = sha256_file(study.template)
+    template_sha = template_hash(study.template)
     data = data_identity(study.data)
     print_ = fingerprint(report, template_sha, data["content_hash"])
     lineage_id = lineage(study.data)
@@ -380,6 +425,8 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                 while True:
                     rounds += 1
                     ledger = private / f"ledger-{rounds}"
+                    inputs_file = private / f"inputs-{rounds}.txt"
+                    private.mkdir(parents=True, exist_ok=True)
                     plan_file = private / f"plan-{rounds}.json" if plan else None
                     if plan_file:
                         write_plan(plan_file, plan)
@@ -390,7 +437,7 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                         watch.queued = timings["queued"] = timings.get("queued", 0.0) + t - asked
                         nb = execute_report(
                             study.template, notebook, report.parameters,
-                            env=kernel_variables(report, ledger, plan_file), cwd=study.template.parent,
+                            env=kernel_variables(report, ledger, plan_file, inputs_file), cwd=study.template.parent,
                             limits=Limits(cell=spec.timeout.cell, report=spec.timeout.report),
                             log=log, cancel=cancel,
                         )
@@ -418,6 +465,9 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                         raise ReportRejected(decision.message)
                     plan = {**plan, **decision.plan}
                 loss = loss_of(_ledger_entries(ledger))
+                from studylib.inputs import read_inputs
+
+                inputs = inputs_identity(read_inputs(inputs_file))
             if cancel is not None and cancel.is_set():
                 return outcome("cancelled", f"{report.key}: the batch was cancelled before publishing", "cancelled")
             stage_name = "publish"
@@ -425,6 +475,8 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
             log_path.unlink(missing_ok=True)
             timings["total"] = watch.seconds()
             manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
+            manifest["inputs"] = inputs
+            manifest["run"]["executor"] = f"dask {settings.cluster}" if settings.cluster else "this machine"
             manifest["release"] = {"lineage": lineage_id, "rounds": rounds, "information_loss": loss.as_dict()}
             publish.write_json(stage / publish.MANIFEST, manifest)
             publish.publish_report(stage, settings.reports, report.key)

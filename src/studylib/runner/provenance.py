@@ -86,6 +86,32 @@ def paths_is_within(path: Path, folder: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
+def template_hash(path: Path) -> str:
+    """The hash of a template's content: its cells' types, sources and tags, and the kernel.
+
+    Outputs, execution counts and other metadata are left out, so a template saved in
+    JupyterLab after a run is still the same template."""
+    try:
+        notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+        cells = [[c.get("cell_type"), "".join(c.get("source", "")), sorted((c.get("metadata") or {}).get("tags", []))]
+                 for c in notebook.get("cells", [])]
+        kernel = (notebook.get("metadata") or {}).get("kernelspec", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return sha256_file(path)
+    return hashlib.sha256(canonical({"cells": cells, "kernel": kernel}).encode()).hexdigest()
+
+
+def inputs_identity(paths) -> dict[str, str | None]:
+    """Path -> sha256 of every input file a report read (None where the file is gone)."""
+    out = {}
+    for path in paths:
+        try:
+            out[str(path)] = sha256_file(Path(path))
+        except OSError:
+            out[str(path)] = None
+    return out
+
+
 def fingerprint(report: Report, template_sha256: str, data_hash: str) -> str:
     """The hash that decides whether a report must run again."""
     spec = report.study.spec
