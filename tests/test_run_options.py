@@ -84,3 +84,35 @@ def test_a_wrong_cluster_address_is_one_line_and_exit_2(project):
     assert done.returncode == 2
     assert "no Dask scheduler answers there" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_parameter_domains_declared_in_the_template_are_checked_at_planning(tmp_path):
+    import nbformat
+
+    from runner_fixtures import make_dataset, write_study
+    from studylib.runner.batch import BatchSettings, plan_batch
+
+    data = make_dataset(tmp_path / "dataset", n=30)
+    cell = nbformat.v4.new_code_cell(
+        "data_dir: str = ''\nsector: str = 'au_pair'  # the sector [vocabulary: sector]\n"
+        "method: str = 'main'  # model [one of: stepwise, main, bic]\nyears: int = 3  # window [range: 1..10]\n"
+        "catalogue: str = 'x.yaml'  # a catalogue [file]")
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "templates").mkdir()
+    nbformat.write(nb, tmp_path / "templates" / "t.ipynb")
+    (tmp_path / "templates" / "x.yaml").write_text("a: 1\n")
+
+    def plan(**parameters):
+        study = write_study(tmp_path, {"id": "s", "title": "s", "template": "../templates/t.ipynb", "data": str(data),
+                                       "parameters": parameters, "disclosure": {"min_cell": 5, "rounding": None}, "formats": ["html"]})
+        return plan_batch([study], BatchSettings(reports=tmp_path / "reports", state=tmp_path / "state"))
+
+    assert [r.key for r in plan(sector="cleaning", method="bic", years=10).run] == ["s"]
+    for parameters, expected in [({"sector": "claening"}, "did you mean 'cleaning'"),
+                                 ({"method": "best"}, "'best' is not one of stepwise, main, bic"),
+                                 ({"years": 11}, "outside 1..10"), ({"years": 0}, "outside 1..10"),
+                                 ({"catalogue": "missing.yaml"}, "does not exist")]:
+        outcome = plan(**parameters).done[0]
+        assert outcome.status == "invalid" and expected in outcome.message and "s.yaml line" in outcome.message, outcome.message

@@ -11,6 +11,7 @@ starts. :func:`reports_of` fans a study out into one :class:`Report` per matrix 
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from functools import lru_cache
@@ -325,10 +326,51 @@ def parameter_problems(study: Study, declared: dict[str, Any]) -> list[Problem]:
             problems.append(Problem(where=_where(study.file, lines, loc), rule=f"template {study.template.name} has no parameter {name!r} (it has: {known})"))
             continue
         annotation = getattr(declared[name], "inferred_type_name", None)
+        domain = parameter_domain(getattr(declared[name], "help", "") or "")
         for value in values:
             if not accepts(annotation, value):
                 problems.append(Problem(where=_where(study.file, lines, loc), rule=f"template {study.template.name} declares {name}: {annotation}", value=repr(value)))
+            elif domain is not None and (problem := domain_problem(domain, value, study.template.parent)):
+                problems.append(Problem(where=_where(study.file, lines, loc), rule=f"{name}: {problem}", value=repr(value)))
     return problems
+
+
+_DOMAIN = re.compile(r"\[(vocabulary|one of|range|file):?\s*([^\]]*)\]")
+
+
+def parameter_domain(help_text: str) -> tuple[str, str] | None:
+    """The domain a template declares in a parameter's comment: ``[vocabulary: sector]``,
+    ``[one of: stepwise, main, bic]``, ``[range: 1..20]`` or ``[file]`` (a file that must exist)."""
+    found = _DOMAIN.search(help_text)
+    return (found.group(1), found.group(2).strip()) if found else None
+
+
+def domain_problem(domain: tuple[str, str], value: Any, base: Path) -> str | None:
+    """What is wrong with ``value`` in a declared domain (None for a fitting value, or None itself)."""
+    kind, spec = domain
+    if value is None:
+        return None
+    if kind == "vocabulary":
+        from studylib.data.vocabularies import VOCABULARIES
+
+        codes = VOCABULARIES.get(spec, ())
+        if value not in codes:
+            close = difflib.get_close_matches(str(value), codes, n=1)
+            return f"{value!r} is not a {spec} code" + (f"; did you mean {close[0]!r}?" if close else f" (codes: {', '.join(codes)})")
+    elif kind == "one of":
+        choices = [c.strip() for c in spec.split(",") if c.strip()]
+        if str(value) not in choices:
+            return f"{value!r} is not one of {', '.join(choices)}"
+    elif kind == "range":
+        low, _, high = spec.partition("..")
+        number = float(value)
+        if (low.strip() and number < float(low)) or (high.strip() and number > float(high)):
+            return f"{value!r} is outside {spec}"
+    elif kind == "file":
+        path = Path(str(value))
+        if not (path if path.is_absolute() else base / path).is_file():
+            return f"the file {value!r} does not exist (a relative path is read from the template's folder, where its kernel runs)"
+    return None
 
 
 def new_study_text(study_id: str, title: str, template: str, data: str, declared: dict[str, Any]) -> str:
