@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,62 @@ def test_bca_counts_replicates_equal_to_the_estimate_as_half_below():
     # a replicate just outside the tolerance is below or above, as before
     outside = bca_limits(np.concatenate([base, np.full(20, estimate * (1 - 1e-8))]), estimate, jack, weights, 0.95)
     assert outside[2] == pytest.approx(stats.norm.ppf(0.6))
+
+
+# ---------------------------------------------------------------- LCMCR
+
+
+@pytest.mark.slow
+def test_latent_class_model_recovers_the_truth_of_latent_class_data():
+    """Data drawn from a two-class model (6 lists): the 95% interval covers N in >= 90% of 40."""
+    import pandas as pd
+
+    from studylib.analysis import overlap_table
+    from studylib.analysis.latent_class import estimate_latent_class
+
+    rng = np.random.default_rng(17)
+    truth = 2000
+    high = np.array([0.6, 0.5, 0.55, 0.45, 0.5, 0.55])
+    low = np.array([0.3, 0.2, 0.3, 0.2, 0.25, 0.25])
+    hits, medians = 0, []
+    for r in range(40):
+        in_high = rng.random(truth) < 0.4
+        flags = rng.random((truth, 6)) < np.where(in_high[:, None], high, low)
+        flags = flags[flags.any(axis=1)]
+        table = overlap_table(pd.DataFrame(flags, columns=[f"list_{c}" for c in "abcdef"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = estimate_latent_class(table, seed=r, burn_in=600, samples=400, thin=3)
+        hits += est.lower <= truth <= est.upper
+        medians.append(est.total)
+        assert est.lower <= est.total <= est.upper and est.lower >= est.observed
+    assert hits >= 36
+    # the independent-lists model is biased low on the same kind of data; LCMCR is not
+    assert abs(np.mean(medians) - truth) < 0.05 * truth
+
+
+def test_latent_class_runs_are_repeatable_and_diagnosed():
+    from studylib.analysis.latent_class import effective_sample_size, estimate_latent_class, split_rhat
+
+    data = data_of("korea_3lists")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = estimate_latent_class(data, seed=5, burn_in=200, samples=200, thin=2)
+        b = estimate_latent_class(data, seed=5, burn_in=200, samples=200, thin=2)
+        c = estimate_latent_class(data, seed=6, burn_in=200, samples=200, thin=2)
+    np.testing.assert_array_equal(a.draws, b.draws)
+    assert not np.array_equal(a.draws, c.draws)
+    assert a.draws.shape == (4, 200) and (a.draws >= data.observed).all()
+    # R-hat: chains drawn from one distribution ~1; chains with different means clearly above
+    rng = np.random.default_rng(0)
+    same = rng.standard_normal((4, 1000))
+    assert split_rhat(same) == pytest.approx(1.0, abs=0.01)
+    assert split_rhat(same + np.arange(4)[:, None]) > 1.5
+    # ESS: independent draws ~ their number; an AR(1) chain with phi 0.9 about (1-phi)/(1+phi) of it
+    assert effective_sample_size(same) == pytest.approx(4000, rel=0.15)
+    ar = np.zeros((4, 4000))
+    for t in range(1, 4000):
+        ar[:, t] = 0.9 * ar[:, t - 1] + rng.standard_normal(4)
+    assert effective_sample_size(ar) == pytest.approx(16000 * 0.1 / 1.9, rel=0.3)
+    with pytest.raises(EstimationError, match="samples must be"):
+        estimate_latent_class(data, samples=3)
