@@ -118,7 +118,7 @@ def estimate_periods(cases: pd.DataFrame, window: int = 3, by: str = YEAR, lists
                "overlaps": int(table.loc[table[names].sum(axis=1) > 1, COUNT].sum()) if names else 0,
                "total": np.nan, "lower": np.nan, "upper": np.nan, "note": ""}
         try:
-            est = estimate_population(table, method, **options)
+            est = estimate_population(table, method, **{k: v for k, v in options.items() if k != "min_overlap"})
             row.update(total=est.total, lower=est.lower, upper=est.upper, unseen=est.unseen, terms=", ".join(est.terms))
         except StudylibError as err:
             row["note"] = str(err).replace("\n", " ")
@@ -146,7 +146,7 @@ def estimate_strata(cases: pd.DataFrame, by: str, lists=None, method: str = "ste
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtentWarning)
         strata = estimate_by(cases, by=by, lists=lists, method=method, **options)
-        pooled = estimate_population(overlap_table(cases, lists), method, **options)
+        pooled = estimate_population(overlap_table(cases, lists), method, **{k: v for k, v in options.items() if k != "min_overlap"})
     missing = strata.loc[strata["total"].isna(), by].astype(str).tolist()
     total = {c: float(strata[c].sum()) if not missing else np.nan for c in ("total", "lower", "upper")}
     summed = {by: "sum of strata", "persons": int(strata["persons"].sum()), "overlaps": int(strata["overlaps"].sum()), **total,
