@@ -27,7 +27,11 @@ Typical use::
 Every estimate assumes a closed population over the period, that lists record persons
 accurately (no duplicates, no false matches), and that two-list interactions are enough to
 describe how lists depend on each other and on persons' catchability; what lists cannot see
-at all, no model recovers.
+at all, no model recovers. Models of persons who differ in catchability are in
+:mod:`studylib.analysis.heterogeneity` (Rcapture's Mh and Mth) and
+:mod:`studylib.analysis.latent_class` (LCMCR); :func:`studylib.analysis.compare_families`
+puts them beside the stepwise model, and :mod:`studylib.analysis.extent_strata` estimates by
+year, window of years and stratum.
 """
 
 from __future__ import annotations
