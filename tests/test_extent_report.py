@@ -57,7 +57,7 @@ def test_recommended_range_spans_the_supported_families_only():
     assert np.isnan(none["lower"]) and not none["supported"]
 
 
-def test_compare_families_supports_heterogeneity_only_when_the_data_show_it():
+def test_compare_families_spans_the_mth_models_the_data_support_about_equally():
     from studylib.analysis import overlap_table
     from studylib.analysis.heterogeneity import closed_population_models
     from studylib.analysis.model_families import compare_families
@@ -68,20 +68,27 @@ def test_compare_families_supports_heterogeneity_only_when_the_data_show_it():
     catchy = rng.random(n) < 0.3
     differ = rng.random((n, 5)) < np.where(catchy[:, None], 0.45, 0.06)
     quick = {"burn_in": 300, "samples": 200, "thin": 2}
-    out = {}
+    words = {}
     for name, flags in (("alike", alike), ("differ", differ)):
         table = overlap_table(pd.DataFrame(flags[flags.any(axis=1)], columns=[f"list_{c}" for c in "abcde"]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frame = compare_families(table, seed=1, latent_class=quick).set_index("family")
-        models = closed_population_models(table, interval="none").set_index("model")
+        models = closed_population_models(table).set_index("model")
+        mth = models[models.index.str.startswith("Mth")]
+        near = mth[mth["aic"] <= mth["aic"].min() + 2]
         het = frame.loc["heterogeneity"]
-        gain = models.loc["Mt", "aic"] - models.loc[het["model"], "aic"]
-        assert het["supported"] == (gain > 2), name
+        assert het["lower"] == near["lower"].min() and het["upper"] == near["upper"].max(), name
+        assert het["total"] == mth.loc[mth["aic"].idxmin(), "total"]
+        # an independent-lists model never beats the best Mth model by more than 2 (one column costs 2)
+        assert models.loc["Mt", "aic"] - mth["aic"].min() >= -2 - 1e-9
+        assert het["supported"]
         assert list(frame.index) == ["list dependence", "heterogeneity", "latent classes", "recommended"]
         rec = frame.loc["recommended"]
         supported = frame[frame.supported & (frame.index != "recommended")]
         assert rec["lower"] == supported["lower"].min() and rec["upper"] == supported["upper"].max()
-        out[name] = frame
-    assert not out["alike"].loc["heterogeneity", "supported"]
-    assert out["differ"].loc["heterogeneity", "supported"]
+        gain = models.loc["Mt", "aic"] - mth["aic"].min()
+        words[name] = (gain > 2, het["why"])
+    assert words["alike"][0] is np.False_ or not words["alike"][0]
+    assert "cannot rule out" in words["alike"][1]
+    assert words["differ"][0] and "shows" in words["differ"][1]

@@ -11,8 +11,11 @@ turns them into one recommended range:
   differ in how each list sees them; dependence and heterogeneity both come from the classes.
 
 The recommended range spans the ranges of the families the diagnostics support: stepwise
-always (when it has an estimate); the heterogeneity family when its best Mth model beats
-the independent-lists model Mt by more than 2 in AIC; LCMCR when its chains converged.
+always (when it has an estimate); the heterogeneity family always (its range spans the Mth
+models within 2 AIC of the best, the models the data support about equally, as Burnham and
+Anderson advise), because list overlaps can never rule heterogeneity out: adding one
+heterogeneity column to the independent-lists model Mt costs 2 in AIC and never worsens the
+fit, so Mt never beats the best Mth model by more than 2; LCMCR when its chains converged.
 When the supported ranges do not overlap, the models disagree and the report must say so.
 """
 
@@ -28,7 +31,8 @@ from studylib.analysis.heterogeneity import closed_population_models
 from studylib.analysis.latent_class import estimate_latent_class
 from studylib.analysis.loglinear import EstimationError
 
-#: The Mth model must beat Mt by more than this in AIC for the data to show heterogeneity.
+#: Models within this much AIC of the best are about equally supported (Burnham and Anderson);
+#: an Mth model that beats Mt by more than this shows heterogeneity.
 AIC_MARGIN = 2.0
 
 HETEROGENEITY_MODELS = ("Mt", "Mth Chao", "Mth Poisson2", "Mth Darroch", "Mth Gamma3.5")
@@ -55,17 +59,7 @@ def compare_families(table, level: float = 0.95, seed: int | None = None, latent
     except EstimationError as err:
         rows.append(_row("list dependence", "stepwise", np.nan, np.nan, np.nan, "", False, f"no estimate: {err}"))
     if len(data.lists) >= 3:
-        models = closed_population_models(data, HETEROGENEITY_MODELS, level=level)
-        ok = models[np.isfinite(models["total"]) & models["converged"]]
-        mt = ok[ok["model"] == "Mt"]
-        het = ok[ok["model"] != "Mt"]
-        if len(het):
-            best = het.loc[het["aic"].idxmin()]
-            gain = float(mt["aic"].iloc[0] - best["aic"]) if len(mt) else np.nan
-            supported = bool(np.isfinite(gain) and gain > AIC_MARGIN)
-            why = (f"its AIC is {gain:.1f} below the independent-lists model" if supported
-                   else f"its AIC is not more than {AIC_MARGIN:g} below the independent-lists model ({gain:.1f})")
-            rows.append(_row("heterogeneity", str(best["model"]), best["total"], best["lower"], best["upper"], str(best["assumes"]), supported, why))
+        rows.append(_heterogeneity_row(closed_population_models(data, HETEROGENEITY_MODELS, level=level)))
     options = {"seed": seed, "level": level, **(latent_class or {})}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtentWarning)
@@ -76,6 +70,25 @@ def compare_families(table, level: float = 0.95, seed: int | None = None, latent
                      "persons fall in classes that each list sees differently (heterogeneity and dependence)", lc.converged, why))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return pd.concat([frame, pd.DataFrame([recommended_range(frame)], columns=list(COLUMNS))], ignore_index=True)
+
+
+def _heterogeneity_row(models: pd.DataFrame) -> dict:
+    """The heterogeneity family: the Mth models within :data:`AIC_MARGIN` of the best one."""
+    ok = models[np.isfinite(models["total"]) & models["converged"] & np.isfinite(models["lower"])]
+    mt = ok[ok["model"] == "Mt"]
+    het = ok[ok["model"] != "Mt"]
+    if het.empty:
+        return _row("heterogeneity", "Mth", np.nan, np.nan, np.nan, "", False, "no heterogeneity model has an estimate")
+    best = het.loc[het["aic"].idxmin()]
+    near = het[het["aic"] <= best["aic"] + AIC_MARGIN]
+    gain = float(mt["aic"].iloc[0] - best["aic"]) if len(mt) else np.nan
+    shown = "shows" if np.isfinite(gain) and gain > AIC_MARGIN else "cannot rule out"
+    why = (f"the overlaps {shown} persons differing in catchability (best Mth model's AIC {gain:.1f} below independent "
+           f"lists; an independent-lists model can never beat it by more than {AIC_MARGIN:g}); range spans the Mth models "
+           f"within {AIC_MARGIN:g} AIC of the best")
+    names = ", ".join(m.replace("Mth ", "") for m in near["model"])
+    return _row("heterogeneity", f"Mth {names}", best["total"], near["lower"].min(), near["upper"].max(),
+                "persons differ in catchability; lists otherwise independent", True, why)
 
 
 def _row(family, model, total, lower, upper, assumes, supported, why) -> dict:
