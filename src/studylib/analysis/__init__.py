@@ -3,7 +3,10 @@
 Pure computations on the tables of a dataset (never display, never I/O beyond reading a
 table it is given). Extent estimation (multiple systems estimation of how many persons no
 organisation saw) is in :mod:`studylib.analysis.extent`, its log-linear models in
-:mod:`studylib.analysis.loglinear`.
+:mod:`studylib.analysis.loglinear`; models of persons who differ in catchability in
+:mod:`~studylib.analysis.heterogeneity` (Rcapture) and :mod:`~studylib.analysis.latent_class`
+(LCMCR); every family side by side in :mod:`~studylib.analysis.model_families`; years,
+windows and strata in :mod:`~studylib.analysis.extent_strata`.
 """
 
 from studylib.lazy_exports import lazy_getattr
@@ -25,6 +28,11 @@ _EXPORTS = {
         "sensitivity",
     )
 }
+
+_EXPORTS.update({name: "studylib.analysis.heterogeneity" for name in ("closed_population_models", "fit_heterogeneity", "profile_interval")})
+_EXPORTS.update({name: "studylib.analysis.latent_class" for name in ("LatentClassEstimate", "estimate_latent_class")})
+_EXPORTS.update({name: "studylib.analysis.extent_strata" for name in ("closure_test", "estimate_periods", "estimate_strata")})
+_EXPORTS.update({name: "studylib.analysis.model_families" for name in ("compare_families", "recommended_range")})
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
 

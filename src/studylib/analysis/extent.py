@@ -27,7 +27,11 @@ Typical use::
 Every estimate assumes a closed population over the period, that lists record persons
 accurately (no duplicates, no false matches), and that two-list interactions are enough to
 describe how lists depend on each other and on persons' catchability; what lists cannot see
-at all, no model recovers.
+at all, no model recovers. Models of persons who differ in catchability are in
+:mod:`studylib.analysis.heterogeneity` (Rcapture's Mh and Mth) and
+:mod:`studylib.analysis.latent_class` (LCMCR); :func:`studylib.analysis.compare_families`
+puts them beside the stepwise model, and :mod:`studylib.analysis.extent_strata` estimates by
+year, window of years and stratum.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ MIN_OVERLAP = 10
 
 #: Most lists in one table (the model has ``2**m - 1`` cells).
 MAX_LISTS = 12
+
+#: BCa: a bootstrap replicate this close to the estimate (relative) is a tie, counted half below.
+TIE_TOLERANCE = 1e-9
 
 #: Bad cells reported one by one per column; the rest are counted.
 SHOWN_PER_COLUMN = 20
@@ -437,12 +444,16 @@ def bca_limits(replicates: np.ndarray, estimate: float, jackknife: np.ndarray, w
     """BCa interval ends from bootstrap replicates and a weighted jackknife.
 
     As SparseMSE's ``bcaconfvalues``: ``z0 = Phi^-1(share of replicates below the
-    estimate)``, acceleration ``a = sum(w r^3) / (6 (sum(w r^2))^1.5)`` from the jackknife
+    estimate)``, where a replicate equal to the estimate within :data:`TIE_TOLERANCE`
+    (relative) counts as half below, acceleration ``a = sum(w r^3) / (6 (sum(w r^2))^1.5)`` from the jackknife
     residuals ``r`` (each capture history weighted by its count ``w``), ends at the
     ``Phi(z0 + (z0 + z)/(1 - a (z0 + z)))`` quantiles (type 8). Returns (lower, upper, z0, a).
     """
     reps = replicates[np.isfinite(replicates)]
-    share = float(np.mean(reps < estimate))
+    # a replicate equal to the estimate (within TIE_TOLERANCE, relative) counts as half below,
+    # so that floating-point noise in refits of the data's own table does not move the ends
+    tie = np.abs(reps - estimate) <= TIE_TOLERANCE * abs(estimate)
+    share = float(np.mean((reps < estimate) & ~tie) + 0.5 * np.mean(tie))
     share = min(max(share, 0.5 / len(reps)), 1 - 0.5 / len(reps))
     z0 = float(stats.norm.ppf(share))
     ok = np.isfinite(jackknife) & (weights > 0)

@@ -1,8 +1,10 @@
 """Registration of persons by the eight organisations, and the dates of their contacts.
 
 Each organisation registers a person of a sector with the sector's visibility to it, shifted
-on the logit scale by the person's latent visibility (heterogeneity: the same persons tend
-to be seen by several organisations). Dependence rules then add referrals: a person the
+on the logit scale by the person's latent visibility: a part shared by every organisation
+(the same persons tend to be seen by several organisations, which makes lists dependent)
+and a part of each organisation's own (scenario settings ``heterogeneity_sd`` and
+``heterogeneity_shared``). Dependence rules then add referrals: a person the
 police registered is referred to the centre's outreach with some probability, a hotline
 call leads to outreach, and so on. Vectorised over persons; no per-person loops.
 """
@@ -29,12 +31,21 @@ def visibility_vector(visibility: dict[str, float]) -> np.ndarray:
     return np.array([visibility.get(o, 0.0) for o in ORGANISATION])
 
 
-def register(visibility: np.ndarray, latent: np.ndarray, sd: float, dependence, rng: np.random.Generator):
+def register(visibility: np.ndarray, latent: np.ndarray, sd: float, dependence, rng: np.random.Generator, shared: float = 1.0):
     """Who registers whom: ``captured`` (persons x organisations, bool) and ``induced_by``
-    (the organisation index whose referral caused the registration, or -1)."""
+    (the organisation index whose referral caused the registration, or -1).
+
+    ``logit p = logit(visibility) + sd * (sqrt(shared) latent + sqrt(1 - shared) own)`` with
+    ``own`` drawn per person and organisation only when ``shared < 1`` (so that scenarios
+    with ``shared = 1`` draw exactly the same numbers as before the setting existed).
+    """
     n = latent.shape[0]
     base = _logit(visibility)[None, :]
-    p = 1.0 / (1.0 + np.exp(-(base + sd * latent[:, None])))
+    effect = latent[:, None]
+    if shared < 1.0:
+        own = rng.standard_normal((n, N_ORG))
+        effect = np.sqrt(shared) * effect + np.sqrt(1.0 - shared) * own
+    p = 1.0 / (1.0 + np.exp(-(base + sd * effect)))
     p[:, visibility <= 0] = 0.0
     captured = rng.random((n, N_ORG), dtype=np.float32) < p
     induced_by = np.full((n, N_ORG), NOT_INDUCED, dtype=np.int8)

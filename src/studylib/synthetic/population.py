@@ -130,7 +130,7 @@ def draw_persons(profile: SectorProfile, profiles: ProfileSet, year: int, n: int
         }
     )
     captured, induced = cap.register(cap.visibility_vector(profile.visibility), latent, scenario.capture.heterogeneity_sd,
-                                     scenario.capture.dependence, rng)
+                                     scenario.capture.dependence, rng, shared=scenario.capture.heterogeneity_shared)
     return Draw(frame, captured, induced)
 
 

@@ -186,7 +186,18 @@ class Dependence(_Strict):
 
 
 class Capture(_Strict):
+    """How organisations register persons: person-level heterogeneity and list dependence.
+
+    ``logit p[person, org] = logit(visibility[org]) + heterogeneity_sd * (sqrt(s) z + sqrt(1 - s) e[org])``
+    with ``s = heterogeneity_shared``, ``z`` one latent visibility per person shared by every
+    organisation and ``e`` one per person and organisation (both standard normal). ``s = 1``
+    makes the same persons visible to all (strong hidden dependence between every pair of
+    lists); ``s = 0`` gives each organisation its own view of who is easy to see (the lists
+    stay independent). ``dependence`` adds referrals between named organisations.
+    """
+
     heterogeneity_sd: float = Field(ge=0, le=5)
+    heterogeneity_shared: float = Field(default=1.0, ge=0, le=1)
     spread_days: float = Field(gt=0, le=365)
     repeat_contacts: dict[str, Annotated[float, Field(ge=0, le=5)]]
     dependence: tuple[Dependence, ...] = ()
