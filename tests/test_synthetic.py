@@ -501,7 +501,7 @@ def test_foreign_folder_is_never_replaced(tmp_path):
         ("au_pair.yaml", lambda t: t.replace("sex: {female: 0.96, male: 0.04}", "sex: {female: 0.96, male: 0.40}"), "key sex"),
         ("cleaning.yaml", lambda t: t.replace("nationality: {RO: 0.35", "nationality: {ZZ: 0.35"), "key nationality"),
         ("prostitution.yaml", lambda t: t.replace("victim_share: 0.65", "victim_share: 1.65"), "key victim_share"),
-        ("demo.yaml", lambda t: t.replace("heterogeneity_sd: 1.0", "heterogeneity_sd: lots"), "key capture.heterogeneity_sd"),
+        ("demo.yaml", lambda t: t.replace("heterogeneity_sd: 0.6", "heterogeneity_sd: lots"), "key capture.heterogeneity_sd"),
         ("agriculture.yaml", lambda t: t.replace("sector: agriculture", "sector: [agriculture"), "not valid YAML"),
         ("construction.yaml", lambda t: t.replace("coercive_recruitment:", "coercion_by_magic:", 1), "unknown dimension"),
         ("hospitality.yaml", lambda t: re.sub(r"(visibility: \{[^}]*\})", lambda m: re.sub(r": 0\.\d+", ": 0.0", m.group(1)), t),

@@ -30,6 +30,7 @@ _EXPORTS = {
     "year": "studylib.report.sentences",
     "period": "studylib.report.sentences",
     "name": "studylib.report.sentences",
+    "estimate": "studylib.report.sentences",
     "SafeSentence": "studylib.report.sentences",
     "count_persons": "studylib.report.counting",
     "CountsRefused": "studylib.report.tables",

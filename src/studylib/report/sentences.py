@@ -9,6 +9,7 @@ one in a table. :func:`sentence` fills a text's ``{placeholders}`` only with
   by default); nothing when either is hidden;
 - :func:`year` / :func:`period`: a year or a span of years, said as such;
 - :func:`name`: a name that holds digits (a catalogue version), said as a name;
+- :func:`estimate`: a model's estimate (not a count), rounded to tens or more;
 - words (text without digits).
 
 The text itself may hold no digits, so that no count slips in through an f-string. The
@@ -78,6 +79,27 @@ class Share:
         if self.part.hidden or self.whole.hidden or not self.whole.value:
             return self.part.symbol
         return f"{100.0 * self.part.value / self.whole.value:.{self.decimals}f} %"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A model's estimate (not a count of persons), said rounded: "about 8,700"."""
+
+    value: float
+    round_to: int
+
+    def text(self) -> str:
+        if self.value is None or self.value != self.value:  # NaN: no estimate
+            return "no estimate"
+        return f"{int(round(self.value / self.round_to) * self.round_to):,}"
+
+
+def estimate(value: float, round_to: int = 100) -> Estimate:
+    """An estimate from a model (an extent estimate, an interval's end), rounded to ``round_to``
+    (at least 10): a figure the data do not count, said as roughly as it is known."""
+    if int(round_to) < 10:
+        raise DisclosureError("an estimate in a sentence is rounded to 10 or more (round_to=10, 100, ...)")
+    return Estimate(float(value) if value is not None else float("nan"), int(round_to))
 
 
 @dataclass(frozen=True)
@@ -164,7 +186,7 @@ def sentence(text: str, **values) -> SafeSentence:
         raise DisclosureError(f"sentence placeholders and values differ: missing {missing}, unused {unused}")
     shown = {}
     for name, value in values.items():
-        if isinstance(value, (PublishedValue, Share, Years, Name)):
+        if isinstance(value, (PublishedValue, Share, Years, Name, Estimate)):
             shown[name] = value.text()
         elif isinstance(value, str) and not _DIGIT.search(value):
             shown[name] = value
