@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def published(tmp_path_factory):
     ensure_demo_dataset()
     reports = tmp_path_factory.mktemp("reports")
-    result = run_batch(find_studies(ROOT / "studies"), BatchSettings(reports=reports, workers=2, studies_dir=ROOT / "studies"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("STUDYLIB_KEY_FILE", raising=False)  # demo data: the audit uses the demo key
+        result = run_batch(find_studies(ROOT / "studies"), BatchSettings(reports=reports, workers=2, studies_dir=ROOT / "studies"))
     return reports, result
 
 
@@ -89,7 +91,8 @@ def test_no_pdf_page_ends_with_a_heading(published):
 def test_the_extent_report_shows_ranges_of_several_models_and_the_truth(published):
     reports, _ = published
     text = _text(reports, "extent")
-    assert re.search(r"Between [\d,]+ and [\d,]+ persons in all", text)
+    assert re.search(r"model puts the number of persons in all, registered or not, between [\d,]+ and [\d,]+ in \d{4}–\d{4}", text)
+    assert re.search(r"The recommended range, the span of the families the diagnostics support, is [\d,]+ to [\d,]+ persons", text)
     for model in ("main effects only", "stepwise, p < 0.02", "all two-list interactions"):
         assert model in text
     assert "True population and estimated ranges" in text
