@@ -280,15 +280,19 @@ PRUNE_MAX_CELLS = 400
 
 
 def _suppress_secondary(
-    values: np.ndarray, hidden: np.ndarray, settings: DisclosureSettings, forced: np.ndarray | None = None
+    values: np.ndarray, hidden: np.ndarray, settings: DisclosureSettings, forced: np.ndarray | None = None,
+    extra_cost: np.ndarray | None = None,
 ) -> None:
     """Hide secondary cells in place until the attacker finds no unsafe cell, then prune.
 
     ``forced`` marks cells that must stay hidden (a release plan hid them): the pruning
-    pass never gives them back.
+    pass never gives them back. ``extra_cost`` is added to the cost of hiding each cell (the
+    release planner makes cells that other published tables already give away expensive).
     """
     rule = Rule(settings.min_cell, settings.zeros_disclosive)
     cost = cell_costs(values, settings.margins)
+    if extra_cost is not None:
+        cost = cost + extra_cost
     relations = relation_matrix(values.shape)
     protect_linked(values, hidden, cost, rule, list(zip(*np.nonzero(hidden))))
     while True:

@@ -708,6 +708,13 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             raise ReleaseError(f"frozen mask of table {table.where()} has shape {mask.shape}, not {table.full_shape}")
         masks[table.id] = mask.copy()
     is_frozen = [table.id in frozen for table in release.tables]
+    pinned = _pinned(release, is_frozen, masks)
+    for t, table in enumerate(release.tables):
+        if not is_frozen[t] and pinned[t].any() and (masks[table.id] & pinned[t]).any():
+            # a cell another published table gives away exactly hides nothing: choose other secondaries
+            mask = masks[table.id]
+            mask &= ~(pinned[t] & ~_primary(table, release.min_cell, release.zeros_disclosive))
+            _secondary(table, mask, release.min_cell, release.zeros_disclosive, pinned[t])
     refused: dict[tuple, str] = {}
     rounds = 0
     current = _with_masks(release, masks)
@@ -722,7 +729,7 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             break
         chosen: dict[int, set[int]] = {}
         for target in targets:
-            group = _choose(current, target, is_frozen, chosen)
+            group = _choose(current, target, is_frozen, chosen, pinned)
             if group is None:
                 refused[_key(target)] = _refusal(current, target, "only tables already published can change")
                 continue
@@ -734,7 +741,7 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             table = current.tables[t]
             mask = masks[table.id]
             mask.ravel()[sorted(chosen[t])] = True
-            _secondary(table, mask, current.min_cell, current.zeros_disclosive)
+            _secondary(table, mask, current.min_cell, current.zeros_disclosive, pinned[t])
         current = _with_masks(release, masks)
     hidden, added = {}, {}
     for table in release.tables:
@@ -753,19 +760,63 @@ def _key(target: _Target) -> tuple:
     return (target.table, target.flat, target.kind, target.other)
 
 
-def _secondary(table: CountedTable, mask: np.ndarray, min_cell: int, zeros_disclosive: bool) -> None:
+def _secondary(table: CountedTable, mask: np.ndarray, min_cell: int, zeros_disclosive: bool,
+               pinned: np.ndarray | None = None) -> None:
     """Keep a changed table safe on its own: its secondary suppression again, never giving
-    back a cell that is already hidden (in place)."""
+    back a cell that is already hidden (in place); ``pinned`` cells (given away by tables
+    already published) are used only where nothing else protects."""
     if table.rounding is not None or not table.margins:
         return
     settings = DisclosureSettings(min_cell, None, True, zeros_disclosive)
-    _suppress_secondary(table.counts(), mask, settings, forced=mask.copy())
+    extra = None if pinned is None else np.where(pinned, _PINNED_COST, 0.0)
+    _suppress_secondary(table.counts(), mask, settings, forced=mask.copy(), extra_cost=extra)
 
 
-def _choose(release: Release, target: _Target, is_frozen: list[bool], chosen: dict[int, set[int]]):
+#: The cost of hiding a cell that a published table already gives away (as good as no protection).
+_PINNED_COST = 1000.0
+
+
+def _primary(table: CountedTable, min_cell: int, zeros_disclosive: bool) -> np.ndarray:
+    counts = table.counts()
+    low = 0 if zeros_disclosive else 1
+    return (counts >= low) & (counts <= min_cell - 1)
+
+
+def _pinned(release: Release, is_frozen: list[bool], masks: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Per table, the cells whose persons are exactly those of a published cell of a frozen
+    table: hiding them hides nothing. Found by a random 64-bit weight per person summed over
+    each cell (equal sums: equal sets, but for a collision of chance 2^-64)."""
+    rng = np.random.default_rng(20261201)
+    weight = rng.integers(1, 2**63 - 1, size=max(release.persons, 1), dtype=np.uint64)
+    sums = [_cell_sums(table, weight) for table in release.tables]
+    published = set()
+    for t, table in enumerate(release.tables):
+        if is_frozen[t]:
+            shown = ~np.asarray(masks[table.id], dtype=bool)
+            published.update(int(x) for x in sums[t][shown & (table.counts() > 0)].ravel())
+    return [np.zeros(table.full_shape, dtype=bool) if is_frozen[t] else
+            np.isin(sums[t], np.fromiter(published, dtype=np.uint64, count=len(published))) & (table.counts() > 0)
+            for t, table in enumerate(release.tables)]
+
+
+def _cell_sums(table: CountedTable, weight: np.ndarray) -> np.ndarray:
+    """The sum (mod 2^64) of the persons' weights in every cell of a table, Totals included."""
+    counted = table.cell >= 0
+    inner = np.zeros(math.prod(table.shape), dtype=np.uint64)
+    np.add.at(inner, table.cell[counted], weight[counted])
+    values = inner.reshape(table.shape)
+    if table.margins:
+        for axis in range(values.ndim):
+            values = np.concatenate([values, values.sum(axis=axis, keepdims=True, dtype=np.uint64)], axis=axis)
+    return values
+
+
+def _choose(release: Release, target: _Target, is_frozen: list[bool], chosen: dict[int, set[int]], pinned=None):
     """The published cell to hide for an unsafe target, or None when none may change."""
     def usable(group) -> bool:
         open_ = [(t, f) for t, f in group if not release.tables[t].hidden.flat[f] and f not in chosen.get(t, ())]
+        if pinned is not None and any(pinned[t].flat[f] for t, f in open_):
+            return False  # hiding it hides nothing: a published table gives it away
         return bool(open_) and not any(is_frozen[t] for t, _ in open_)
 
     if any(all(f in chosen.get(t, ()) for t, f in group) for group in target.support):
