@@ -128,7 +128,7 @@ def why_due(report: Report, reports: Path) -> str | None:
 
 
 def _what_changed(report: Report, manifest: dict) -> str:
-    if manifest.get("template", {}).get("sha256") != template_hash(report.study.template):
+    if manifest.get("template", {}).get("content_sha256") != template_hash(report.study.template):
         return "the template changed"
     if manifest.get("data", {}).get("content_hash") != data_identity(report.study.data)["content_hash"]:
         return "the data changed"
@@ -405,9 +405,10 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
     run_id = uuid.uuid4().hex
     started_at = datetime.now(timezone.utc)
     timings: dict[str, float] = {}
-    template_sha = template_hash(study.template)
+    template_sha = sha256_file(study.template)  # the file, as a reader can check it
+    template_content = template_hash(study.template)  # its cells: what decides a re-run
     data = data_identity(study.data)
-    print_ = fingerprint(report, template_sha, data["content_hash"])
+    print_ = fingerprint(report, template_content, data["content_hash"])
     lineage_id = lineage(study.data)
     private = gate.state / lineage_id / ".runs" / f"{run_id}"
     stage_name = "prepare"
@@ -604,7 +605,8 @@ def _manifest(report, run_id, started_at, print_, template_sha, data, timings, v
         "parameters": dict(report.parameters),
         "disclosure": spec.disclosure.model_dump(),
         "formats": list(spec.formats),
-        "template": {"path": str(report.study.template), "sha256": template_sha},
+        "template": {"path": str(report.study.template), "sha256": template_sha,
+                     "content_sha256": template_hash(report.study.template)},
         "data": data,
         "library": library_versions(),
         "look_sha256": look_hash(),
