@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup reports demo-data test lab clean bench
+.PHONY: help setup reports demo-data test lab clean bench mutation coverage
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,22 @@ lab: setup  ## open JupyterLab with the project's kernel
 
 bench: setup  ## run the benchmark scripts (prints figures)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# which modules `make mutation` mutates (default: all of tests/mutation/modules.toml), which tests `make coverage` runs
+MODULES ?=
+TESTS   ?= tests
+
+mutation: setup  ## mutation score per module (mutmut; MODULES="privacy/rounding.py ..." for some)
+	$(BIN)/python tests/mutation/score.py $(MODULES)
+
+coverage: setup  ## line coverage of TESTS (default all), kernels, fork server, finisher and CLI subprocesses included
+	rm -rf build/coverage
+	mkdir -p build/coverage/ipython/profile_default/startup
+	cp tests/coverage/kernel_startup.py build/coverage/ipython/profile_default/startup/00-coverage.py
+	IPYTHONDIR=$(CURDIR)/build/coverage/ipython nice -n 10 $(BIN)/python -m coverage run -m pytest -q -p no:cacheprovider $(TESTS)
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report
+	@$(BIN)/python -m coverage report --format=total | xargs -I{} echo "total line coverage, all processes: {}%"
 
 clean:  ## remove generated data and reports (keeps .venv)
 	rm -rf reports synthetic_data/generated
