@@ -44,10 +44,11 @@ coverage: setup  ## line coverage of TESTS (default all), kernels, fork server, 
 	rm -rf build/coverage
 	mkdir -p build/coverage/ipython/profile_default/startup
 	cp tests/coverage/kernel_startup.py build/coverage/ipython/profile_default/startup/00-coverage.py
-	IPYTHONDIR=$(CURDIR)/build/coverage/ipython nice -n 10 $(BIN)/python -m coverage run -m pytest -q -p no:cacheprovider $(TESTS)
-	$(BIN)/python -m coverage combine --quiet
-	$(BIN)/python -m coverage report
-	@$(BIN)/python -m coverage report --format=total | xargs -I{} echo "total line coverage, all processes: {}%"
+	IPYTHONDIR=$(CURDIR)/build/coverage/ipython nice -n 10 $(BIN)/python -m coverage run -m pytest -q -p no:cacheprovider $(TESTS); \
+	status=$$?; \
+	$(BIN)/python -m coverage combine --quiet && $(BIN)/python -m coverage report && \
+	echo "total line coverage, all processes: $$($(BIN)/python -m coverage report --format=total)% (data files combined: see build/coverage)"; \
+	exit $$status
 
 clean:  ## remove generated data and reports (keeps .venv)
 	rm -rf reports synthetic_data/generated
