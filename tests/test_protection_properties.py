@@ -162,14 +162,14 @@ def _check_rounding(inner: np.ndarray, base: int, min_cell: int) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(tables(3), st.sampled_from([3, 5]), st.booleans())
 def test_suppression_of_3d_tables_survives_an_independent_attacker(inner, min_cell, zeros):
     _check_suppression(inner, min_cell, zeros)
 
 
 @pytest.mark.slow
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(tables(4, largest=2), st.sampled_from([3, 5]), st.booleans())
 def test_suppression_of_4d_tables_survives_an_independent_attacker(inner, min_cell, zeros):
     _check_suppression(inner, min_cell, zeros)
@@ -184,7 +184,7 @@ def test_rounding_of_3d_tables_is_published_exactly_when_an_independent_attacker
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(tables(4, largest=3), st.sampled_from([(3, 5), (5, 5), (5, 9)]))
 def test_rounding_of_4d_tables_is_published_exactly_when_an_independent_attacker_finds_it_safe(inner, rule):
     base, min_cell = rule
