@@ -248,3 +248,53 @@ def test_bca_limits_agree_with_scipy_on_the_same_resamples(seed):
     # differ by a small part of one gap between neighbouring resamples
     assert lower == pytest.approx(res.confidence_interval.low, abs=0.02 * spread)
     assert upper == pytest.approx(res.confidence_interval.high, abs=0.02 * spread)
+
+
+def test_a_persons_id_is_the_token_of_its_strongest_key_and_the_figures_count_them():
+    rows = [
+        {**_ANNA, "cpr": "0403904321"},
+        {**_ANNA, "first_name": "anna", "nationality": "NG", "passport_no": "P1"},  # joins Anna by name and birth date
+        {**_OLGA, "passport_no": "P2", "nationality": "PL"},
+        {**_OLGA, "first_name": "Olga", "last_name": "Nowak", "birth_date": "1985-07-08"},
+        {"first_name": "Per", "last_name": "Holm", "birth_date": "1970-01-01", "sex": "male", "nationality": "DK"},
+        {"sex": "unknown"},
+    ]
+    records = _records(rows)
+    linkage = link(records)
+    ids = linkage.person_id.tolist()
+    anna = _hmac(KEY, "person", "cpr:0403904321")
+    olga = _hmac(KEY, "person", "passport:P2:PL")
+    per = _hmac(KEY, "person", "name_birth_date:holm per:1970-01-01")
+    alone = _hmac(KEY, "person", "record:F01:5")
+    assert ids == [anna, anna, olga, olga, per, alone]
+    assert linkage.person_ids.tolist() == sorted({anna, olga, per, alone})
+    figures = linkage.figures
+    assert figures["records"] == 6 and figures["persons"] == 4
+    assert figures["persons_with_several_records"] == 2 and figures["most_records_of_one_person"] == 2
+    assert figures["records_with_key"] == {"cpr": 1, "passport": 2, "name_birth_date": 5}
+    assert figures["records_without_any_key"] == 1
+    assert figures["persons_by_id_key"] == {"cpr": 1, "passport": 1, "name_birth_date": 1, "record": 1}
+
+
+def test_person_attributes_take_the_most_common_known_value_and_a_tie_is_unknown():
+    from studylib.forms.linkage import person_attributes
+
+    rows = [
+        {**_ANNA, "cpr": "0403904321", "nationality": "NG"},
+        {**_ANNA, "cpr": "0403904321", "nationality": "XX", "sex": "unknown"},  # unknowns do not vote
+        {**_ANNA, "cpr": "0403904321", "nationality": "NG", "sex": "male"},
+        {**_OLGA, "cpr": "0807854321", "nationality": "PL", "sex": "female"},
+        {**_OLGA, "cpr": "0807854321", "nationality": "UA", "sex": "transgender"},
+    ]
+    records = _records(rows)
+    linkage = link(records)
+    persons = person_attributes(records, linkage).set_index("person_id")
+    anna, olga = _hmac(KEY, "person", "cpr:0403904321"), _hmac(KEY, "person", "cpr:0807854321")
+    assert persons.loc[anna, "nationality"] == "NG"
+    assert persons.loc[anna, "sex"] == "unknown"  # female once, male once: a tie
+    assert persons.loc[anna, "birth_year"] == 1990
+    assert persons.loc[olga, "nationality"] == "XX" and persons.loc[olga, "sex"] == "unknown"
+    assert persons.loc[olga, "birth_year"] == 1985
+    conflicts = linkage.conflicts
+    by = conflicts.groupby("conflict")["person_id"].apply(sorted).to_dict()
+    assert by == {"sex": sorted([anna, olga]), "nationality": [olga]}
