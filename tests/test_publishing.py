@@ -164,3 +164,38 @@ def test_a_failure_without_files_links_nothing_of_them():
     row = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)[0]
     assert row.endswith('<td class="status-failed">failed<br><span class="note">why</span></td><td>–</td><td>–</td>')
     assert json.dumps(state.failure)  # plain data
+
+
+def test_asking_whether_a_process_is_alive_sends_it_nothing():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert publish._alive(child.pid)
+        assert child.poll() is None, "signal 0 only: the process must still run"
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop and regain its rights")
+def test_a_process_we_may_not_signal_is_alive():
+    os.seteuid(65534)
+    try:
+        assert publish._alive(1)  # PermissionError: it exists
+    finally:
+        os.seteuid(0)
+
+
+def test_links_need_the_files_in_the_manifest_and_notes_only_for_failures():
+    no_files = ReportState("k", "T", {"run": {"finished": "2026-05-01T10:00:00+00:00"}}, {"time": "2026-04-01T00:00:00+00:00", "message": "old"})
+    quiet = ReportState("q", "T", None, {"time": "2026-06-01T00:00:00+00:00"})
+    page = publish.index_html([("k", "T", [no_files]), ("q", "T", [quiet])], "", "2026-06-02T08:09:10+00:00")
+    body = page.split("<tbody>\n")[1].split("\n</tbody>")[0]
+    first, second = body.split("\n")
+    assert first == ('<tr><td><strong>T</strong><br><code>k</code></td><td class="status-ok">ok</td>'
+                     '<td>2026-05-01 10:00</td><td><a href="k/manifest.json">manifest</a></td></tr>')
+    assert second == '<tr><td><strong>T</strong><br><code>q</code></td><td class="status-failed">failed</td><td>–</td><td>–</td></tr>'
+
+
+def test_an_empty_index_has_one_row_saying_so():
+    page = publish.index_html([], "", "2026-06-02T08:09:10+00:00")
+    assert '<tbody>\n<tr><td colspan="4">No studies yet.</td></tr>\n</tbody>' in page
