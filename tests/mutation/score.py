@@ -48,8 +48,9 @@ def workdir(module: str) -> Path:
     return WORK / module.replace("/", "__").removesuffix(".py")
 
 
-def prepare(module: str, tests: list[str]) -> Path:
-    """A folder where mutmut sees only this module and these tests."""
+def prepare(module: str, tests: list[str], resume: bool = False) -> Path:
+    """A folder where mutmut sees only this module and these tests (results of an earlier run
+    are dropped unless ``resume``: mutmut would otherwise keep verdicts reached with older tests)."""
     folder = workdir(module)
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("src", "tests"):
@@ -69,14 +70,14 @@ def prepare(module: str, tests: list[str]) -> Path:
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     text = pyproject + "\n".join(lines) + "\n"
     target = folder / "pyproject.toml"
-    if not target.is_file() or target.read_text() != text:
+    if not resume or not target.is_file() or target.read_text() != text:
         target.write_text(text)
-        shutil.rmtree(folder / "mutants", ignore_errors=True)  # other settings: start again
+        shutil.rmtree(folder / "mutants", ignore_errors=True)
     return folder
 
 
-def run(module: str, tests: list[str], children: int) -> int:
-    folder = prepare(module, tests)
+def run(module: str, tests: list[str], children: int, resume: bool = False) -> int:
+    folder = prepare(module, tests, resume)
     mutmut = Path(sys.executable).with_name("mutmut")
     env = {**os.environ, "CI": "true", "STUDYLIB_MUTATION": "1"}
     command = ["nice", "-n", "15", str(mutmut), "run", "--max-children", str(children)]
@@ -110,6 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("modules", nargs="*", help="modules under src/studylib/ (default: all in modules.toml)")
     parser.add_argument("--report-only", action="store_true", help="print the last results without running mutmut")
     parser.add_argument("--children", type=int, default=2, help="parallel mutant runs (default 2)")
+    parser.add_argument("--resume", action="store_true", help="keep mutmut's earlier verdicts (same tests and settings only)")
     args = parser.parse_args(argv)
     table = modules()
     chosen = args.modules or list(table)
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
     for module in chosen:
         if not args.report_only:
             print(f"mutating {module} against {' '.join(table[module])} ...", flush=True)
-            run(module, table[module], args.children)
+            run(module, table[module], args.children, args.resume)
         codes = results(module)
         if codes is None:
             lines.append(f"{module:38s}   not run (see {workdir(module).relative_to(ROOT)}/mutmut.log)")
