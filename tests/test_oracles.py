@@ -87,13 +87,13 @@ def test_a_key_of_exactly_32_bytes_is_enough():
 
 def _records(rows: list[dict]) -> pd.DataFrame:
     columns = ["cpr", "passport_no", "nationality", "first_name", "last_name", "sex"]
-    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows]).astype("str")
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns).astype("str")
     frame = frame.mask(frame == "None")
     for c in columns:
         frame[c] = frame[c].astype("str")
-    frame["birth_date"] = pd.to_datetime(pd.Series([r.get("birth_date") for r in rows]))
-    frame["cpr_birth_date"] = pd.to_datetime(pd.Series([r.get("cpr_birth_date") for r in rows]))
-    keys = record_keys(frame, pd.Series([f"F01:{i}" for i in range(len(rows))]), KEY)
+    frame["birth_date"] = pd.to_datetime(pd.Series([r.get("birth_date") for r in rows], dtype=object))
+    frame["cpr_birth_date"] = pd.to_datetime(pd.Series([r.get("cpr_birth_date") for r in rows], dtype=object))
+    keys = record_keys(frame, pd.Series([f"F01:{i}" for i in range(len(rows))], dtype="str"), KEY)
     return keys
 
 
@@ -298,3 +298,30 @@ def test_person_attributes_take_the_most_common_known_value_and_a_tie_is_unknown
     conflicts = linkage.conflicts
     by = conflicts.groupby("conflict")["person_id"].apply(sorted).to_dict()
     assert by == {"sex": sorted([anna, olga]), "nationality": [olga]}
+
+
+_NO_CONFLICTS = {"birth_dates_per_cpr": 0, "cpr_birth_date_differs": 0, "several_cpr_numbers": 0, "sex": 0,
+                 "nationality": 0, "birth_year": 0}
+
+
+def test_linking_no_records_gives_no_persons_and_zero_figures():
+    linkage = link(_records([]))
+    assert linkage.person_code.dtype == np.int64 and linkage.person_code.shape == (0,)
+    assert linkage.person_ids.tolist() == [] and linkage.person_ids.dtype == pd.Series(["x"], dtype="str").dtype
+    assert linkage.person_id.tolist() == []
+    assert linkage.figures == {
+        "records": 0, "persons": 0, "persons_with_several_records": 0, "most_records_of_one_person": 0,
+        "records_with_key": {"cpr": 0, "passport": 0, "name_birth_date": 0}, "records_without_any_key": 0,
+        "persons_with_conflicts": _NO_CONFLICTS,
+    }
+
+
+def test_linking_one_record():
+    linkage = link(_records([{**_ANNA, "cpr": "0403904321"}]))
+    assert linkage.person_code.tolist() == [0]
+    assert linkage.person_id.tolist() == [_hmac(KEY, "person", "cpr:0403904321")]
+    assert linkage.figures["persons"] == 1 and linkage.figures["most_records_of_one_person"] == 1
+    assert linkage.figures["persons_with_several_records"] == 0
+    assert linkage.figures["persons_by_id_key"] == {"cpr": 1, "passport": 0, "name_birth_date": 0, "record": 0}
+    assert linkage.figures["persons_with_conflicts"] == _NO_CONFLICTS
+    assert linkage.conflicts.empty
