@@ -325,3 +325,42 @@ def test_linking_one_record():
     assert linkage.figures["persons_by_id_key"] == {"cpr": 1, "passport": 0, "name_birth_date": 0, "record": 0}
     assert linkage.figures["persons_with_conflicts"] == _NO_CONFLICTS
     assert linkage.conflicts.empty
+
+
+def _names(first, last, **names):
+    from studylib.forms.linkage import normalise_names
+
+    rules = {"names": {"transliterate": {"ø": "oe"}, **names}}
+    index = [5, 9][: len(first)]
+    return normalise_names(pd.Series(first, index=index, dtype="str"), pd.Series(last, index=index, dtype="str"), rules)
+
+
+def test_name_rules_default_to_sorted_words_and_stripped_accents_and_can_say_otherwise():
+    got = _names(["José Øby"], ["Ålund"])
+    assert got.tolist() == ["alund jose oeby"] and got.index.tolist() == [5]
+    assert got.dtype == pd.Series(["x"], dtype="str").dtype
+    assert _names(["José Øby"], ["Ålund"], word_order="as_written").tolist() == ["jose oeby alund"]
+    assert _names(["José"], ["Ålund"], strip_accents=False).tolist() == ["josé ålund"]  # å sorts after z
+    assert _names(["José"], ["Ålund"], fold={}).tolist() == ["alund jose"]
+
+
+def test_name_folds_apply_longest_first():
+    assert _names(["Aaa"], ["B"], fold={"a": "x", "aa": "y"}).tolist() == ["b yx"]
+
+
+def test_a_name_needs_both_parts():
+    got = _names(["Anna", "  "], ["", "Berg"])
+    assert got.isna().tolist() == [True, True] and got.index.tolist() == [5, 9]
+    assert _names([None, "Anna"], ["Berg", None]).isna().tolist() == [True, True]
+
+
+def test_a_name_and_birth_date_key_without_a_cpr_birth_date_column():
+    from studylib.forms.linkage import _key_strings, linkage_rules
+
+    rules = linkage_rules()
+    spec = next(k for k in rules["keys"] if k["name"] == "name_birth_date")
+    values = pd.DataFrame({"first_name": pd.Series(["Anna", "Olga"], dtype="str").array, "last_name": pd.Series(["Berg", "Nowak"], dtype="str").array,
+                           "birth_date": pd.to_datetime(pd.Series(["1990-03-04", None], dtype=object)).array}, index=[3, 4])
+    got = _key_strings(values, spec, rules)
+    assert got.index.tolist() == [3, 4]
+    assert got[3] == "name_birth_date:anna berg:1990-03-04" and pd.isna(got[4])
