@@ -206,3 +206,15 @@ def test_links_need_the_files_in_the_manifest_and_notes_only_for_failures():
 def test_an_empty_index_has_one_row_saying_so():
     page = publish.index_html([], "", "2026-06-02T08:09:10+00:00")
     assert '<tbody>\n<tr><td colspan="4">No studies yet.</td></tr>\n</tbody>' in page
+
+
+def test_a_stale_entry_that_cannot_be_removed_as_a_folder_does_not_stop_the_cleaning(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / ".staging"
+    root.mkdir()
+    (root / f"{dead.pid}-stray-file").write_text("not a folder")  # rmtree fails on it
+    (root / f"{dead.pid}-folder").mkdir()
+    removed = publish.remove_stale_staging(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([f"{dead.pid}-stray-file", f"{dead.pid}-folder"])
+    assert not (root / f"{dead.pid}-folder").exists()
