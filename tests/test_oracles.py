@@ -364,3 +364,13 @@ def test_a_name_and_birth_date_key_without_a_cpr_birth_date_column():
     got = _key_strings(values, spec, rules)
     assert got.index.tolist() == [3, 4]
     assert got[3] == "name_birth_date:anna berg:1990-03-04" and pd.isna(got[4])
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_a_person_with_two_cpr_numbers_gets_the_smaller_token_whatever_the_order(order):
+    cprs = ["0403904321", "0403901111"]
+    rows = [{**_ANNA, "cpr": cprs[i]} for i in order]  # one person by name and birth date
+    linkage = link(_records(rows))
+    tokens = sorted(_hmac(KEY, "person", f"cpr:{c}") for c in cprs)
+    assert linkage.person_id.tolist() == [tokens[0], tokens[0]]
+    assert linkage.conflicts["conflict"].tolist() == ["several_cpr_numbers"]
