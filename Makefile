@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help setup reports demo-data test test-fast lab clean bench
+.PHONY: help setup reports demo-data test test-fast lab clean bench mutation coverage
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,23 @@ lab: setup  ## open JupyterLab with the project's kernel (make lab ARGS="--port 
 
 bench: setup  ## run the benchmark scripts (prints figures)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# which modules `make mutation` mutates (default: all of tests/mutation/modules.toml), which tests `make coverage` runs
+MODULES ?=
+TESTS   ?= tests
+
+mutation: setup  ## mutation score per module (mutmut; MODULES="privacy/rounding.py ..." for some)
+	$(BIN)/python tests/mutation/score.py $(MODULES)
+
+coverage: setup  ## line coverage of TESTS (default all), kernels, fork server, finisher and CLI subprocesses included
+	rm -rf build/coverage
+	mkdir -p build/coverage/ipython/profile_default/startup
+	cp tests/coverage/kernel_startup.py build/coverage/ipython/profile_default/startup/00-coverage.py
+	IPYTHONDIR=$(CURDIR)/build/coverage/ipython nice -n 10 $(BIN)/python -m coverage run -m pytest -q -p no:cacheprovider $(TESTS); \
+	status=$$?; \
+	$(BIN)/python -m coverage combine --quiet && $(BIN)/python -m coverage report && \
+	echo "total line coverage, all processes: $$($(BIN)/python -m coverage report --format=total)% (data files combined: see build/coverage)"; \
+	exit $$status
 
 clean:  ## remove generated data, reports and the release ledgers (keeps .venv)
 	rm -rf reports synthetic_data/generated .studylib-state

@@ -1,7 +1,14 @@
-"""Shared test set-up: the key the runner's audit uses in every test (a real key file, mode 600).
+"""Shared pytest set-up: the hypothesis profiles, and the key the runner's audit uses in every test.
 
-Test datasets record its fingerprint (``runner_fixtures.made_by``) as ingest would, so the
-runner's audit runs at full strength on them; no kernel ever sees it.
+Hypothesis: ``ci`` (chosen when the CI environment variable is set, as CI runs do) is
+derandomised: every run draws the same examples, so a red build is reproducible and a green one
+is not luck, and it keeps no example database. ``dev`` (the default elsewhere) draws new
+examples each run and remembers failing ones in ``.hypothesis/``. Choose one by hand with
+``HYPOTHESIS_PROFILE=ci pytest ...``. Per-test ``@settings`` (example counts) still apply.
+
+The audit key: a real key file (mode 600) in ``STUDYLIB_KEY_FILE`` for the session. Test
+datasets record its fingerprint (``runner_fixtures.made_by``) as ingest would, so the runner's
+audit runs at full strength on them; no kernel ever sees it.
 """
 
 from __future__ import annotations
@@ -9,6 +16,18 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -156,8 +156,11 @@ def test_each_planted_leak_is_caught_where_it_is(case, tmp_path, secrets):
         assert secret not in shown
 
 
-def test_the_corpus_has_at_least_twenty_leaks():
-    assert len(_leak_cases()) >= 20
+def test_the_corpus_plants_a_leak_for_every_rule_of_the_audit():
+    from studylib.privacy.audit import RULES
+
+    planted = set().union(*(rules for _, _, rules, _ in _leak_cases()))
+    assert planted == set(RULES), f"rules without a planted leak: {sorted(set(RULES) - planted)}"
 
 
 # ---------------------------------------------------------------- executed notebooks, exported reports

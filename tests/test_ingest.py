@@ -303,7 +303,12 @@ def test_conflicts_are_reported_not_resolved(tmp_path):
     rows = records.index[(records["true_id"] == person) & (records["cpr"] != "")]
     assert len(rows) >= 2
     records.loc[rows[1], "birth_date"] = "1950-06-15"  # one CPR number, two birth dates
-    records.loc[rows[1], "sex"] = "transgender"  # the two records disagree on sex: a tie
+    # the person's records disagree on sex with as many votes each way: a tie
+    own = records.index[records["true_id"] == person]
+    half = len(own) // 2
+    records.loc[own[:half], "sex"] = "female"
+    records.loc[own[half:2 * half], "sex"] = "transgender"
+    records.loc[own[2 * half:], "sex"] = "unknown"  # an odd record out does not vote
     raw_exports.write_raw_exports(tmp_path / "raw", records=records)
     result = ingest(tmp_path / "raw", tmp_path / "ds", KEY)
     conflicts = result.report["conflicts"]
@@ -312,8 +317,7 @@ def test_conflicts_are_reported_not_resolved(tmp_path):
     assert conflicts["sex"]["persons"] == 1
     flagged = conflicts["sex"]["person_ids"][0]
     persons_table = read_dataset(result.dataset_dir).persons.set_index("person_id")
-    if len(rows) == 2:  # one vote each: not resolved, unknown
-        assert persons_table.loc[flagged, "sex"] == "unknown"
+    assert persons_table.loc[flagged, "sex"] == "unknown", "a tie is not resolved"
     assert "birth_dates_per_cpr: 1 persons" in (result.dataset_dir / "ingest_report.md").read_text()
 
 

@@ -139,7 +139,10 @@ def test_a_reports_time_leaves_out_its_wait_for_a_kernel(project):
     assert len(DEFAULT) > settings.workers and max(t["queued"] for t in timings.values()) > 0  # some reports waited
     for key, t in timings.items():
         assert t["total"] >= t["execute"] + t["html"] + t["pdf"] + t["audit"]
-        assert abs(seconds[key] - t["total"]) < 1.0  # the summary shows the same time, not the wait
+        assert seconds[key] >= t["total"] - 0.01  # the summary's time (rounded) is the report's own
+    waited = max(timings, key=lambda k: timings[k]["queued"])
+    # the summary leaves the wait out: whatever publishing adds is far less than a wait for a kernel slot
+    assert seconds[waited] - timings[waited]["total"] < 0.5 * timings[waited]["queued"]
 
 
 def test_index_lists_every_study_with_status_and_links(project):

@@ -81,9 +81,11 @@ def intruder_bounds(
     The true table is feasible, so every interval returned contains the true count.
 
     With ``enough`` (a test on intervals that stays true when an interval widens, such as
-    "safe"), a target stops being refined as soon as values it can take make the test
-    true; its interval is then only as wide as that evidence (the exact bounds are at
-    least as wide). Targets that fail the test always get their exact bounds.
+    "safe"), a target stops being refined as soon as whole values it can take make the
+    test true; its interval is then only as wide as that evidence (the exact bounds are at
+    least as wide, so they pass the test too). The test is applied to the interval as it is
+    returned (whole numbers, rounded inward), never to fractional witnesses of a linear
+    programme, so a target whose returned interval fails the test has its exact bounds.
 
     ``networks=False`` proves every bound by a linear programme (the reference path that
     tests and the benchmark compare the flow networks with).
@@ -255,12 +257,15 @@ class _Component:
         if len(targets) > 1:  # one programme that pushes every target down gives many zero witnesses
             self._solve(_objective(self.a.shape[1], targets, 1.0))
         for k, t in enumerate(targets.tolist()):
-            if enough is not None and enough(self.seen_lo[t], self.seen_hi[t]):
-                lo[k], hi[k] = self.seen_lo[t], self.seen_hi[t]
+            # the evidence is judged as it will be returned: whole numbers, rounded inward (a
+            # fractional witness such as 4.5 is no proof that 5 can be reached)
+            seen_lo, seen_hi = _inward_lower(self.seen_lo[t]), _inward_upper(self.seen_hi[t])
+            if enough is not None and enough(seen_lo, seen_hi):
+                lo[k], hi[k] = seen_lo, seen_hi
                 continue
             lo[k] = self._lower(t)
-            if enough is not None and enough(lo[k], self.seen_hi[t]):
-                hi[k] = self.seen_hi[t]
+            if enough is not None and enough(_inward_lower(lo[k]), seen_hi):
+                hi[k] = seen_hi
                 continue
             hi[k] = self._upper(t)
         return lo, hi
@@ -307,6 +312,16 @@ class _Component:
         np.minimum(self.seen_lo, result.x, out=self.seen_lo)
         np.maximum(self.seen_hi, result.x, out=self.seen_hi)
         return result
+
+
+def _inward_lower(value: float) -> float:
+    """The smallest whole number a cell can take at or above ``value`` (with the solver's tolerance)."""
+    return math.ceil(value - _TOL) + 0.0
+
+
+def _inward_upper(value: float) -> float:
+    """The largest whole number a cell can take at or below ``value`` (infinity stays infinite)."""
+    return value if math.isinf(value) else math.floor(value + _TOL) + 0.0
 
 
 def _objective(n: int, cells, sign: float) -> np.ndarray:

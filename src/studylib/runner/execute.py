@@ -2,8 +2,8 @@
 
 :func:`execute_report` parameterises the template and runs it in a :class:`StudyKernel`
 (private IPC sockets, per-kernel environment), with a timeout per cell (nbclient) and one
-for the whole report (a watchdog thread that kills the kernel), and it stops at once when
-the batch is cancelled. Whatever goes wrong becomes an :class:`ExecutionFailure` that names
+for the whole report counted from the moment its kernel is ready (a watchdog thread that
+kills the kernel), and it stops at once when the batch is cancelled. Whatever goes wrong becomes an :class:`ExecutionFailure` that names
 the cell (its number in the template, its first line, its section) and why; the executed
 notebook is always left at ``output`` with an error banner, for ``failed/``.
 """
@@ -93,24 +93,35 @@ class _Tracker:
 
 
 class _Watchdog(threading.Thread):
-    """Kills the kernel when the report runs too long or the batch is cancelled."""
+    """Kills the kernel when the report runs too long or the batch is cancelled.
+
+    The report's time counts from the moment its kernel is ready (:meth:`kernel_ready`,
+    nbclient's ``on_notebook_start``), so a slow kernel start on a busy machine does not eat
+    into it; the start itself has its own limit (``Limits.startup``)."""
 
     def __init__(self, token: str, seconds: float, cancel: threading.Event | None):
         super().__init__(name=f"watchdog-{token[:8]}", daemon=True)
         self.token, self.seconds, self.cancel = token, seconds, cancel
         self.done = threading.Event()
         self.fired: str | None = None
+        self.deadline: float | None = None
+
+    def kernel_ready(self, **_) -> None:
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.seconds
 
     def run(self) -> None:
-        deadline = time.monotonic() + self.seconds
         while not self.done.is_set():
+            deadline = self.deadline
             if self.cancel is not None and self.cancel.is_set():
                 self.fired = "cancelled"
-            elif time.monotonic() >= deadline:
+            elif deadline is not None and time.monotonic() >= deadline:
                 self.fired = "report_timeout"
             if self.fired:
                 kill_kernel(self.token)
                 self.done.wait(0.5)  # keep killing until execution has stopped (kernel may still be starting)
+            elif deadline is None:
+                self.done.wait(0.25)
             else:
                 self.done.wait(min(0.25, max(deadline - time.monotonic(), 0.01)))
 
@@ -200,6 +211,7 @@ def execute_report(
                 execution_timeout=limits.cell,
                 kernel_manager_class=StudyKernel,
                 config=config,
+                on_notebook_start=watchdog.kernel_ready,
                 on_cell_start=tracker.on_cell_start,
                 shutdown_kernel="immediate",
             )
