@@ -200,3 +200,24 @@ def test_an_invalid_study_shows_as_failed_in_the_index_with_its_problems(tmp_pat
     assert not result.ok and result.outcomes[0].status == "invalid"
     index = (tmp_path / "reports" / "index.html").read_text()
     assert 'class="status-failed"' in index and "unknown key" in index and "run.log" not in index
+
+
+def test_a_new_study_stays_valid_when_any_parameter_line_is_uncommented(tmp_path):
+    from studylib.runner.study import new_study_text, read_study
+    from studylib.runner.template import template_parameters
+
+    template = ROOT / "templates" / "sector_study.ipynb"
+    text = new_study_text("trial", "Trial", str(template), "demo", template_parameters(template))
+    lines = text.splitlines()
+    commented = [i for i, line in enumerate(lines) if line.startswith("  # ")]
+    assert len(commented) >= 4
+    assert read_study(_write(tmp_path / "trial.yaml", text)).spec.parameters == {}
+    for i in commented:
+        variant = "\n".join(lines[:i] + [lines[i].replace("  # ", "  ", 1)] + lines[i + 1:])
+        study = read_study(_write(tmp_path / f"trial{i}.yaml", variant.replace("id: trial", f"id: trial{i}")))
+        assert len(study.spec.parameters) == 1
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -83,6 +83,11 @@ class StudyFile(BaseModel):
     matrix: dict[str, list[Scalar]] | None = None
     timeout: Timeouts = Field(default_factory=Timeouts)
 
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _no_parameters(cls, parameters):
+        return {} if parameters is None else parameters  # ``parameters:`` with every line commented out
+
     @field_validator("formats")
     @classmethod
     def _unique_formats(cls, formats: list[str]) -> list[str]:
@@ -382,14 +387,16 @@ def new_study_text(study_id: str, title: str, template: str, data: str, declared
         f"title: {json_str(title)}",
         f"template: {json_str(template)}",
         f"data: {json_str(data)}  # a dataset folder (relative to this file), or 'demo'",
-        "parameters: {}",
+        "parameters:  # uncomment a line to set a parameter (each line is valid YAML)",
     ]
     for name, p in declared.items():
         if name == DATA_PARAMETER:
             continue
         kind = getattr(p, "inferred_type_name", "None")
         note = getattr(p, "help", "")
-        lines.append(f"#   {name}: {getattr(p, 'default', '')}  # {kind}{': ' + note if note else ''}")
+        value, computed = _yaml_default(getattr(p, "default", ""))
+        about = f"{kind}{': ' + note if note else ''}" + (f" (the template computes its default: {computed})" if computed else "")
+        lines.append(f"  # {name}: {value}  # {about}")
     lines += [
         "disclosure:",
         "  min_cell: 5  # counts 1..4 are protected",
@@ -398,6 +405,19 @@ def new_study_text(study_id: str, title: str, template: str, data: str, declared
         "",
     ]
     return "\n".join(lines)
+
+
+def _yaml_default(source: str) -> tuple[str, str | None]:
+    """A template default (Python source) as a YAML value, or ``null`` and the source when it is computed."""
+    import ast
+
+    try:
+        value = ast.literal_eval(str(source))
+    except (ValueError, SyntaxError):
+        return "null", str(source)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip(), None
+    return "null", str(source)
 
 
 def json_str(value: str) -> str:
