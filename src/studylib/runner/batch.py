@@ -32,7 +32,7 @@ import yaml
 from studylib.data.atomic import recover, write_file
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.report import variables
-from studylib.runner import kernel_fork, publish
+from studylib.runner import kernel_fork, publish, sandbox
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.provenance import data_identity, fingerprint, library_versions, look_hash, sha256_file
@@ -641,6 +641,10 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     progress = progress or (lambda key, outcome: None)
     settings.reports.mkdir(parents=True, exist_ok=True)
     publish.remove_stale_staging(settings.reports)
+    from studylib.runner.kernel import remove_stale_kernel_folders
+
+    remove_stale_kernel_folders()
+    sandbox.conceal()  # this process may hold the key: report kernels cannot read its /proc (see runner.sandbox)
     result = BatchResult()
     cancel = threading.Event()
     with _signals_cancel(cancel, result), LocalHelpers(enabled=not settings.cluster) as helpers:
