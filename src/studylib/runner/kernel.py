@@ -107,7 +107,7 @@ class StudyKernel(AsyncKernelManager):
         if forks is not None and forks.can_launch(kernel_cmd):
             await self._fork_kernel(forks, kernel_cmd, kw)
         else:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+            await self._launch_sandboxed(kernel_cmd, kw)
         if self.report_token:
             with _running_lock:
                 _running[self.report_token] = self
@@ -127,7 +127,7 @@ class StudyKernel(AsyncKernelManager):
                                               sandbox=self.sandbox_rules(kw["env"], kw.get("cwd")))
         except kernel_fork.KernelForkError as err:
             self.log.warning("%s; launching the kernel as a process of its own", err)
-            await super()._async_launch_kernel(kernel_cmd, **kw)
+            await self._launch_sandboxed(kernel_cmd, kw)
             return
         provisioner = self.provisioner
         provisioner.process = process
@@ -135,6 +135,11 @@ class StudyKernel(AsyncKernelManager):
         provisioner.pgid = process.pid  # the child is a session leader
         provisioner.cwd = kw.get("cwd") or os.getcwd()
         self._reconcile_connection_info(provisioner.connection_info)
+
+    async def _launch_sandboxed(self, kernel_cmd, kw) -> None:
+        """Launch the kernel as a process of its own, inside the same sandbox a forked kernel enters."""
+        rules = self.sandbox_rules(kw["env"], kw.get("cwd"))
+        await super()._async_launch_kernel(sandbox.launch_command(list(kernel_cmd), rules), **kw)
 
     def sandbox_rules(self, env: Mapping[str, str], cwd: str | None) -> dict[str, list[str]]:
         """What the kernel may read and write (:func:`studylib.runner.sandbox.kernel_rules`)."""

@@ -215,3 +215,29 @@ def drop_capabilities() -> None:
     header = _CapHeader(0x20080522, 0)
     data = (_CapData * 2)()
     _check(libc.capset(ctypes.byref(header), data), "capset")  # glibc's wrapper of the capset system call
+
+
+def launch_command(cmd: list[str], rules: dict[str, list[str]]) -> list[str]:
+    """``cmd`` (a kernel launched as a process of its own) run inside the sandbox of ``rules``."""
+    import json
+
+    return [sys.executable, "-m", "studylib.runner.sandbox", json.dumps(rules), "--", *cmd]
+
+
+def _main(argv: list[str]) -> None:
+    """``python -m studylib.runner.sandbox RULES -- COMMAND...``: restrict, drop capabilities, then run COMMAND."""
+    import json
+
+    if len(argv) < 3 or argv[1] != "--":
+        sys.exit("usage: python -m studylib.runner.sandbox '{\"read\": [...], \"write\": [...]}' -- COMMAND [ARG...]")
+    rules, command = json.loads(argv[0]), argv[2:]
+    try:
+        restrict(rules.get("read", []), rules.get("write", []))
+    except SandboxUnavailable as err:
+        print(f"studylib: the report kernel runs without a file sandbox ({err}); only its environment is filtered", file=sys.stderr)
+    drop_capabilities()
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
