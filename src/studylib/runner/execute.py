@@ -5,7 +5,7 @@
 for the whole report (a watchdog thread that kills the kernel), and it stops at once when
 the batch is cancelled. Whatever goes wrong becomes an :class:`ExecutionFailure` that names
 the cell (its number in the template, its first line, its section) and why; the executed
-notebook is always left at ``output`` with an error banner, for ``failed/``.
+notebook is always left at ``output`` with an error banner, for the staff area (``<state>/failed/``).
 """
 
 from __future__ import annotations
