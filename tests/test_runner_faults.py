@@ -74,6 +74,11 @@ def _leftovers(reports: Path) -> list[Path]:
     return [p for p in (reports / ".staging").glob("*")] + [p for p in reports.rglob(".*.old-*")]
 
 
+def _staff(reports: Path) -> Path:
+    """The staff area of failed runs (the runner's state folder beside the reports)."""
+    return reports.resolve().parent / ".studylib-state" / "failed"
+
+
 def _kernel_folders(tmp: Path) -> list[Path]:
     return list(tmp.glob("studylib-kernel-*"))
 
@@ -148,7 +153,8 @@ def test_a_report_that_fails_the_audit_is_never_published(faulty, drill):
     assert leak.status == "failed" and leak.kind == "audit"
     assert leak.message.startswith("f_leak: the disclosure audit failed: ") and "table without the safe marker" in leak.message
     assert _good(reports, "f_leak") == before["f_leak"]
-    assert sorted(p.name for p in (reports / "f_leak" / "failed").iterdir()) == ["failure.json", "notebook.ipynb", "run.log"]
+    assert sorted(p.name for p in (_staff(reports) / "f_leak").iterdir()) == ["failure.json", "notebook.ipynb", "run.log"]
+    assert not (reports / "f_leak" / "failed").exists()
 
 
 def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, drill):
@@ -157,7 +163,8 @@ def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, d
     reports = settings.reports
     for key in ("f_raise", "f_die", "f_hang", "f_slow"):
         assert _good(reports, key) == before[key], f"{key}: the last good report changed"
-        failed = reports / key / "failed"
+        failed = _staff(reports) / key
+        assert not (reports / key / "failed").exists()
         assert sorted(p.name for p in failed.iterdir()) == ["failure.json", "notebook.ipynb", "run.log"]
         record = json.loads((failed / "failure.json").read_text())
         assert record["study"] == key and record["message"] == next(o.message for o in result.outcomes if o.key == key)
@@ -166,11 +173,12 @@ def test_last_good_reports_stay_and_failed_runs_leave_notebook_and_log(faulty, d
         assert "papermill-error-cell-tag" in nb.cells[0].metadata.get("tags", []) or "studylib-error" in nb.cells[0].metadata.get("tags", []), banner
         assert f'study {key} disclosure {{"margins": true, "merge": {{}}, "min_cell": 5' in (failed / "run.log").read_text()
     assert _good(reports, "f_ok") != before["f_ok"]
-    assert not (reports / "f_ok" / "failed").exists()
+    assert not (_staff(reports) / "f_ok").exists()
     assert _leftovers(reports) == []
     assert _kernel_folders(tmp) == []
     index = (reports / "index.html").read_text()
-    assert index.count("class=\"status-failed\"") == 5 and "f_raise/failed/run.log" in index
+    assert index.count("class=\"status-failed\"") == 5 and "run.log" not in index and "see the staff index" in index
+    assert "f_raise/run.log" in (_staff(reports) / "index.html").read_text()
 
 
 def test_a_failure_is_superseded_by_the_next_good_run(drill, faulty):
@@ -180,7 +188,7 @@ def test_a_failure_is_superseded_by_the_next_good_run(drill, faulty):
         mp.setattr(tempfile, "tempdir", str(tmp))
         again = run_batch([root / "studies" / "f_raise.yaml"], settings)
     assert [o.status for o in again.outcomes] == ["published"]
-    assert not (settings.reports / "f_raise" / "failed").exists()
+    assert not (_staff(settings.reports) / "f_raise").exists()
 
 
 # --- whole batches in their own processes ----------------------------------------------------------
@@ -268,7 +276,7 @@ def test_a_full_disk_fails_the_report_and_keeps_the_last_good_one(sleepers):
     assert proc.returncode == 1, out + err
     assert "s1" in out and "File too large" in out and "could not write the report" in out
     assert _good(settings.reports, "s1") == before
-    failed = settings.reports / "s1" / "failed"
+    failed = _staff(settings.reports) / "s1"
     kept = {path.name: path for path in failed.iterdir()}
     assert "failure.json" in kept, sorted(kept)
     assert json.loads(kept["failure.json"].read_text())["study"] == "s1"

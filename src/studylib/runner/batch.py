@@ -32,7 +32,7 @@ import yaml
 from studylib.data.atomic import recover, write_file
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.report import variables
-from studylib.runner import kernel_fork, publish
+from studylib.runner import kernel_fork, publish, sandbox
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.provenance import data_identity, fingerprint, inputs_identity, library_versions, look_hash, sha256_file, template_hash
@@ -480,7 +480,7 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
             manifest["run"]["executor"] = f"dask {settings.cluster}" if settings.cluster else "this machine"
             manifest["release"] = {"lineage": lineage_id, "rounds": rounds, "information_loss": loss.as_dict()}
             publish.write_json(stage / publish.MANIFEST, manifest)
-            publish.publish_report(stage, settings.reports, report.key)
+            publish.publish_report(stage, settings.reports, report.key, settings.state or default_state(settings.reports))
             gate.published(report.key, lineage_id, ledger)
             return outcome("published", f"{report.key}: published ({loss}" + (f"; {rounds} runs to protect the release" if rounds > 1 else "") + ")")
         except ExecutionFailure as err:
@@ -634,7 +634,11 @@ def _is_json(path: Path) -> bool:
 
 
 def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id: str, kind: str, message: str, print_: str) -> bool:
-    """Move the executed notebook and log of a failed run into ``reports/<key>/failed/``."""
+    """Move the executed notebook and log of a failed run into the staff area, ``<state>/failed/<key>/``.
+
+    Both are audited first and the verdict is kept in ``failure.json``: staff see what they hold
+    (raw small tables, tokens) before they open them. Nothing of a failed run enters ``reports/``.
+    """
     try:
         for name in ("report.html", "report.pdf"):
             (stage / name).unlink(missing_ok=True)
@@ -645,11 +649,33 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
         publish.write_json(stage / publish.FAILURE, {
             "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
             "kind": kind, "message": message, "fingerprint": print_,
+            "audit": _audit_failed(stage, report.study.spec.disclosure.min_cell, report.study.data),
         })
-        publish.record_failure(stage, settings.reports, report.key)
+        publish.record_failure(stage, settings.state or default_state(settings.reports), report.key)
         return True
     except OSError:
         return False
+
+
+def _audit_failed(stage: Path, min_cell: int, data: Path) -> dict:
+    """The audit of a failed run's notebook and log (the log audited as text), as failure.json records it."""
+    import html as markup
+
+    from studylib.privacy.audit import audit_html
+    from studylib.runner import gate
+
+    try:
+        findings: list[str] = []
+        if any(stage.glob("*.ipynb")):
+            findings += gate.audit_report(stage, min_cell, data).findings
+        log = stage / "run.log"
+        if log.is_file():
+            key, deny_list = gate.audit_key(data)
+            text = "<pre>" + markup.escape(log.read_text(errors="replace")) + "</pre>"
+            findings += [str(f) for f in audit_html(text, min_cell, deny_list=deny_list, key=key, name="run.log")]
+        return {"passed": not findings, "findings": [str(f)[:300] for f in findings[:50]], "time": publish.now_iso()}
+    except Exception as err:  # noqa: BLE001 - an audit that could not run says so; staff are warned
+        return {"passed": False, "findings": [f"the audit could not run: {type(err).__name__}: {err}"], "time": publish.now_iso()}
 
 
 def _record_invalid(outcome: Outcome, settings: BatchSettings) -> None:
@@ -663,7 +689,7 @@ def _record_invalid(outcome: Outcome, settings: BatchSettings) -> None:
                     "time": publish.now_iso(), "study": outcome.study, "report": outcome.key,
                     "kind": "invalid", "message": outcome.message,
                 })
-                publish.record_failure(stage, settings.reports, outcome.key)
+                publish.record_failure(stage, settings.state or default_state(settings.reports), outcome.key)
     except (LockBusy, OSError):
         pass
 
@@ -695,6 +721,10 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     progress = progress or (lambda key, outcome: None)
     settings.reports.mkdir(parents=True, exist_ok=True)
     publish.remove_stale_staging(settings.reports)
+    from studylib.runner.kernel import remove_stale_kernel_folders
+
+    remove_stale_kernel_folders()
+    sandbox.conceal()  # this process may hold the key: report kernels cannot read its /proc (see runner.sandbox)
     result = BatchResult()
     cancel = threading.Event()
     with _signals_cancel(cancel, result), LocalHelpers(enabled=not settings.cluster) as helpers:
@@ -715,7 +745,7 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
                 o = Outcome(report.key, report.study.id, report.title, "cancelled", f"{report.key}: not started; the batch was cancelled", kind="cancelled")
                 result.outcomes.append(o)
                 progress(o.key, o)
-    result.index = write_index(settings.reports, settings.studies_dir)
+    result.index = write_index(settings.reports, settings.studies_dir, settings.state)
     return result
 
 
@@ -878,13 +908,19 @@ def _study_listing(studies_dir: Path | None) -> dict[str, tuple[str, list[str]]]
     return listing
 
 
-def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
-    """Rewrite ``reports/index.html`` from what is on disk (and the study files, if given)."""
+def write_index(reports: Path, studies_dir: Path | None = None, state: Path | None = None) -> Path:
+    """Rewrite ``reports/index.html`` from what is on disk (and the study files, if given), and the staff index.
+
+    ``state``: the runner's private folder (default beside the reports), whose ``failed/``
+    holds the failed runs; its ``index.html`` (staff only) links them, the public one never does.
+    """
     from studylib.report import look
 
+    state = state or default_state(reports)
+    staff = state / publish.FAILED
     listing = _study_listing(studies_dir)
     for manifest_path in sorted([*reports.glob(f"*/{publish.MANIFEST}"), *reports.glob(f"*/*/{publish.MANIFEST}"),
-                                 *reports.glob(f"*/{publish.FAILED}/{publish.FAILURE}"), *reports.glob(f"*/*/{publish.FAILED}/{publish.FAILURE}")]):
+                                 *staff.glob(f"*/{publish.FAILURE}"), *staff.glob(f"*/*/{publish.FAILURE}")]):
         record = publish.read_json(manifest_path) or {}
         study_id, key = record.get("study"), record.get("report")
         if not study_id or not key or key.startswith("."):
@@ -893,9 +929,12 @@ def write_index(reports: Path, studies_dir: Path | None = None) -> Path:
         if key not in keys:
             keys = [*keys, key]
         listing[study_id] = (title, keys)
-    states = [(sid, title, [publish.report_state(reports, k, title) for k in keys]) for sid, (title, keys) in sorted(listing.items())]
-    page = publish.index_html(states, look.stylesheet(), publish.now_iso())
+    states = [(sid, title, [publish.report_state(reports, k, title, state) for k in keys]) for sid, (title, keys) in sorted(listing.items())]
+    generated = publish.now_iso()
+    page = publish.index_html(states, look.stylesheet(), generated)
     path = reports / publish.INDEX
     with report_lock(reports, ".index", wait=60):
         write_file(path, page)
+        if any(s.failure for _, _, group in states for s in group) or staff.is_dir():
+            write_file(publish.staff_area(state) / publish.INDEX, publish.staff_index_html(states, look.stylesheet(), generated))
     return path

@@ -5,7 +5,7 @@
 for the whole report counted from the moment its kernel is ready (a watchdog thread that
 kills the kernel), and it stops at once when the batch is cancelled. Whatever goes wrong becomes an :class:`ExecutionFailure` that names
 the cell (its number in the template, its first line, its section) and why; the executed
-notebook is always left at ``output`` with an error banner, for ``failed/``.
+notebook is always left at ``output`` with an error banner, for the staff area (``<state>/failed/``).
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ def execute_report(
         config.StudyKernel.kernel_cwd = str(cwd)
         config.StudyKernel.report_token = token
         config.StudyKernel.preload = studylib_imports(template)
+        config.StudyKernel.readable = _dataset_folders(parameters)
         watchdog.start()
         failure: ExecutionFailure | None = None
         try:
@@ -245,6 +246,12 @@ def execute_report(
         failure = ExecutionFailure(failure.reason, template_cell(nb, index) if nb is not None else None, failure.kind)
         _mark_failure(output, failure, index)
         raise failure
+
+
+def _dataset_folders(parameters: Mapping[str, Any]) -> list[str]:
+    """The dataset folder the runner passes (``data_dir``): the kernel's sandbox lets it read that."""
+    value = parameters.get("data_dir")
+    return [str(Path(value).resolve())] if isinstance(value, (str, Path)) and Path(value).is_dir() else []
 
 
 def _cell_by_source(nb, source: str) -> CellInfo | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studylib.errors import StudylibError
-from studylib.runner import gate
+from studylib.runner import gate, sandbox
 from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
 
 MODULE = "studylib.runner.finishing"
@@ -112,6 +112,7 @@ def _error(error: dict) -> Exception:
 def serve() -> None:
     """The helper's loop: answer requests until stdin closes."""
     requests, replies = take_stdio()
+    sandbox.conceal()  # it holds the key while it audits: no other process of this user reads its memory or environment
     os.nice(NICENESS)
     send(replies, {"ready": os.getpid()})
     _warm_up()

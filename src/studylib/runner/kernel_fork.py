@@ -14,8 +14,17 @@ libraries a template imports are loaded by its kernel, as usual.
 The batch talks to the server over its stdin and stdout (JSON lines). :class:`ForkedKernel`
 looks like the :class:`subprocess.Popen` that jupyter_client would otherwise hold
 (``poll``, ``wait``, ``send_signal``, ``kill``); the child's exit is seen through a pidfd
-and its exit status comes from the server, which reaps it. When the batch goes away (its
-end of the pipe closes) the server kills its kernels and exits.
+and its exit status comes from the server, which reaps it.
+
+The server is non-dumpable (:func:`studylib.runner.sandbox.conceal`). A forked kernel, before
+it runs anything of the template, restricts itself with the sandbox the batch sent
+(:func:`studylib.runner.sandbox.restrict`: the files it may read and write) and gives up all
+capabilities, so that neither its files nor ``/proc`` lead it to the key, as root or not.
+
+When the batch goes away, so do the server and its kernels, at once: the server watches the
+batch through a pidfd (also while it is still loading its libraries) and kernels are killed
+by the kernel when the server ends (``PR_SET_PDEATHSIG``); a killed batch leaves nothing
+running.
 
 Set ``STUDYLIB_KERNEL_FORK=0`` to launch every kernel as a process of its own.
 """
@@ -34,6 +43,7 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
+from studylib.runner import sandbox
 from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
 
 SWITCH = "STUDYLIB_KERNEL_FORK"
@@ -114,14 +124,19 @@ def _import(name: str) -> None:
 def serve(preload: Sequence[str] = PRELOAD) -> None:
     """Run the fork server on stdin/stdout until stdin closes (``python -m studylib.runner.kernel_fork``)."""
     requests, replies = take_stdio()  # kernels write stray output where a launched kernel would: stderr
-    for name in preload:
-        _import(name)
+    sandbox.conceal()
+    batch = _watch_batch()
+    with _ends_with_batch(batch):
+        for name in preload:
+            _import(name)
     send(replies, {"ready": os.getpid()})
     children: set[int] = set()
     buffer = b""
     while True:
-        readable, _, _ = select.select([requests], [], [], 0.05)
+        readable, _, _ = select.select([requests, *([batch] if batch is not None else [])], [], [], 0.05)
         _reap(children, replies)
+        if batch is not None and batch in readable:
+            break  # the batch has ended (killed, even): so do its kernels
         if not readable:
             continue
         chunk = os.read(requests, 1 << 16)
@@ -153,6 +168,41 @@ def serve(preload: Sequence[str] = PRELOAD) -> None:
     os._exit(0)  # nothing to flush; skip tearing down the preloaded libraries
 
 
+def _watch_batch() -> int | None:
+    """A pidfd of the batch (this server's parent): readable once the batch has ended."""
+    try:
+        fd = os.pidfd_open(os.getppid())
+    except OSError:
+        return None
+    if os.getppid() == 1:  # the batch ended before the pidfd was taken
+        os._exit(1)
+    return fd
+
+
+@contextmanager
+def _ends_with_batch(batch: int | None) -> Iterator[None]:
+    """While the server loads its libraries (seconds), a thread ends it if the batch ends."""
+    if batch is None:
+        yield
+        return
+    stop_read, stop_write = os.pipe()
+
+    def watch() -> None:
+        readable, _, _ = select.select([batch, stop_read], [], [])
+        if batch in readable:
+            os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="studylib-batch-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        os.write(stop_write, b"x")
+        watcher.join()  # no thread left when the server forks
+        os.close(stop_read)
+        os.close(stop_write)
+
+
 def _reap(children: set[int], replies: int | None) -> None:
     while children:
         try:
@@ -168,9 +218,11 @@ def _reap(children: set[int], replies: int | None) -> None:
 
 def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
     argv = list(request["argv"])
+    rules = request.get("sandbox")
     env = {str(k): str(v) for k, v in request["env"].items()}
     cwd = os.path.abspath(request.get("cwd") or os.getcwd())
-    env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client sets it: the kernel ends if its parent (this server) does
+    server = os.getpid()
+    env["JPY_PARENT_PID"] = str(server)  # as jupyter_client sets it: the kernel ends if its parent (this server) does
     with warnings.catch_warnings():
         # Python 3.12+ warns about forking with threads; the server's only threads are OpenBLAS's
         # and jemalloc's idle pools, which both re-create themselves in the child (pthread_atfork)
@@ -182,10 +234,17 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
     try:  # the kernel process from here on: never return into the server's loop
         for fd in private_fds:
             os.close(fd)
+        sandbox.die_with_parent(server)
         os.setsid()
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
+        import tempfile
+
+        tempfile.tempdir = None  # found again from the kernel's TMPDIR
+        sandbox.reveal()  # the kernel holds nothing secret; its own /proc stays its own
+        if rules is not None:
+            _enter_sandbox(rules)
         if "numpy.random" in sys.modules:  # fork copies the global random state; reseed it as a new process would
             sys.modules["numpy.random"].seed()
         import ipykernel_launcher  # what ``python -m ipykernel_launcher`` would run, with its argv and path
@@ -216,6 +275,16 @@ def _fork_kernel(request: dict, private_fds: tuple[int, ...]) -> int:
         finally:
             os._exit(code)
     return 0  # not reached
+
+
+def _enter_sandbox(rules: dict) -> None:
+    """Restrict this kernel to the files of ``rules`` and drop every capability (see the module docstring)."""
+    try:
+        sandbox.restrict(rules.get("read", []), rules.get("write", []))
+    except sandbox.SandboxUnavailable as err:
+        print(f"studylib: the report kernel runs without a file sandbox ({err}); "
+              "only its environment is filtered", file=sys.stderr)
+    sandbox.drop_capabilities()
 
 
 def _matplotlib_as_in(cwd: str) -> None:
@@ -321,12 +390,15 @@ class KernelForks:
         return self._worker.alive and launch_prefix(cmd) == self.prefix
 
     def spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: str | os.PathLike | None,
-              preload: Sequence[str] = (), timeout: float = 60.0) -> ForkedKernel:
+              preload: Sequence[str] = (), timeout: float = 60.0, sandbox: Mapping[str, Sequence[str]] | None = None) -> ForkedKernel:
         """Fork a kernel running ``cmd`` (an ipykernel launch) with ``env`` in ``cwd``.
 
         ``preload``: studylib modules to load in the server first (the template's imports).
+        ``sandbox``: ``{"read": [...], "write": [...]}``, the files the kernel may reach
+        (:func:`studylib.runner.sandbox.restrict`); None: no file sandbox.
         """
-        request = {"argv": list(cmd), "env": dict(env), "cwd": str(cwd) if cwd else None, "preload": list(preload)}
+        request = {"argv": list(cmd), "env": dict(env), "cwd": str(cwd) if cwd else None, "preload": list(preload),
+                   "sandbox": None if sandbox is None else {k: [str(p) for p in v] for k, v in sandbox.items()}}
         try:
             reply = self._worker.request(request, timeout)
         except WorkerGone as err:

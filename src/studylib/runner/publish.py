@@ -5,9 +5,13 @@ system) and only then swapped into ``reports/<id>/`` (or ``reports/<id>/<combina
 with :func:`studylib.data.atomic.replace_folder` (one ``renameat2(RENAME_EXCHANGE)`` where the
 system has it, else two renames that :func:`~studylib.data.atomic.recover` undoes after a crash). Readers see the old
 report or the new one, never a mix, and the previous good report stays until the new one
-is complete and audited. A failed run leaves its executed notebook, log and
-``failure.json`` in ``<report>/failed/`` (swapped in the same way) and never touches the
-good report beside it. ``reports/index.html`` lists every study with its status.
+is complete and audited. ``reports/index.html`` lists every study with its status.
+
+A failed run's executed notebook and log may hold raw small tables, whole tokens or names:
+they never enter ``reports/``. They go to the staff area, ``<state>/failed/<report>/`` (the
+runner's private state folder beside the reports, mode 700), with ``failure.json``, which
+also records the audit of both files; the public index says "failed, see the staff index"
+and links none of them; ``<state>/failed/index.html`` (the staff index) does.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any, Iterator
 from studylib.data.atomic import replace_folder
 
 MANIFEST = "manifest.json"
-FAILED = "failed"
+FAILED = "failed"  # the staff area's folder (inside the runner's state folder)
 FAILURE = "failure.json"
+STAFF_MODE = 0o700
 STAGING = ".staging"
 INDEX = "index.html"
 REPORT_FILES = {"html": "report.html", "pdf": "report.pdf"}
@@ -76,16 +81,30 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def publish_report(stage: Path, reports: Path, key: str) -> Path:
-    """Swap the complete report in ``stage`` into ``reports/<key>`` (dropping an old ``failed/``)."""
+def publish_report(stage: Path, reports: Path, key: str, state: Path | None = None) -> Path:
+    """Swap the complete report in ``stage`` into ``reports/<key>`` (and drop its failure record from the staff area)."""
     target = reports / key
     replace_folder(stage, target)
+    if state is not None:
+        shutil.rmtree(staff_area(state) / key, ignore_errors=True)
     return target
 
 
-def record_failure(stage: Path, reports: Path, key: str) -> Path:
-    """Swap ``stage`` (notebook, log, failure.json) into ``reports/<key>/failed``; the good report stays."""
-    target = reports / key / FAILED
+def staff_area(state: Path) -> Path:
+    """``<state>/failed``: the failed runs, for staff only (made mode 700 if missing; a symlink is refused)."""
+    folder = Path(state) / FAILED
+    folder.mkdir(parents=True, exist_ok=True, mode=STAFF_MODE)
+    if folder.is_symlink() or not folder.is_dir():
+        raise OSError(f"{folder}: the staff area must be a folder, not a link")
+    Path(state).chmod(STAFF_MODE)
+    folder.chmod(STAFF_MODE)
+    return folder
+
+
+def record_failure(stage: Path, state: Path, key: str) -> Path:
+    """Swap ``stage`` (notebook, log, failure.json) into ``<state>/failed/<key>``; the good report stays."""
+    target = staff_area(state) / key
+    target.parent.mkdir(parents=True, exist_ok=True, mode=STAFF_MODE)
     replace_folder(stage, target)
     return target
 
@@ -108,6 +127,14 @@ class ReportState:
     failed_files: tuple[str, ...] = ()
 
     @property
+    def failure_audit(self) -> str:
+        """What the audit of the failed run's files found: ``passed``, ``N findings`` or ``not audited``."""
+        audit = (self.failure or {}).get("audit")
+        if not isinstance(audit, dict):
+            return "not audited"
+        return "passed" if audit.get("passed") else f"{len(audit.get('findings', []))} findings"
+
+    @property
     def last_success(self) -> str | None:
         return (self.manifest or {}).get("run", {}).get("finished")
 
@@ -119,16 +146,67 @@ class ReportState:
         return "ok" if self.manifest else "never run"
 
 
-def report_state(reports: Path, key: str, title: str) -> ReportState:
-    folder = reports / key
-    failed = folder / FAILED
+def report_state(reports: Path, key: str, title: str, state: Path | None = None) -> ReportState:
+    """The report's published manifest and its failure record in the staff area (``state``: default beside the reports)."""
+    from studylib.runner.release import default_state
+
+    failed = Path(state or default_state(reports)) / FAILED / key
     files = tuple(sorted(p.name for p in failed.iterdir())) if failed.is_dir() else ()
-    return ReportState(key, title, read_json(folder / MANIFEST), read_json(failed / FAILURE), files)
+    return ReportState(key, title, read_json(reports / key / MANIFEST), read_json(failed / FAILURE), files)
 
 
 def _readable_time(iso: str | None) -> str:
     """``2026-11-28T13:59:54+00:00`` as ``2026-11-28 13:59`` (UTC)."""
     return iso[:16].replace("T", " ") if iso else "–"
+
+
+def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
+    """The staff index (``<state>/failed/index.html``): every failed run, why, its audit, and links to its files."""
+    rows = []
+    for study_id, title, reports in states:
+        for state in reports:
+            if not state.failure:
+                continue
+            key = html.escape(state.key)
+            links = [f'<a href="{key}/{name}">{label}</a>' for name, label in
+                     (("run.log", "log"), ("notebook.ipynb", "notebook"), (FAILURE, "record")) if name in state.failed_files]
+            superseded = "" if state.status == "failed" else " (a later run published)"
+            rows.append(
+                f"<tr><td><strong>{html.escape(title)}</strong><br><code>{key}</code></td>"
+                f'<td class="status-failed">{html.escape(_readable_time(state.failure.get("time")))}{superseded}<br>'
+                f'<span class="note">{html.escape(str(state.failure.get("message", ""))[:600])}</span></td>'
+                f"<td>{html.escape(state.failure_audit)}</td><td>{' · '.join(links) or '–'}</td></tr>"
+            )
+    body = "\n".join(rows) or '<tr><td colspan="4">No failed runs.</td></tr>'
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>studylib failed runs (staff only)</title>
+<style>
+{css}
+</style>
+</head>
+<body class="studylib-report">
+<header class="report-head">
+<p class="report-kicker">studylib · staff only</p>
+<h1 class="report-title">Failed runs</h1>
+<p class="report-subtitle">Executed notebooks and logs of failed runs. They may hold raw small tables and
+tokens: never publish or forward them. The audit column says what the disclosure audit found in them.</p>
+<dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(_readable_time(generated))} UTC</dd></div></dl>
+</header>
+<main class="report-body">
+<table class="report-index">
+<thead><tr><th>Study</th><th>Failed (UTC)</th><th>Audit of its files</th><th>Files</th></tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+</main>
+</body>
+</html>
+"""
 
 
 def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
@@ -143,11 +221,7 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
                     links.append(f'<a href="{html.escape(state.key)}/{name}">{fmt.upper()}</a>')
             if state.manifest:
                 links.append(f'<a href="{html.escape(state.key)}/{MANIFEST}">manifest</a>')
-            if state.status == "failed":
-                for name, label in (("run.log", "log"), ("notebook.ipynb", "notebook")):
-                    if name in state.failed_files:
-                        links.append(f'<a href="{html.escape(state.key)}/{FAILED}/{name}">{label}</a>')
-            reason = (state.failure or {}).get("message", "") if state.status == "failed" else ""
+            reason = "the last run failed; see the staff index" if state.status == "failed" else ""
             css_class = {"ok": "status-ok", "failed": "status-failed"}.get(state.status, "status-never")
             rows.append(
                 "<tr>"
