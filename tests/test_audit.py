@@ -41,8 +41,8 @@ def secrets(tmp_path_factory):
     return SimpleNamespace(key=key, key_file=key_file, deny=deny, deny_file=deny.write(folder / "deny.json"))
 
 
-def _audit(path, secrets):
-    return audit_path(path, min_cell=5, deny_list=secrets.deny, key=secrets.key)
+def _audit(path, secrets, strict: bool = False):
+    return audit_path(path, min_cell=5, deny_list=secrets.deny, key=secrets.key, strict=strict)
 
 
 # ---------------------------------------------------------------- report builders
@@ -113,6 +113,8 @@ def _leak_cases():
         ("cpr-in-notebook-metadata", lambda t, s: _notebook(t, [new_markdown_cell("# Study")], metadata={
             "papermill": {"parameters": {"person": "010190-1234"}}}), {"cpr"}, "notebook metadata"),
         ("cpr-in-cell-metadata", lambda t, s: _notebook(t, [new_markdown_cell("# Study", metadata={"note": "case 0101901234"})]), {"cpr"}, "cell 1 (markdown) metadata"),
+        ("plain-display-in-a-study-run", lambda t, s: _notebook(t, [_code_with(new_output(
+            "execute_result", data={"text/plain": "3"}, execution_count=1))]), {"unmarked-output"}, "cell 1 (code) output 1"),
         ("phone-in-stream", lambda t, s: _notebook(t, [_code_with(new_output("stream", name="stdout", text="ring +45 12 34 56 78\n"))]), {"phone"}, "cell 1 (code) output 1 (stdout) line 1"),
         ("phone-after-cue", lambda t, s: _html(t, "<p>Contact:</p>\n<p>tlf. 2345 6789</p>"), {"phone"}, "line 5"),
         ("email-in-markdown", lambda t, s: _notebook(t, [new_markdown_cell("Write to anna.k@example.dk")]), {"email"}, "cell 1 (markdown) source line 1"),
@@ -145,7 +147,7 @@ def _leak_cases():
 def test_each_planted_leak_is_caught_where_it_is(case, tmp_path, secrets):
     _, build, rules, where = case
     path = build(tmp_path, secrets)
-    result = _audit(path, secrets)
+    result = _audit(path, secrets, strict="unmarked-output" in rules)  # strict content: study runs only
     assert not result.passed
     assert {f.rule for f in result.findings} == rules, [str(f) for f in result.findings]
     assert any(where in f.where for f in result.findings), [str(f) for f in result.findings]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from studylib.privacy.audit import audit_html
-from studylib.privacy.marker import MarkerError, marker_attribute, marker_for, min_cell_problem, parse_marker
+from studylib.privacy.marker import RULES, MarkerError, marker_attribute, marker_for, min_cell_problem, parse_marker
 from studylib.privacy.rounding import RoundingError, controlled_rounding
 
 
@@ -102,8 +102,8 @@ def test_a_marker_reads_back_as_written():
     [
         ("{not json", "marker is not JSON"),
         ("[1, 2]", "marker is not a JSON object"),
-        ('{"rule": "guess", "min_cell": 5}', "marker rule must be one of ('suppression', 'rounding', 'statistics'), not 'guess'"),
-        ('{"min_cell": 5}', "marker rule must be one of ('suppression', 'rounding', 'statistics'), not None"),
+        ('{"rule": "guess", "min_cell": 5}', f"marker rule must be one of {RULES}, not 'guess'"),
+        ('{"min_cell": 5}', f"marker rule must be one of {RULES}, not None"),
         ('{"rule": "suppression", "min_cell": 1}', "marker min_cell must be a whole number of at least 2, not 1"),
         ('{"rule": "suppression"}', "marker min_cell must be a whole number of at least 2, not None"),
         ('{"rule": "rounding", "min_cell": 5, "rounding": 4}', "marker of rule 'rounding' needs base 3 or 5, not 4"),

@@ -13,6 +13,8 @@ import shutil
 
 import pytest
 
+from runner_fixtures import make_dataset
+
 from studylib.report import look
 from studylib.runner.export import to_pdf
 from studylib.runner.finishing import Finisher
@@ -46,10 +48,11 @@ def test_the_helper_renders_the_same_pdf_bytes(finisher, tmp_path):
 
 
 def test_the_helper_gives_the_same_audit_verdict(finisher, tmp_path):
+    data = make_dataset(tmp_path / "dataset", n=30)  # records the session's audit key, as ingest would
     for name, page, passed in (("clean", PAGE, True), ("leak", LEAK, False)):
         stage = _stage(tmp_path / name, page)
-        here = audit_report(stage, 5, tmp_path / "no-dataset")
-        there = finisher.audit(stage, 5, tmp_path / "no-dataset")
+        here = audit_report(stage, 5, data)
+        there = finisher.audit(stage, 5, data)
         assert there == here
         assert there.passed is passed, there.findings
 
@@ -69,7 +72,7 @@ def test_without_its_helper_the_finisher_works_in_this_process(tmp_path):
         finisher._worker.process.kill()
         finisher._worker.process.wait()
         finisher.pdf(stage / "report.html", stage / "report.pdf")
-        assert finisher.audit(stage, 5, tmp_path / "no-dataset").passed
+        assert finisher.audit(stage, 5, make_dataset(tmp_path / "dataset", n=30)).passed
     assert (stage / "report.pdf").read_bytes() == to_pdf(PAGE)
     shutil.rmtree(stage)
 
