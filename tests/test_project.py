@@ -55,3 +55,19 @@ def test_packages_depend_downward_along_the_flow():
         text = path.read_text()
         for banned in forbidden.get(package, ()) + forbidden["*"]:
             assert not re.search(rf"^\s*(from|import) {re.escape(banned)}\b", text, re.M), f"{path} imports {banned}"
+
+
+def test_the_data_dictionary_is_what_the_schemas_say():
+    from studylib.data.dictionary import data_dictionary_markdown
+
+    assert (ROOT / "docs" / "data-dictionary.md").read_text() == data_dictionary_markdown() + "\n", \
+        "regenerate it: studylib data-dictionary > docs/data-dictionary.md"
+
+
+def test_no_link_of_the_docs_leaves_the_repository():
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)", path.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (path.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT) and resolved.exists(), f"{path.relative_to(ROOT)} links {target}"

@@ -475,6 +475,14 @@ def _log_outcome(path: Path, outcome) -> None:
         out.write(line)
 
 
+@app.command("data-dictionary")
+def data_dictionary_command() -> None:
+    """Print the data dictionary of the pseudonymised dataset (Markdown, made from the schemas; docs/data-dictionary.md)."""
+    from studylib.data.dictionary import data_dictionary_markdown
+
+    print(data_dictionary_markdown())
+
+
 @app.command("list")
 def list_command(
     reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
