@@ -24,7 +24,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def project(tmp_path):
     data = _dataset(tmp_path)
-    settings = tmp_path / "settings.yaml"
+    settings = tmp_path / "templates" / "settings.yaml"  # beside the template: its kernel may read it
+    settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text("colour: blue\n")
     _template(tmp_path, [("code", f"from studylib.config import read_yaml\n_ = read_yaml({str(settings)!r})")])
     study = _study(tmp_path, data, "nation")

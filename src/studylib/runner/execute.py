@@ -249,9 +249,22 @@ def execute_report(
 
 
 def _dataset_folders(parameters: Mapping[str, Any]) -> list[str]:
-    """The dataset folder the runner passes (``data_dir``): the kernel's sandbox lets it read that."""
-    value = parameters.get("data_dir")
-    return [str(Path(value).resolve())] if isinstance(value, (str, Path)) and Path(value).is_dir() else []
+    """What the kernel's sandbox lets it read besides the system and its template's folder: the
+    dataset (``data_dir``), every file or folder a parameter names (a catalogue, a truth folder),
+    and the project's studies/ (local catalogues) and synthetic_data/ (profiles, the demo data and
+    its truth). Never the runner's private state, never a key outside the project."""
+    from studylib import paths
+
+    out = []
+    for value in parameters.values():
+        if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
+            out.append(str(Path(value).resolve()))
+    try:
+        root = paths.project_root()
+        out += [str(root / name) for name in ("studies", "synthetic_data") if (root / name).is_dir()]
+    except FileNotFoundError:
+        pass
+    return list(dict.fromkeys(out))
 
 
 def _cell_by_source(nb, source: str) -> CellInfo | None:

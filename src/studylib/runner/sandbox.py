@@ -180,6 +180,11 @@ def kernel_rules(folder: str, cwd: str | None, env: dict[str, str], readable: It
     if plan:
         read.append(plan)
     write = [folder]
+    inputs = env.get("STUDYLIB_INPUTS")
+    if inputs:  # the file where the kernel notes the configuration files it reads (studylib.inputs)
+        Path(inputs).parent.mkdir(parents=True, exist_ok=True)
+        Path(inputs).touch()
+        write.append(inputs)
     ledger = env.get("STUDYLIB_LEDGER")
     if ledger:
         Path(ledger).mkdir(parents=True, exist_ok=True)
