@@ -28,7 +28,7 @@ from studylib.privacy.disclosure import attack, protect_table
 from studylib.privacy.release import CountedTable, Release, attack_release, protect_release
 
 #: name -> number of categories (the vocabularies of DESIGN section 3, roughly)
-ATTRIBUTES = {"sector": 13, "region": 7, "sex": 4, "age": 8, "year": 10, "decision": 3}
+ATTRIBUTES = {"sector": 13, "region": 7, "sex": 4, "age": 8, "year": 10, "decision": 3, "minor": 2, "consent": 3}
 GIB = 1024**3
 
 
@@ -48,9 +48,9 @@ def table_specs(rng: np.random.Generator, count: int) -> list[tuple[list[str], s
     specs = []
     for number in range(count):
         k = 1 + number % 4
-        while True:  # 3-D tables of at most 200 inner cells, 4-D of at most 700
+        while True:  # 3-D tables of at most 200 inner cells, 4-D of at most 150
             dims = [str(d) for d in rng.choice(list(ATTRIBUTES), size=k, replace=False)]
-            if k < 3 or math.prod(ATTRIBUTES[d] for d in dims) <= (200 if k == 3 else 700):
+            if k < 3 or math.prod(ATTRIBUTES[d] for d in dims) <= (200 if k == 3 else 150):
                 break
         specs.append((dims, filters[number % len(filters)]))
     return specs
