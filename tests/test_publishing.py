@@ -72,18 +72,20 @@ def _folder(path, files: dict[str, str]):
     return path
 
 
-def test_publishing_swaps_the_whole_report_and_a_failure_lies_beside_the_good_one(tmp_path):
-    reports = tmp_path / "reports"
+def test_publishing_swaps_the_whole_report_and_a_failure_goes_to_the_staff_area(tmp_path):
+    reports, state = tmp_path / "reports", tmp_path / "state"
     first = _folder(tmp_path / "s1", {"report.html": "one", "manifest.json": "{}"})
     assert publish.publish_report(first, reports, "study") == reports / "study"
     assert (reports / "study" / "report.html").read_text() == "one"
     failed = _folder(tmp_path / "s2", {"failure.json": '{"time": "t"}', "run.log": "log"})
-    assert publish.record_failure(failed, reports, "study") == reports / "study" / "failed"
+    assert publish.record_failure(failed, state, "study") == state / "failed" / "study"
     assert (reports / "study" / "report.html").read_text() == "one", "the good report stays"
-    assert sorted(p.name for p in (reports / "study" / "failed").iterdir()) == ["failure.json", "run.log"]
+    assert sorted(p.name for p in (state / "failed" / "study").iterdir()) == ["failure.json", "run.log"]
+    assert not (reports / "study" / "failed").exists(), "nothing of a failed run lies under reports/"
+    assert (state.stat().st_mode & 0o777) == 0o700
     second = _folder(tmp_path / "s3", {"report.html": "two"})
     publish.publish_report(second, reports, "study")
-    assert sorted(p.name for p in (reports / "study").iterdir()) == ["report.html"], "the old report and failed/ are gone"
+    assert sorted(p.name for p in (reports / "study").iterdir()) == ["report.html"], "the old report is gone"
     assert (reports / "study" / "report.html").read_text() == "two"
 
 
@@ -116,14 +118,15 @@ def test_a_reports_status_from_its_manifest_and_failure(manifest, failure, statu
 
 
 def test_report_state_reads_the_folder(tmp_path):
-    folder = tmp_path / "k"
-    (folder / "failed").mkdir(parents=True)
+    folder, failed = tmp_path / "k", tmp_path / "state" / "failed" / "k"
+    folder.mkdir(parents=True)
+    failed.mkdir(parents=True)
     publish.write_json(folder / "manifest.json", _OK)
-    publish.write_json(folder / "failed" / "failure.json", {"time": "2026-05-02T00:00:00+00:00"})
-    (folder / "failed" / "run.log").write_text("log")
-    state = publish.report_state(tmp_path, "k", "Title")
+    publish.write_json(failed / "failure.json", {"time": "2026-05-02T00:00:00+00:00"})
+    (failed / "run.log").write_text("log")
+    state = publish.report_state(tmp_path, "k", "Title", tmp_path / "state")
     assert state == ReportState("k", "Title", _OK, {"time": "2026-05-02T00:00:00+00:00"}, ("failure.json", "run.log"))
-    assert publish.report_state(tmp_path, "none", "T") == ReportState("none", "T", None, None, ())
+    assert publish.report_state(tmp_path, "none", "T", tmp_path / "state") == ReportState("none", "T", None, None, ())
 
 
 def test_readable_time():
@@ -144,10 +147,10 @@ def test_the_index_lists_each_report_with_its_status_links_and_reason():
     key = "s/region=n&lt;1&gt;"
     assert rows[1] == (
         '<td><strong>Study &lt;one&gt;</strong><br><code>s</code> · region=n&lt;1&gt;</td>'
-        f'<td class="status-failed">failed<br><span class="note">{"x" * 300}</span></td><td>2026-05-01 10:00</td>'
-        f'<td><a href="{key}/report.html">HTML</a> · <a href="{key}/report.pdf">PDF</a> · <a href="{key}/manifest.json">manifest</a>'
-        f' · <a href="{key}/failed/run.log">log</a> · <a href="{key}/failed/notebook.ipynb">notebook</a></td>'
+        '<td class="status-failed">failed<br><span class="note">the last run failed; see the staff index</span></td><td>2026-05-01 10:00</td>'
+        f'<td><a href="{key}/report.html">HTML</a> · <a href="{key}/report.pdf">PDF</a> · <a href="{key}/manifest.json">manifest</a></td>'
     )
+    assert "x" * 20 not in page and "failed/" not in page  # the public index says nothing of why, links nothing of it
     assert rows[2] == '<td><strong>Other &amp; co</strong><br><code>t</code></td><td class="status-never">never run</td><td>–</td><td>–</td>'
     assert "<style>\nbody{}\n</style>" in page and "<dd>2026-06-02 08:09 UTC</dd>" in page
     assert "default-src 'none'" in page
@@ -162,7 +165,8 @@ def test_a_failure_without_files_links_nothing_of_them():
     state = ReportState("k", "T", None, {"time": "2026-06-01T00:00:00+00:00", "message": "why"})
     page = publish.index_html([("k", "T", [state])], "", "2026-06-02T08:09:10+00:00")
     row = re.findall(r"<tr>(.*?)</tr>", page.split("<tbody>")[1], re.S)[0]
-    assert row.endswith('<td class="status-failed">failed<br><span class="note">why</span></td><td>–</td><td>–</td>')
+    assert row.endswith('<td class="status-failed">failed<br><span class="note">the last run failed; see the staff index</span></td><td>–</td><td>–</td>')
+    assert "why" not in page
     assert json.dumps(state.failure)  # plain data
 
 
@@ -200,7 +204,8 @@ def test_links_need_the_files_in_the_manifest_and_notes_only_for_failures():
     first, second = body.split("\n")
     assert first == ('<tr><td><strong>T</strong><br><code>k</code></td><td class="status-ok">ok</td>'
                      '<td>2026-05-01 10:00</td><td><a href="k/manifest.json">manifest</a></td></tr>')
-    assert second == '<tr><td><strong>T</strong><br><code>q</code></td><td class="status-failed">failed</td><td>–</td><td>–</td></tr>'
+    assert second == ('<tr><td><strong>T</strong><br><code>q</code></td><td class="status-failed">failed<br>'
+                      '<span class="note">the last run failed; see the staff index</span></td><td>–</td><td>–</td></tr>')
 
 
 def test_an_empty_index_has_one_row_saying_so():

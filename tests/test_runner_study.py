@@ -196,10 +196,12 @@ def test_staging_left_by_a_dead_batch_is_removed_and_a_live_one_kept(tmp_path):
 
 def test_an_invalid_study_shows_as_failed_in_the_index_with_its_problems(tmp_path, dataset):
     path = write_study(tmp_path, _study(data=str(dataset), colour="red"))
-    result = run_batch([path], BatchSettings(reports=tmp_path / "reports", studies_dir=tmp_path / "studies"))
+    result = run_batch([path], BatchSettings(reports=tmp_path / "reports", studies_dir=tmp_path / "studies", state=tmp_path / "state"))
     assert not result.ok and result.outcomes[0].status == "invalid"
     index = (tmp_path / "reports" / "index.html").read_text()
-    assert 'class="status-failed"' in index and "unknown key" in index and "run.log" not in index
+    assert 'class="status-failed"' in index and "see the staff index" in index and "run.log" not in index
+    assert "unknown key" not in index  # why it failed is for staff
+    assert "unknown key" in (tmp_path / "state" / "failed" / "index.html").read_text()
 
 
 def test_a_new_study_stays_valid_when_any_parameter_line_is_uncommented(tmp_path):
