@@ -69,6 +69,9 @@ def _demo_lock() -> Iterator[None]:
 def ensure_demo_dataset(force: bool = False, progress: Progress | None = None) -> Path:
     """Return the demo dataset folder, generating and ingesting it first when needed."""
     say = progress or (lambda message: None)
+    if not force and demo_is_current():  # the common case needs no lock (a report kernel may only read here)
+        say(f"demo dataset is up to date: {paths.demo_dataset_dir()}")
+        return paths.demo_dataset_dir()
     with _demo_lock():
         if not force and demo_is_current():
             say(f"demo dataset is up to date: {paths.demo_dataset_dir()}")
