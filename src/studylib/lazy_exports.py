@@ -18,3 +18,12 @@ def lazy_getattr(package: str, exports: Mapping[str, str]) -> Callable[[str], ob
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def lazy_dir(names: Mapping[str, object], exports: Mapping[str, str]) -> Callable[[], list[str]]:
+    """The ``__dir__`` of a lazy package: its own names and every lazy export (tab completion sees them)."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(names) | set(exports))
+
+    return __dir__

@@ -16,7 +16,7 @@
 Names are imported on first use, so that the runner's light paths load no scipy.
 """
 
-from studylib.lazy_exports import lazy_getattr
+from studylib.lazy_exports import lazy_dir, lazy_getattr
 
 #: Public names and the module that holds each.
 _EXPORTS = {
@@ -55,8 +55,7 @@ _EXPORTS = {
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__dir__ = lazy_dir(globals(), _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -13,7 +13,7 @@ Names are imported on first use, so that the runner can read ``look`` without lo
 pandas, scipy and matplotlib.
 """
 
-from studylib.lazy_exports import lazy_getattr
+from studylib.lazy_exports import lazy_dir, lazy_getattr
 
 #: Public names and the module that holds each.
 _EXPORTS = {
@@ -42,8 +42,7 @@ _EXPORTS = {
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__dir__ = lazy_dir(globals(), _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from studylib.runner.publish import process_alive
+
 from jupyter_client import AsyncKernelManager
 from traitlets import Dict, List, Unicode
 
@@ -189,20 +191,10 @@ def remove_stale_kernel_folders(root: str | None = None) -> list[Path]:
         return removed
     for folder in Path(root).glob(f"{_FOLDER_PREFIX}*"):
         pid = folder.name[len(_FOLDER_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
+        if pid.isdigit() and not process_alive(int(pid)) and folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager
