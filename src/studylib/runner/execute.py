@@ -250,15 +250,15 @@ def execute_report(
 
 def _dataset_folders(parameters: Mapping[str, Any]) -> list[str]:
     """What the kernel's sandbox lets it read besides the system and its template's folder: the
-    dataset (``data_dir``), every file or folder a parameter names (a catalogue, a truth folder),
-    and the project's studies/ (local catalogues) and synthetic_data/ (profiles, the demo data and
-    its truth). Never the runner's private state, never a key outside the project."""
+    dataset (``data_dir``) and the project's studies/ (local catalogues) and synthetic_data/
+    (profiles, the demo data and its truth). A path a parameter names is not opened up: a template
+    told where the key lies must still not read it. Never the runner's private state."""
     from studylib import paths
 
     out = []
-    for value in parameters.values():
-        if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
-            out.append(str(Path(value).resolve()))
+    value = parameters.get("data_dir")
+    if isinstance(value, (str, Path)) and str(value) and Path(value).is_dir():
+        out.append(str(Path(value).resolve()))
     try:
         root = paths.project_root()
         out += [str(root / name) for name in ("studies", "synthetic_data") if (root / name).is_dir()]
