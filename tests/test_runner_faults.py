@@ -23,6 +23,7 @@ import yaml
 
 from runner_fixtures import make_dataset, write_study
 from studylib.runner.batch import BatchSettings, run_batch
+from studylib.runner.lock import report_lock
 from studylib.runner.study import find_studies
 
 pytestmark = pytest.mark.slow
@@ -261,6 +262,25 @@ def test_two_batches_at_once_write_each_report_once(sleepers):
         manifest = json.loads((reports / key / "manifest.json").read_text())
         assert manifest["files"]["report.pdf"]["sha256"] == _sha(reports / key / "report.pdf")
     assert _leftovers(reports) == []
+
+
+def test_a_report_another_run_is_writing_does_not_hold_back_the_rest_of_the_batch(sleepers):
+    """While one report waits for another run's lock, the batch's other reports pass the release gate
+    without it (they would otherwise wait for it, and two batches at once would wait on each other)."""
+    root, settings = sleepers
+    reports = root / "reports-locked"
+    assert run_batch(find_studies(root / "studies"), BatchSettings(reports=reports, workers=2)).ok
+    before = {k: _good(reports, k) for k in ("s1", "s2", "s3")}
+    with report_lock(reports, "s3", wait=1):  # another run is writing s3
+        proc = _cli("--all", "--force", "--studies", str(root / "studies"), "--reports", str(reports))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(_good(reports, k) == before[k] for k in ("s1", "s2")):
+            time.sleep(0.2)
+        assert all(_good(reports, k) != before[k] for k in ("s1", "s2")), "s1 and s2 waited for s3's lock"
+        assert _good(reports, "s3") == before["s3"] and proc.poll() is None
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert len(re.findall(r"│ s\d\s+│ published", out)) == 3, out  # s3 too, once its lock was free
 
 
 def test_a_full_disk_fails_the_report_and_keeps_the_last_good_one(sleepers):

@@ -81,7 +81,8 @@ try:
 except OSError as err:
     key_readable = False
 verdict = {"chain": chain, "family": sorted(family), "reached": reached, "found": sorted(set(found)),
-           "key_file_readable": key_readable, "own": sorted(k for k in os.environ if k.startswith("STUDYLIB_"))}
+           "key_file_readable": key_readable, "own": sorted(k for k in os.environ if k.startswith("STUDYLIB_")),
+           "ipython": get_ipython().profile_dir.location, "tmp": os.environ["TMPDIR"]}
 raise RuntimeError("SEARCH " + json.dumps(verdict, sort_keys=True))
 '''
 
@@ -151,6 +152,10 @@ def _assert_unreachable(verdict: dict) -> None:
     assert not batch_family & set(verdict["reached"]["mem"]), verdict
     assert verdict["reached"]["cmdline"]  # the search did look: cmdlines are readable, and hold no secret
     assert "STUDYLIB_REPORT" in verdict["own"] and "STUDYLIB_KEY_FILE" not in verdict["own"]
+    # IPython's folder is the kernel's own (no startup scripts of whoever runs the batch; the
+    # sandbox forbids making ~/.ipython where it does not exist yet)
+    private = Path(verdict["tmp"]).parent
+    assert Path(verdict["ipython"]).is_relative_to(private) and private.name.startswith("studylib-kernel-"), verdict
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="this half runs the batch as root (CI does); the next test is the normal-user half")

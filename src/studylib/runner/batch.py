@@ -306,7 +306,12 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
                        str(settings.reports / report.key), kind)
 
     try:
-        with report_lock(settings.reports, report.key, settings.lock_wait, cancel) as waited:
+        # while it waits for another run to finish this report, the batch's other reports are
+        # not held for it at the release gate (two batches at once would otherwise wait on each other)
+        with report_lock(settings.reports, report.key, settings.lock_wait, cancel,
+                         on_wait=lambda: gate.leave(report.key)) as waited:
+            if waited:
+                gate.expect([report.key])
             recover(settings.reports / report.key)
             if (waited or not settings.force) and is_current(report, settings.reports) and (
                 not settings.force or _published_since(settings.reports, report.key, batch_started)

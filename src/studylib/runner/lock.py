@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from studylib.errors import StudylibError
 
@@ -29,8 +29,11 @@ def lock_path(reports: Path, key: str) -> Path:
 
 
 @contextmanager
-def report_lock(reports: Path, key: str, wait: float, cancel: threading.Event | None = None) -> Iterator[bool]:
-    """Hold the lock of report ``key``; yields True if we had to wait for another run."""
+def report_lock(reports: Path, key: str, wait: float, cancel: threading.Event | None = None,
+                on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold the lock of report ``key``; yields True if we had to wait for another run.
+
+    ``on_wait`` is called once, when the lock is found taken (before waiting for it)."""
     path = lock_path(reports, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -42,6 +45,8 @@ def report_lock(reports: Path, key: str, wait: float, cancel: threading.Event | 
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not waited and on_wait is not None:
+                    on_wait()
                 waited = True
                 if time.monotonic() >= deadline:
                     raise LockBusy(f"report {key}: another run has been writing it for more than {wait:g} s (lock {path})") from None

@@ -23,6 +23,7 @@ The state holds person tokens: it is never under ``reports/`` and never publishe
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import threading
 import time
@@ -193,6 +194,38 @@ class Decision:
     seconds: float = 0.0
 
 
+class LineageHold:
+    """The release lock of a lineage (``<state>/<lineage>/.release.lock``, an ``flock``), held
+    from an attack until every report it let through has left the gate (:attr:`keys`).
+
+    Taking it waits for another process's batch that holds it; the system drops it if the
+    holder dies, however it dies.
+    """
+
+    def __init__(self, root: Path):
+        import fcntl
+
+        root.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(root / ".release.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.keys: set[str] = set()
+
+    def done(self, key: str) -> bool:
+        """``key`` has left the gate; True (and the lock let go) if it was the last one held for."""
+        if key not in self.keys:
+            return False
+        self.keys.discard(key)
+        if self.keys:
+            return False
+        self.release()
+        return True
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 @dataclass
 class _Arrival:
     key: str
@@ -213,6 +246,11 @@ class ReleaseGate:
     the batch is waiting, the tables of each lineage are attacked together with what is
     already out there, and each report is told to publish, to run again with a plan, or that
     it is refused.
+
+    Batches in other processes may publish from the same lineage at the same time: from the
+    attack until the last report it let through has been published (or has failed), the gate
+    holds the lineage's release lock (:class:`LineageHold`), so that another batch's attack
+    sees everything this one publishes.
     """
 
     def __init__(self, state: Path):
@@ -220,6 +258,7 @@ class ReleaseGate:
         self.lock = threading.Condition()
         self.expected: set[str] = set()
         self.waiting: dict[str, _Arrival] = {}
+        self.holds: dict[str, LineageHold] = {}
         self.seconds = 0.0
 
     def stored(self, lineage_id: str) -> Stored:
@@ -233,6 +272,9 @@ class ReleaseGate:
         with self.lock:
             self.expected.discard(key)
             self.waiting.pop(key, None)
+            for lineage_id, hold in list(self.holds.items()):
+                if hold.done(key):
+                    del self.holds[lineage_id]
             self._maybe_decide()
 
     def initial_plan(self, key: str, lineage_id: str) -> dict:
@@ -270,12 +312,18 @@ class ReleaseGate:
         for arrival in pending:
             by_lineage.setdefault(arrival.lineage, []).append(arrival)
         for lineage_id, arrivals in by_lineage.items():
+            hold = self.holds.get(lineage_id) or LineageHold(self.state / lineage_id)
             try:
                 decisions = self._decide_lineage(lineage_id, arrivals)
             except Exception as err:  # noqa: BLE001 - a failed check never publishes
                 decisions = {a.key: Decision("refuse", message=f"the release check failed: {type(err).__name__}: {err}") for a in arrivals}
             for arrival in arrivals:
                 arrival.decision = decisions[arrival.key]
+            hold.keys |= {k for k, d in decisions.items() if d.action == "publish"}
+            if hold.keys:
+                self.holds[lineage_id] = hold
+            else:
+                hold.release()
         seconds = time.monotonic() - started
         self.seconds += seconds
         holding = rerunning = False
@@ -375,6 +423,8 @@ class GateServer:
                 continue
             if message["op"] == "leave":
                 self.gate.leave(message["key"])
+            elif message["op"] == "expect":
+                self.gate.expect([message["key"]])
             elif message["op"] == "decide":
                 threading.Thread(target=self._decide, args=(message,), daemon=True).start()
 
@@ -400,7 +450,8 @@ class RemoteGate:
         return Stored(self.state / lineage_id)
 
     def expect(self, keys) -> None:
-        pass  # the batch expects every report it submitted
+        for key in keys:  # the batch expects every report it submitted; this is one back after waiting for its lock
+            self._send({"op": "expect", "key": key})
 
     def initial_plan(self, key: str, lineage_id: str) -> dict:
         return initial_plan(self.stored(lineage_id), key)
