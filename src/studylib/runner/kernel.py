@@ -100,9 +100,10 @@ class StudyKernel(AsyncKernelManager):
         private_tmp = os.path.join(self.kernel_folder, "tmp")
         os.makedirs(private_tmp, mode=0o700, exist_ok=True)
         kw["env"]["TMPDIR"] = private_tmp  # the sandbox lets the kernel write only in its folder
-        # IPython's own folder too: the user's ~/.ipython may not exist yet (the sandbox forbids
-        # making it) and its startup scripts would make a report depend on whose account ran it
-        kw["env"]["IPYTHONDIR"] = os.path.join(self.kernel_folder, "ipython")
+        # IPython's own folder too, unless the batch names one (``make coverage`` does): the user's
+        # ~/.ipython may not exist yet (the sandbox forbids making it) and its startup scripts
+        # would make a report depend on whose account ran it
+        kw["env"].setdefault("IPYTHONDIR", os.path.join(self.kernel_folder, "ipython"))
         if self.kernel_cwd:
             kw["cwd"] = self.kernel_cwd
         return await super()._async_pre_start_kernel(**kw)
