@@ -202,16 +202,41 @@ class SafeTable(Exhibit):
     def safe_marker(self) -> dict:
         return self.protected.marker()
 
+    def withheld(self) -> bool:
+        """True when the table would show nothing of its first dimension: every inner cell is
+        hidden, and so is every row's total. It is then not shown as a grid of symbols; a note
+        says why (as for a figure whose every value is hidden)."""
+        hidden = self.protected.suppressed
+        inner = hidden.loc[[not _has_total(x) for x in hidden.index]]
+        if isinstance(inner, pd.DataFrame):
+            if TOTAL in inner.columns and not bool(inner[TOTAL].all()):
+                return False
+            inner = inner.loc[:, [c for c in inner.columns if not _has_total(c)]]
+        return bool(np.asarray(inner, dtype=bool).all())
+
+    def withheld_note(self) -> str:
+        return (f"Not shown: every count of this table is confidential ({hidden_symbol(self.protected)}); too few "
+                "persons fall in some of its categories to show any of them without identifying the persons counted.")
+
     def to_html(self) -> str:
+        if self.withheld():
+            return table_html("studylib-table studylib-withheld", self.safe_marker(), self.number, self.caption,
+                              "", "", [self.withheld_note()])
         cells = self.cells()
         return table_html("studylib-table", self.safe_marker(), self.number, self.caption,
                           _html_head(cells, self.value_label), _html_body(cells), [self.note()])
 
     def to_text(self) -> str:
+        if self.withheld():
+            return heading("Table", self.number, self.caption) + "\n" + self.withheld_note()
         cells = self.cells()
         frame = cells.to_frame(self.value_label) if isinstance(cells, pd.Series) else cells
         note = self.note()
         return heading("Table", self.number, self.caption) + "\n" + frame.to_string() + (f"\n{note}" if note else "")
+
+
+def _has_total(label) -> bool:
+    return TOTAL in label if isinstance(label, tuple) else label == TOTAL
 
 
 def _as_list(value) -> list[str]:
