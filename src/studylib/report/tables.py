@@ -31,6 +31,8 @@ from studylib.privacy.disclosure import (
     DisclosureError,
     DisclosureSettings,
     ProtectedTable,
+    assembled_table,
+    mask_frame,
     protect_table,
     published_shares,
 )
@@ -104,9 +106,7 @@ def protect_count(count: PersonCount, settings: DisclosureSettings, kind: str, c
     hide = planned_hide(table_id, count.dims, count.labels, settings.margins, full)
     hide_frame = None
     if hide is not None:
-        from studylib.privacy.disclosure import _table_array
-
-        hide_frame = _table_array(count.counts, settings.margins)[1].frame(hide)
+        hide_frame = mask_frame(count.counts, settings.margins, hide)
     protected = protect_for_report(count.counts, settings, hide=hide_frame)
     record_table(table_id, kind, caption, count, protected)
     return table_id, protected
@@ -326,7 +326,7 @@ def _flag_table(data: pd.DataFrame, flags, rows, where, caption, settings: Discl
             hidden[label] = bool(protected.suppressed.iloc[0])
         index = pd.Index(list(values), name=names.get("flag", "") if names else "")
         counts = pd.Series(values, index=index, name=value_label)
-        shown = _assembled(counts.to_frame(value_label), pd.Series(hidden, index=index).to_frame(value_label), flat)
+        shown = assembled_table(counts.to_frame(value_label), pd.Series(hidden, index=index).to_frame(value_label), flat)
         return SafeTable(shown, caption, next_number("table"), None, value_label, dict(names or {}), ",".join(ids))
     base = count_persons(frame, [rows], min_cell=settings.min_cell, order=order)
     base_id, base_protected = protect_count(base, settings, "table", caption)
@@ -348,24 +348,10 @@ def _flag_table(data: pd.DataFrame, flags, rows, where, caption, settings: Discl
         counts = pd.concat([counts[["persons"]], pct.round(0)], axis=1)
         hidden = hidden | counts.isna()
         counts = counts.fillna(0)
-    shown = _assembled(counts, hidden, replace(settings, margins=False))
+    shown = assembled_table(counts, hidden, replace(settings, margins=False))
     table = SafeTable(shown, caption, next_number("table"), None, value_label, dict(names or {}), base_id)
     table.percent_columns = list(flags.values()) if shares == "population" else []
     return table
-
-
-def _assembled(counts: pd.DataFrame, hidden: pd.DataFrame, settings: DisclosureSettings) -> ProtectedTable:
-    """A table for display put together from protected columns (each protected and recorded alone)."""
-    from studylib.privacy.disclosure import _assemble, _Layout
-
-    values = counts.to_numpy(dtype=np.int64)
-    if values.shape[1] == 1 and counts.columns[0] == counts.columns.name:
-        values = values[:, 0]
-    layout = _Layout((counts.index.name, counts.columns.name) if values.ndim == 2 else (counts.index.name,),
-                     (tuple(counts.index), tuple(counts.columns)) if values.ndim == 2 else (tuple(counts.index),), False)
-    primary = (values >= 1) & (values < settings.min_cell)
-    hidden = hidden.to_numpy(dtype=bool).reshape(values.shape)
-    return _assemble(values, primary, hidden, values, settings, layout)
 
 
 def _count_text(value) -> str:
