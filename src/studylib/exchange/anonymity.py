@@ -8,7 +8,8 @@ file is recomputed by grouping its QI columns as they stand.
 
 1. Global recoding: while more than ``max_suppressed`` of the records sit in classes smaller
    than k, raise by one level the QI whose raising leaves the fewest such records (ties: the
-   QI named first). Every record of a column is shown at the same level.
+   QI named first; QIs in ``recode_last`` only once every other is at its top level). Every
+   record of a column is shown at the same level.
 2. Local suppression: the records still in small classes have their values blanked one QI at
    a time (``suppress_order``), the classes recounted after each; records left in a class of
    fewer than k when every QI is blank are removed.
@@ -97,7 +98,7 @@ def class_sizes(codes: list[np.ndarray], radices: list[int]) -> np.ndarray:
 
 
 def anonymise(frame: pd.DataFrame, hierarchies: dict[str, list[dict]], k: int, max_suppressed: float,
-              suppress_order: list[str]) -> AnonymityResult:
+              suppress_order: list[str], recode_last: tuple[str, ...] = ()) -> AnonymityResult:
     """k-anonymise the QI columns of ``frame`` (the keys of ``hierarchies``); see the module docstring."""
     if k < 1:
         raise ValueError(f"k must be at least 1, not {k}")
@@ -114,8 +115,9 @@ def anonymise(frame: pd.DataFrame, hierarchies: dict[str, list[dict]], k: int, m
     violating = small(levels)
     while violating > max_suppressed * n:
         best, best_count = None, violating
-        for i, column in enumerate(columns):
-            if levels[i] == column.max_level:
+        open_first = [i for i, c in enumerate(columns) if levels[i] < c.max_level and names[i] not in recode_last]
+        for i in open_first or range(len(columns)):
+            if levels[i] == columns[i].max_level:
                 continue
             trial = levels.copy()
             trial[i] += 1

@@ -92,7 +92,8 @@ def export_cases(cases: pd.DataFrame, k: int | None = None) -> HtcdsExport:
     refused = cases["research_consent"].isin(formats["export"]["leave_out_consent"]).to_numpy()
     frame = htcds_frame(cases[~refused]).reset_index(drop=True)
     qis = {q: hierarchy(q) for q in settings["quasi_identifiers"]}
-    result = anonymise(frame, qis, k, float(settings["max_suppressed"]), list(settings["suppress_order"]))
+    result = anonymise(frame, qis, k, float(settings["max_suppressed"]), list(settings["suppress_order"]),
+                       tuple(settings.get("recode_last", ())))
     kept = frame[result.keep].reset_index(drop=True)
     for q, values in result.columns.items():
         kept[q] = values
