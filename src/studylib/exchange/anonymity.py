@@ -34,7 +34,7 @@ SUPPRESSED = ""
 class AnonymityResult:
     """The recoded and suppressed QI columns, which records stay, and what was lost."""
 
-    columns: dict[str, np.ndarray]  # QI -> values (object), for the records kept
+    columns: dict[str, pd.Categorical]  # QI -> values, for the records kept
     keep: np.ndarray  # boolean over the input records
     k: int  # the k asked for
     k_achieved: int  # the smallest class of the output (0 when nothing is left)
@@ -59,7 +59,10 @@ class _Column:
     """One QI as integer codes at every level of its hierarchy."""
 
     def __init__(self, values: pd.Series, levels: list[dict], name: str):
-        codes, uniques = pd.factorize(values.astype(object).to_numpy(), use_na_sentinel=False)
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes, uniques = values.cat.codes.to_numpy(), np.asarray(values.cat.categories, dtype=object)
+        else:
+            codes, uniques = pd.factorize(values.astype(object).to_numpy(), use_na_sentinel=False)
         self.name = name
         self.base = codes.astype(np.int64)
         self.labels: list[np.ndarray] = []  # per level: the label of each level code
@@ -145,8 +148,8 @@ def anonymise(frame: pd.DataFrame, hierarchies: dict[str, list[dict]], k: int, m
     keep = sizes >= k
     out = {}
     for i, (column, lv) in enumerate(zip(columns, levels)):
-        labels = np.append(column.labels[lv], SUPPRESSED).astype(object)
-        out[names[i]] = labels[codes[i][keep]]
+        labels = pd.Index(np.append(column.labels[lv], SUPPRESSED).astype(object), dtype=object)
+        out[names[i]] = pd.Categorical.from_codes(codes[i][keep], categories=labels)
     achieved = int(sizes[keep].min()) if keep.any() else 0
     return AnonymityResult(columns=out, keep=keep, k=k, k_achieved=achieved,
                            levels=dict(zip(names, levels)), max_levels={c.name: c.max_level for c in columns},

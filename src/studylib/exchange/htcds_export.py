@@ -62,26 +62,31 @@ class HtcdsExport:
 
 
 def htcds_frame(cases: pd.DataFrame) -> pd.DataFrame:
-    """The export's columns (without the case token) for every case, codes mapped to HTCDS."""
+    """The export's columns (without the case token) for every case, codes mapped to HTCDS.
+
+    Every column is categorical (integer codes and their labels), so that recoding, shuffling
+    and writing a million rows touch integers, not strings."""
     out = {}
     for field, column in exchange_formats()["export"]["fields"].items():
-        values = cases[column]
-        if column == "first_contact_year":
-            text = values.astype("Int64").astype(str).to_numpy(dtype=object)
-        else:
-            text = values.astype(object).to_numpy()
-        codes = export_code_map(column, field)
-        if codes is not None:
-            uniques, inverse = np.unique(text.astype(str), return_inverse=True)
-            text = np.array([codes.get(u, u) for u in uniques], dtype=object)[inverse]
-        out[field] = text
+        codes, uniques = pd.factorize(cases[column], use_na_sentinel=False)
+        shown = [str(u) for u in uniques] if column == "first_contact_year" else [u for u in uniques]
+        mapping = export_code_map(column, field)
+        if mapping is not None:
+            shown = [mapping.get(u, u) for u in shown]
+        merged, labels = pd.factorize(np.asarray(shown, dtype=object), use_na_sentinel=False)
+        out[field] = pd.Categorical.from_codes(merged[codes] if len(codes) else codes, categories=pd.Index(labels, dtype=object))
     return pd.DataFrame(out, index=cases.index)
 
 
-def random_tokens(n: int) -> np.ndarray:
+def random_tokens(n: int) -> pd.arrays.ArrowStringArray:
     """``n`` fresh random hex tokens (128 bits each) from the system's random source."""
+    import pyarrow as pa
+
+    width = 2 * TOKEN_BYTES
     raw = binascii.hexlify(os.urandom(TOKEN_BYTES * n))
-    return np.frombuffer(raw, dtype=f"S{2 * TOKEN_BYTES}").astype(str).astype(object)
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    tokens = pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw)])
+    return pd.arrays.ArrowStringArray(pa.chunked_array([tokens]))
 
 
 def export_cases(cases: pd.DataFrame, k: int | None = None) -> HtcdsExport:
@@ -110,7 +115,7 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    table = pa.table({c: pa.array(frame[c].to_numpy(dtype=object), pa.string()) for c in frame.columns})
+    table = pa.table({c: _text(frame[c]) for c in frame.columns})
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         pacsv.write_csv(table, temporary, pacsv.WriteOptions(quoting_style="needed"))
@@ -119,14 +124,38 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+def _text(column: pd.Series):
+    import pyarrow as pa
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        labels = pa.array([str(x) for x in column.cat.categories], pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(column.cat.codes.to_numpy()), labels).cast(pa.string())
+    return pa.array(column.astype(object).to_numpy() if column.dtype == object else column.array, pa.string())
+
+
 def metadata_path(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def read_cases(data: Path) -> pd.DataFrame:
+    """The columns of the dataset's cases table the export needs (the other tables are not read)."""
+    from studylib.data.dataset import read_dataset
+    from studylib.data.meta import DatasetError, read_meta
+    from studylib.data.schemas import SCHEMA_VERSION
+
+    meta = read_meta(data)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        read_dataset(data)  # says what is wrong with the dataset
+    path = data / "cases.parquet"
+    if not path.is_file():
+        raise DatasetError(f"{data}: table cases.parquet is missing")
+    needed = sorted({*exchange_formats()["export"]["fields"].values(), "research_consent"})
+    return pd.read_parquet(path, columns=needed)
 
 
 def write_htcds_export(data: str | os.PathLike, out: str | os.PathLike, k: int | None = None) -> tuple[Path, dict]:
     """Export the dataset at ``data`` to ``out`` (CSV) and ``out`` with ``.json`` (metadata)."""
     from studylib.data.atomic import write_file
-    from studylib.data.dataset import read_dataset
 
     out = Path(out)
     if out.suffix.lower() != ".csv":
@@ -135,8 +164,7 @@ def write_htcds_export(data: str | os.PathLike, out: str | os.PathLike, k: int |
         raise ExportError(f"{out}: folder {out.parent} does not exist")
     if Path(data).resolve() in out.resolve().parents:
         raise ExportError(f"{out}: an export is for others; it is never written inside the dataset folder {data}")
-    cases = read_dataset(data).cases
-    export = export_cases(cases, k)
+    export = export_cases(read_cases(Path(data)), k)
     meta = export.metadata()
     write_file(metadata_path(out), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     write_csv(export.frame, out)
