@@ -90,9 +90,10 @@ def dialect_of(frame: pd.DataFrame) -> str:
 
 def _mapped(checks: _Checks, frame: pd.DataFrame, column: str, codes: dict, rule: str) -> np.ndarray:
     values = frame[column].to_numpy(dtype=object)
-    known = pd.Series(values).isin(list(codes)).to_numpy()
+    inverse, uniques = pd.factorize(values, use_na_sentinel=False)
+    known = np.array([u in codes for u in uniques], dtype=bool)[inverse]
     checks.bad(column, ~known, values, rule)
-    return np.array([codes.get(x) for x in values], dtype=object)
+    return np.array([codes.get(u) for u in uniques], dtype=object)[inverse]
 
 
 def _years(checks: _Checks, frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -179,7 +180,7 @@ def _htcds_values(checks: _Checks, frame: pd.DataFrame) -> dict[str, np.ndarray]
                       ({"": "unknown"} if groups else {})
             out[column] = _mapped(checks, frame, field, reverse, f"unknown {field} code")
     if "age_band" in out and "sl_AgeBand" in frame:
-        out["minor"] = np.array([_MINOR_BANDS.get(b) for b in frame["sl_AgeBand"]], dtype=object)
+        out["minor"] = frame["sl_AgeBand"].map(_MINOR_BANDS).to_numpy(dtype=object)
     return out
 
 
@@ -206,10 +207,10 @@ def cases_tables(values: dict[str, np.ndarray], n: int, source: str, key) -> dic
     age_band = values.get("age_band", np.full(n, "unknown", dtype=object))
     minor = values.get("minor")
     if minor is None:
-        minor = np.array([_MINOR_BANDS.get(b) for b in age_band], dtype=object)
+        minor = pd.Series(age_band).map(_MINOR_BANDS).to_numpy(dtype=object)
     unknown = np.full(n, "unknown", dtype=object)
     persons = pd.DataFrame({"person_id": person, "sex": values.get("sex", unknown),
-                            "birth_year": pd.array([pd.NA] * n, dtype="Int64"),
+                            "birth_year": _no_numbers(n),
                             "nationality": values.get("nationality", np.full(n, "XX", dtype=object))})
     region = values.get("region", unknown)
     form = pd.Series([spec["form"]] * n)
@@ -221,7 +222,7 @@ def cases_tables(values: dict[str, np.ndarray], n: int, source: str, key) -> dic
     cases = pd.DataFrame({
         "person_id": person, "sex": persons["sex"], "birth_year": persons["birth_year"], "nationality": persons["nationality"],
         "region": region, "first_contact_date": date.to_numpy(), "first_contact_year": year,
-        "age_at_first_contact": pd.array([pd.NA] * n, dtype="Int64"), "age_band": age_band,
+        "age_at_first_contact": _no_numbers(n), "age_band": age_band,
         "minor": pd.array(minor, dtype="boolean"), "sector": values.get("sector", unknown),
         "exploitation": values.get("exploitation", unknown), "recruitment_channel": unknown,
         "referral_source": spec["organisation"],
@@ -229,11 +230,15 @@ def cases_tables(values: dict[str, np.ndarray], n: int, source: str, key) -> dic
         "n_lists": pd.array(np.ones(n, dtype=np.int64), dtype="Int64"),
         "decision": values.get("decision", np.full(n, "pending", dtype=object)),
         "decision_date": pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]"),
-        "reflection_days": pd.array([pd.NA] * n, dtype="Int64"), "safe_house_days": pd.array([pd.NA] * n, dtype="Int64"),
+        "reflection_days": _no_numbers(n), "safe_house_days": _no_numbers(n),
         **{f"service_{s}": np.zeros(n, dtype=bool) for s in v.SERVICE},
-        "outcome": pd.Series([None] * n, dtype=object), "research_consent": unknown,
+        "outcome": pd.Series(np.full(n, None, dtype=object)), "research_consent": unknown,
     })
     return {"persons": persons, "events": events, "indicators": indicators, "cases": cases[list(CASE_COLUMNS)]}
+
+
+def _no_numbers(n: int) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
 
 
 def import_ctdc(file: str | os.PathLike, out: str | os.PathLike, key) -> ImportResult:
