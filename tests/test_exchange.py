@@ -211,3 +211,38 @@ def test_the_import_reads_a_k_anonymous_export_with_generalised_values_as_unknow
     status = {v: k for k, v in STATUS.items()}
     assert Counter(back.decision) == Counter(status[r["vic_TraffickingStatus"]] for r in rows)
     assert set(back.age_band) <= {"0-14", "15-17", "18-24", "25-34", "35-44", "45-54", "55+", "unknown"}
+
+
+# ---------------------------------------------------------------- aggregates: the layout of one table
+
+
+def _entry(dims, labels, cells, hidden, published=None, rounding=None):
+    from studylib.privacy.ledger import LedgerEntry
+
+    return LedgerEntry(id="r#1", report="r", kind="table", caption="c", dims=dims, labels=labels, margins=True,
+                       hidden=tuple(hidden), rounding=rounding, published=published,
+                       persons=np.array([f"p{i}" for i in range(len(cells))], dtype=object), cells=np.array(cells))
+
+
+def test_a_table_of_three_dimensions_is_one_row_per_cell_with_totals_and_the_symbol():
+    from studylib.exchange.aggregates import table_grid
+
+    # 2 x 1 x 2 inner cells; persons fall in inner cells 0, 0, 1, 3 (row-major)
+    labels = (("au_pair", "cleaning"), ("female",), ("2023", "2024"))
+    full = 3 * 2 * 3
+    hidden = [False] * full
+    hidden[1] = True  # au_pair, female, 2024
+    grid = table_grid(_entry(("sector", "sex", "year"), labels, [0, 0, 1, 3], hidden), "[c]")
+    assert list(grid.columns) == ["sector", "sex", "year", "persons"] and len(grid) == full
+    shown = {tuple(r[:3]): r[3] for r in grid.itertuples(index=False)}
+    assert shown[("au pair", "female", "2023")] == 2 and shown[("au pair", "female", "2024")] == "[c]"
+    assert shown[("cleaning", "female", "2024")] == 1 and shown[("Total", "Total", "Total")] == 4
+    assert shown[("au pair", "Total", "Total")] == 3
+
+
+def test_a_rounded_table_shows_the_published_values_not_the_counts():
+    from studylib.exchange.aggregates import table_grid
+
+    grid = table_grid(_entry(("sector",), (("au_pair", "cleaning"),), [0, 0, 1, 1, 1, 1, 1],
+                             [False, False, False], published=(3, 6, 9), rounding=3), "[c]")
+    assert list(grid.persons) == [3, 6, 9] and list(grid.sector) == ["au pair", "cleaning", "Total"]
