@@ -16,6 +16,7 @@ import binascii
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,6 +95,8 @@ def export_cases(cases: pd.DataFrame, k: int | None = None) -> HtcdsExport:
     formats = exchange_formats()
     settings = formats["anonymity"]
     k = int(settings["k"] if k is None else k)
+    if k < 1:
+        raise ExportError(f"k must be at least 1, not {k}")
     refused = cases["research_consent"].isin(formats["export"]["leave_out_consent"]).to_numpy()
     frame = htcds_frame(cases[~refused]).reset_index(drop=True)
     qis = {q: hierarchy(q) for q in settings["quasi_identifiers"]}
@@ -111,12 +114,16 @@ def export_cases(cases: pd.DataFrame, k: int | None = None) -> HtcdsExport:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write text columns as CSV (blank for a suppressed value) under a temporary name, then rename."""
+    """Write text columns as CSV (blank for a suppressed value) under a temporary name, then rename.
+
+    The file keeps the temporary's mode 600, as its metadata: case-level data go to a named partner."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     table = pa.table({c: _text(frame[c]) for c in frame.columns})
-    temporary = path.with_name(f".{path.name}.tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    temporary = Path(name)
     try:
         pacsv.write_csv(table, temporary, pacsv.WriteOptions(quoting_style="needed"))
         os.replace(temporary, path)
