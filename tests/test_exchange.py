@@ -246,3 +246,53 @@ def test_a_rounded_table_shows_the_published_values_not_the_counts():
     grid = table_grid(_entry(("sector",), (("au_pair", "cleaning"),), [0, 0, 1, 1, 1, 1, 1],
                              [False, False, False], published=(3, 6, 9), rounding=3), "[c]")
     assert list(grid.persons) == [3, 6, 9] and list(grid.sector) == ["au pair", "cleaning", "Total"]
+
+
+# ---------------------------------------------------------------- the synthetic export
+
+
+def test_the_noise_is_the_discrete_laplace_of_the_stated_variance():
+    from scipy import stats
+
+    from studylib.exchange.synthetic_export import discrete_laplace
+
+    epsilon = 0.5
+    noise = discrete_laplace(200_000, epsilon, np.random.default_rng(3))
+    assert noise.dtype.kind == "i"
+    assert abs(noise.mean()) < 0.05
+    assert stats.dlaplace.var(epsilon) == pytest.approx(2 * np.exp(-epsilon) / (1 - np.exp(-epsilon)) ** 2)
+    assert noise.var() == pytest.approx(stats.dlaplace.var(epsilon), rel=0.03)
+    # the distribution itself, not only its moments
+    values, counts = np.unique(noise[np.abs(noise) <= 3], return_counts=True)
+    assert np.allclose(counts / len(noise), stats.dlaplace.pmf(values, epsilon), atol=0.005)
+
+
+def test_the_synthetic_file_states_epsilon_holds_only_vocabulary_codes_and_no_token(tmp_path):
+    data = _dataset(tmp_path, n=2000)
+    out = tmp_path / "synthetic.csv"
+    done = _studylib("export", "synthetic", "--data", str(data), "--out", str(out), "--years", "2015-2024", "--epsilon", "2")
+    assert done.returncode == 0, done.stderr
+    assert "utility" in done.stderr and "sector x sex" in done.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["epsilon"] == 2.0 and meta["epsilon_per_marginal"] * len(meta["marginals"]) == pytest.approx(2.0)
+    assert "utility" not in json.dumps(meta)  # computed from the true data: printed for the staff, not shared
+    rows = _rows(out)
+    assert {r["prs_Gender"] for r in rows} <= set(GENDER.values())
+    assert {int(r["sl_RegistrationYear"]) for r in rows} <= set(range(2015, 2025))
+    text = out.read_text()
+    assert not [t for t in read_dataset(data).persons.person_id if t in text]
+
+
+@pytest.mark.parametrize("epsilon, largest", [(200.0, 0), (0.05, None)])
+def test_with_a_large_budget_the_marginals_come_back_and_with_a_small_one_they_do_not(epsilon, largest):
+    from studylib.exchange.synthetic_export import synthesise
+
+    cases = dataset_tables(3000, seed=6)["cases"]
+    export = synthesise(cases, epsilon, (2015, 2024), np.random.default_rng(0))
+    true = pd.crosstab(cases.sector, cases.sex)
+    synthetic = pd.crosstab(export.cases.sector, export.cases.sex).reindex_like(true).fillna(0)
+    error = int((synthetic - true).abs().to_numpy().max())
+    if largest is not None:
+        assert error == largest and len(export.frame) == len(cases)
+    else:  # 8 tables share 0.05: noise of standard deviation ~ 226 per cell
+        assert error > 20

@@ -698,6 +698,28 @@ def export_aggregates_command(
     console.print(f"[green]wrote {written}[/green]: {len(tables)} tables (aggregates.xlsx, csv/, aggregates.json)", highlight=False)
 
 
+@export_app.command("synthetic")
+def export_synthetic_command(
+    data: Path = typer.Option(..., "--data", help="The dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The CSV file to write (its metadata goes beside it as .json)."),
+    years: str = typer.Option(..., "--years", metavar="FROM-TO", help="The years the file covers, e.g. 2015-2024 (the domain is fixed before the data are read)."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="The privacy budget of the whole file (default 1.0)."),
+) -> None:
+    """Synthetic microdata under differential privacy (noisy marginals), epsilon stated; prints its utility for the staff."""
+    from studylib.exchange.synthetic_export import write_synthetic_export
+
+    first, _, last = years.partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        fail(f"--years {years!r}: write FROM-TO, e.g. 2015-2024")
+    try:
+        path, meta, utility = write_synthetic_export(data, out, epsilon, (int(first), int(last)))
+    except StudylibError as err:
+        fail(err)
+    console.print(f"[green]wrote {path}[/green] (epsilon {meta['epsilon']}, {meta['epsilon_per_marginal']:.3g} per marginal)", highlight=False)
+    console.print("utility, largest error of a synthetic count on each two-way table (for you, not for the partner): "
+                  + ", ".join(f"{name} {error}" for name, error in utility.items()), highlight=False, soft_wrap=True)
+
+
 @import_app.command("ctdc")
 def import_ctdc_command(
     file: Path = typer.Argument(..., help="A CTDC-style public file (CSV or XLSX), or a studylib HTCDS export."),
