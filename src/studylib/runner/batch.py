@@ -450,15 +450,8 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                         timings["execute"] = timings.get("execute", 0.0) + time.monotonic() - t
                     _stderr_to_log(nb, notebook, log)
                     ledger.mkdir(parents=True, exist_ok=True)  # a report without tables has an empty ledger
-                    stage_name = "export"
-                    files = _export(report, nb, stage, data, template_sha, started_at, timings, finisher)
-                    stage_name = "audit"
-                    t = time.monotonic()
-                    verdict = _audit(report, stage, finisher)
-                    timings["audit"] = timings.get("audit", 0.0) + time.monotonic() - t
-                    log.write(f"audit {verdict.status}: {verdict.findings}\n")
-                    if not verdict.passed:
-                        raise ReportRejected("the disclosure audit failed: " + "; ".join(verdict.findings[:5]))
+                    # the release is decided on the ledger alone, before the report is exported:
+                    # a report run again with a plan is rendered and audited once, in its last round
                     stage_name = "release"
                     t = time.monotonic()
                     decision = gate.decide(report.key, lineage_id, ledger, spec.disclosure.min_cell,
@@ -470,6 +463,15 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
                     if decision.action == "refuse":
                         raise ReportRejected(decision.message)
                     plan = {**plan, **decision.plan}
+                stage_name = "export"
+                files = _export(report, nb, stage, data, template_sha, started_at, timings, finisher)
+                stage_name = "audit"
+                t = time.monotonic()
+                verdict = _audit(report, stage, finisher)
+                timings["audit"] = time.monotonic() - t
+                log.write(f"audit {verdict.status}: {verdict.findings}\n")
+                if not verdict.passed:
+                    raise ReportRejected("the disclosure audit failed: " + "; ".join(verdict.findings[:5]))
                 loss = loss_of(_ledger_entries(ledger))
                 from studylib.inputs import read_inputs
 

@@ -254,7 +254,8 @@ class Gate(Protocol):
 
 
 class ReleaseGate:
-    """Holds each report of a batch, once made and audited, until the release is known safe.
+    """Holds each report of a batch, once executed (its ledger complete), until the release is
+    known safe. A report is exported and audited after the gate, once, in its last round.
 
     Every report that is to be made joins (:meth:`expect`); one that fails leaves
     (:meth:`leave`); one that is ready waits in :meth:`decide`. When every report still in
