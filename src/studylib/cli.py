@@ -514,6 +514,61 @@ def list_command(
     Console().print(table)
 
 
+@app.command("prune")
+def prune_command(
+    yes: bool = typer.Option(False, "--yes", help="Remove them (without it: only say what would be removed)."),
+    reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
+    studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="The runner's private state (default: .studylib-state/ beside the reports folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the orphans and what is removed as JSON."),
+) -> None:
+    """Remove the reports whose study (or matrix combination) is gone; without --yes, only say what would go.
+
+    A report is an orphan when no study file makes it any more (the index marks it "orphaned"); a study file that cannot be read keeps its reports. Pruning removes the report folder, its failure record and the kept notebook and log of its run from the staff area; its release ledger moves to the history, since it was published: later releases stay protected against it.
+
+    Exit codes: 0 done (or nothing to prune); 2 the studies folder has no study files (nothing is judged without them) or a report is locked by a run.
+    """
+    import json as _json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from studylib import paths
+    from studylib.runner.batch import write_index
+    from studylib.runner.lock import LockBusy
+    from studylib.runner.orphans import find_orphans, prune
+    from studylib.runner.study import find_studies
+
+    reports = (reports or paths.reports_dir()).resolve()
+    studies_dir = (studies_dir or _project_folder("studies")).resolve()
+    state = state.resolve() if state else None
+    if not find_studies(studies_dir):
+        fail(f"no study files in {studies_dir}: prune judges reports against the study files (give --studies DIR)")
+    orphans = find_orphans(reports, studies_dir, state)
+    removed: list[str] = []
+    if yes and orphans:
+        try:
+            removed = prune(orphans, reports, state)
+        except (LockBusy, OSError) as err:
+            fail(err)
+        write_index(reports, studies_dir, state)
+    if as_json:
+        print(_json.dumps({"removed": bool(yes), "orphans": [{"report": o.key, "study": o.study, "why": o.why, "removes": o.removes()}
+                                                          for o in orphans]}, indent=1))
+        return
+    if not orphans:
+        console.print(f"nothing to prune: every report in {reports} is made by a study in {studies_dir}", highlight=False)
+        return
+    table = Table(title="studylib prune: " + ("removed" if yes else "would remove (dry run; --yes removes)"))
+    for col in ("report", "why", "what goes"):
+        table.add_column(col, overflow="fold")
+    for o in orphans:
+        table.add_row(escape(o.key), escape(o.why), escape("\n".join(o.removes()) or "-"))
+    Console().print(table)
+    if not yes:
+        console.print(f"dry run: nothing was removed; `studylib prune --yes` removes these {len(orphans)} report(s)", highlight=False)
+
+
 @app.command("inspect")
 def inspect_command(template: str = typer.Argument(..., help="A template notebook (path, or name in templates/).")) -> None:
     """Show a template's parameters: name, type, default and help."""

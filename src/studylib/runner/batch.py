@@ -22,7 +22,7 @@ import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,7 +35,9 @@ from studylib.report import variables
 from studylib.runner import kernel_fork, publish, sandbox
 from studylib.runner.finishing import Finisher
 from studylib.runner.lock import LockBusy, report_lock
-from studylib.runner.provenance import data_identity, fingerprint, inputs_identity, library_versions, look_hash, sha256_file, template_hash
+from studylib.runner.orphans import find_orphans
+from studylib.runner.provenance import (data_identity, fingerprint, inputs_identity, ledger_digest, library_versions, look_hash,
+                                        sha256_file, template_hash)
 from studylib.runner.release import ReleaseGate, default_state, lineage, loss_of
 from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
 
@@ -477,15 +479,21 @@ def _make(report: Report, settings: BatchSettings, cancel: threading.Event | Non
             if cancel is not None and cancel.is_set():
                 return outcome("cancelled", f"{report.key}: the batch was cancelled before publishing", "cancelled")
             stage_name = "publish"
-            notebook.unlink(missing_ok=True)
-            log_path.unlink(missing_ok=True)
-            timings["total"] = watch.seconds()
-            manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
-            manifest["inputs"] = inputs
-            manifest["run"]["executor"] = f"dask {settings.cluster}" if settings.cluster else "this machine"
-            manifest["release"] = {"lineage": lineage_id, "rounds": rounds, "information_loss": loss.as_dict()}
-            publish.write_json(stage / publish.MANIFEST, manifest)
-            publish.publish_report(stage, settings.reports, report.key, settings.state or default_state(settings.reports))
+            state = settings.state or default_state(settings.reports)
+            with publish.kept_run(stage, state, report.key) as kept:  # the notebook and log stay, for staff only
+                timings["total"] = watch.seconds()
+                manifest = _manifest(report, run_id, started_at, print_, template_sha, data, timings, verdict, files, stage)
+                manifest["inputs"] = inputs
+                manifest["run"]["executor"] = f"dask {settings.cluster}" if settings.cluster else "this machine"
+                manifest["release"] = {"lineage": lineage_id, "rounds": rounds, "information_loss": loss.as_dict(),
+                                       "ledger_sha256": ledger_digest(ledger)}
+                publish.write_json(stage / publish.MANIFEST, manifest)
+                publish.write_json(kept / publish.RUN_RECORD, {
+                    "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
+                    "study_file": manifest["study_file"], "fingerprint": print_,
+                    "audit": _audit_kept(kept, verdict, spec.disclosure.min_cell, study.data, (run_id, data["content_hash"])),
+                })
+                publish.publish_report(stage, settings.reports, report.key, state)
             gate.published(report.key, lineage_id, ledger)
             return outcome("published", f"{report.key}: published ({loss}" + (f"; {rounds} runs to protect the release" if rounds > 1 else "") + ")")
         except ExecutionFailure as err:
@@ -605,7 +613,7 @@ def _manifest(report, run_id, started_at, print_, template_sha, data, timings, v
         "report": report.key,
         "title": report.title,
         "subtitle": spec.subtitle,
-        "study_file": str(report.study.file),
+        "study_file": str(report.study.file.resolve()),
         "combination": report.combination,
         "parameters": dict(report.parameters),
         "disclosure": spec.disclosure.model_dump(),
@@ -653,7 +661,7 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
             message += " (the executed notebook could not be saved)"
         publish.write_json(stage / publish.FAILURE, {
             "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
-            "kind": kind, "message": message, "fingerprint": print_,
+            "study_file": str(report.study.file.resolve()), "kind": kind, "message": message, "fingerprint": print_,
             "audit": _audit_failed(stage, report.study.spec.disclosure.min_cell, report.study.data),
         })
         publish.record_failure(stage, settings.state or default_state(settings.reports), report.key)
@@ -664,21 +672,48 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
 
 def _audit_failed(stage: Path, min_cell: int, data: Path) -> dict:
     """The audit of a failed run's notebook and log (the log audited as text), as failure.json records it."""
-    import html as markup
-
-    from studylib.privacy.audit import audit_html
     from studylib.runner import gate
 
     try:
         findings: list[str] = []
         if any(stage.glob("*.ipynb")):
             findings += gate.audit_report(stage, min_cell, data).findings
-        log = stage / "run.log"
-        if log.is_file():
-            key, deny_list = gate.audit_key(data)
-            text = "<pre>" + markup.escape(log.read_text(errors="replace")) + "</pre>"
-            findings += [str(f) for f in audit_html(text, min_cell, deny_list=deny_list, key=key, name="run.log")]
+        findings += _log_findings(stage / "run.log", min_cell, data)
         return {"passed": not findings, "findings": [str(f)[:300] for f in findings[:50]], "time": publish.now_iso()}
+    except Exception as err:  # noqa: BLE001 - an audit that could not run says so; staff are warned
+        return {"passed": False, "findings": [f"the audit could not run: {type(err).__name__}: {err}"], "time": publish.now_iso()}
+
+
+def _log_findings(log: Path, min_cell: int, data: Path, known: tuple[str, ...] = ()) -> list[str]:
+    """The audit of a run's log, read as text (what a staff member who opens it sees).
+
+    ``known``: hex strings the runner itself wrote into the log's header (the run id, the data's
+    content hash), which are not person tokens; they are masked before the audit."""
+    import html as markup
+
+    from studylib.privacy.audit import audit_html
+    from studylib.runner import gate
+
+    if not log.is_file():
+        return []
+    key, deny_list = gate.audit_key(data)
+    text = log.read_text(errors="replace")
+    for value in known:
+        if value:
+            text = text.replace(value, "[runner id]")
+    text = "<pre>" + markup.escape(text) + "</pre>"
+    return [str(f) for f in audit_html(text, min_cell, deny_list=deny_list, key=key, name="run.log")]
+
+
+def _audit_kept(kept: Path, verdict, min_cell: int, data: Path, known: tuple[str, ...] = ()) -> dict:
+    """The audit of a published run's notebook and log, as ``run.json`` records it: the notebook was
+    audited (strictly) with the report it was published with; the log is audited here."""
+    try:
+        findings = _log_findings(kept / "run.log", min_cell, data, known)
+        if (kept / "notebook.ipynb").is_file() and not verdict.passed:
+            findings.insert(0, "notebook.ipynb: the report's audit did not pass")
+        return {"passed": not findings, "findings": [str(f)[:300] for f in findings[:50]], "time": publish.now_iso(),
+                "notebook": "audited with the report: " + verdict.status}
     except Exception as err:  # noqa: BLE001 - an audit that could not run says so; staff are warned
         return {"passed": False, "findings": [f"the audit could not run: {type(err).__name__}: {err}"], "time": publish.now_iso()}
 
@@ -726,6 +761,7 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     progress = progress or (lambda key, outcome: None)
     settings.reports.mkdir(parents=True, exist_ok=True)
     publish.remove_stale_staging(settings.reports)
+    publish.remove_stale_kept_runs(settings.state or default_state(settings.reports))
     from studylib.runner.kernel import remove_stale_kernel_folders
 
     remove_stale_kernel_folders()
@@ -902,6 +938,7 @@ def _study_listing(studies_dir: Path | None) -> dict[str, tuple[str, list[str]]]
     """Study id -> (title, report keys) from the study files, read leniently (for the index only)."""
     listing: dict[str, tuple[str, list[str]]] = {}
     for file in find_studies(studies_dir) if studies_dir and studies_dir.is_dir() else []:
+        raw = None  # a file that is not even YAML is listed by its name
         try:
             raw = yaml.safe_load(file.read_text()) or {}
             study = read_study(file)
@@ -934,12 +971,14 @@ def write_index(reports: Path, studies_dir: Path | None = None, state: Path | No
         if key not in keys:
             keys = [*keys, key]
         listing[study_id] = (title, keys)
-    states = [(sid, title, [publish.report_state(reports, k, title, state) for k in keys]) for sid, (title, keys) in sorted(listing.items())]
+    orphans = {o.key: o.why for o in find_orphans(reports, studies_dir, state)}
+    states = [(sid, title, [replace(publish.report_state(reports, k, title, state), orphan=orphans.get(k)) for k in keys])
+              for sid, (title, keys) in sorted(listing.items())]
     generated = publish.now_iso()
     page = publish.index_html(states, look.stylesheet(), generated)
     path = reports / publish.INDEX
     with report_lock(reports, ".index", wait=60):
         write_file(path, page)
-        if any(s.failure for _, _, group in states for s in group) or staff.is_dir():
+        if any(s.failure for _, _, group in states for s in group) or staff.is_dir() or (state / publish.RUNS).is_dir():
             write_file(publish.staff_area(state) / publish.INDEX, publish.staff_index_html(states, look.stylesheet(), generated))
     return path
