@@ -334,6 +334,8 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON (one object) instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines; only the summary (and errors)."),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Append one line per report outcome (time, report, status, seconds, message) to this file."),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="Write each report's notebook with its parameters injected, not executed (papermill's --prepare-only), into --out, to run in JupyterLab; run nothing else."),
+    out: Path = typer.Option(Path("prepared"), "--out", help="Folder for --prepare-only notebooks (<study>.ipynb, <study>/<combination>.ipynb)."),
 ) -> None:
     """Run studies: execute, export HTML and PDF, audit, protect the release, publish into reports/.
 
@@ -368,6 +370,9 @@ def run_command(
         fail(f"no study files in {studies_dir}")
     if dry_run:
         _dry_run(files, settings, as_json)
+        return
+    if prepare_only:
+        _prepare_only(files, settings, out, as_json)
         return
     colour = {"published": "green", "skipped": "cyan", "failed": "red", "invalid": "red", "cancelled": "yellow"}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -467,12 +472,69 @@ def _dry_run(files, settings, as_json: bool) -> None:
     Console().print(table)
 
 
+def _prepare_only(files, settings, out: Path, as_json: bool) -> None:
+    """Every report of these studies as a parameterised notebook (checked as a run would check it); exit 1 if a study is invalid."""
+    from dataclasses import replace
+
+    from studylib.runner.batch import plan_batch
+    from studylib.runner.render import prepare_notebook
+
+    plan = plan_batch(files, replace(settings, force=True))
+    rows = []
+    for report in plan.run:
+        try:
+            rows.append({"report": report.key, "notebook": str(prepare_notebook(report, out)), "problem": ""})
+        except (StudylibError, OSError) as err:
+            rows.append({"report": report.key, "notebook": "", "problem": str(err)})
+    rows += [{"report": o.key, "notebook": "", "problem": o.message} for o in plan.done]
+    if as_json:
+        import json as _json
+
+        print(_json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            if row["notebook"]:
+                console.print(f"[green]prepared[/green] {escape(row['report'])}: {escape(row['notebook'])}", highlight=False, soft_wrap=True)
+            else:
+                console.print(f"[red]not prepared[/red] {escape(row['report'])}: {escape(row['problem'])}", highlight=False, soft_wrap=True)
+    if any(row["problem"] for row in rows):
+        raise typer.Exit(1)
+
+
 def _log_outcome(path: Path, outcome) -> None:
     from datetime import datetime, timezone
 
     line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\t{outcome.key}\t{outcome.status}\t{outcome.seconds:.1f}\t{outcome.message}\n"
     with open(path, "a", encoding="utf-8") as out:
         out.write(line)
+
+
+@app.command("render")
+def render_command(
+    notebook: Path = typer.Argument(..., help="An executed notebook (e.g. the output of plain papermill, or one run in JupyterLab)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for NAME.html and NAME.pdf (default: beside the notebook)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The dataset the notebook read (default: its papermill data_dir parameter, else the demo dataset): the audit uses its key and deny list."),
+    min_cell: int = typer.Option(5, "--min-cell", help="The minimum cell the audit holds the notebook to."),
+    fmt: str = typer.Option("html,pdf", "--format", help="html, pdf or html,pdf."),
+    title: Optional[str] = typer.Option(None, "--title", help="The report title (default: from the notebook's name)."),
+) -> None:
+    """Render an executed notebook in the house style (HTML page and PDF), after the disclosure audit the runner uses.
+
+    Exit codes: 0 written; 1 the audit found something (nothing written); 2 the notebook cannot be rendered (not a notebook, not executed, no dataset).
+    """
+    from studylib.runner.render import RenderRefused, render_notebook
+
+    formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
+    try:
+        rendered = render_notebook(notebook, out, data=data, min_cell=min_cell, formats=formats, title=title)
+    except RenderRefused as err:
+        for finding in err.findings:
+            typer.echo(finding)
+        fail(err, code=1)
+    except (StudylibError, OSError) as err:
+        fail(err)
+    for path in rendered.files.values():
+        console.print(f"[green]written[/green] {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 @app.command("data-dictionary")
