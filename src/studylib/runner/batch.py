@@ -662,7 +662,7 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
         publish.write_json(stage / publish.FAILURE, {
             "time": publish.now_iso(), "study": report.study.id, "report": report.key, "run": run_id,
             "study_file": str(report.study.file.resolve()), "kind": kind, "message": message, "fingerprint": print_,
-            "audit": _audit_failed(stage, report.study.spec.disclosure.min_cell, report.study.data),
+            "audit": _audit_failed(stage, report.study.spec.disclosure.min_cell, report.study.data, (run_id, _content_hash(report))),
         })
         publish.record_failure(stage, settings.state or default_state(settings.reports), report.key)
         return True
@@ -670,7 +670,14 @@ def _record_failure(report: Report, settings: BatchSettings, stage: Path, run_id
         return False
 
 
-def _audit_failed(stage: Path, min_cell: int, data: Path) -> dict:
+def _content_hash(report: Report) -> str | None:
+    try:
+        return data_identity(report.study.data)["content_hash"]
+    except Exception:  # noqa: BLE001 - a dataset that cannot be read has no hash to mask
+        return None
+
+
+def _audit_failed(stage: Path, min_cell: int, data: Path, known: tuple[str | None, ...] = ()) -> dict:
     """The audit of a failed run's notebook and log (the log audited as text), as failure.json records it."""
     from studylib.runner import gate
 
@@ -678,13 +685,13 @@ def _audit_failed(stage: Path, min_cell: int, data: Path) -> dict:
         findings: list[str] = []
         if any(stage.glob("*.ipynb")):
             findings += gate.audit_report(stage, min_cell, data).findings
-        findings += _log_findings(stage / "run.log", min_cell, data)
+        findings += _log_findings(stage / "run.log", min_cell, data, known)
         return {"passed": not findings, "findings": [str(f)[:300] for f in findings[:50]], "time": publish.now_iso()}
     except Exception as err:  # noqa: BLE001 - an audit that could not run says so; staff are warned
         return {"passed": False, "findings": [f"the audit could not run: {type(err).__name__}: {err}"], "time": publish.now_iso()}
 
 
-def _log_findings(log: Path, min_cell: int, data: Path, known: tuple[str, ...] = ()) -> list[str]:
+def _log_findings(log: Path, min_cell: int, data: Path, known: tuple[str | None, ...] = ()) -> list[str]:
     """The audit of a run's log, read as text (what a staff member who opens it sees).
 
     ``known``: hex strings the runner itself wrote into the log's header (the run id, the data's
