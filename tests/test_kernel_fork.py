@@ -101,7 +101,11 @@ def test_the_server_runs_with_the_python_and_options_of_the_kernel_spec():
     with kernel_fork.KernelForks(kernel_environment({}), [sys.executable, "-X", "utf8", "-m", "ipykernel_launcher"]) as forks:
         assert forks.can_launch([sys.executable, "-X", "utf8", "-m", "ipykernel_launcher", "-f", "k.json"])
         assert not forks.can_launch([sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"])
-        command = Path(f"/proc/{forks.pid}/cmdline").read_bytes().split(b"\0")
+        deadline = time.monotonic() + 30  # on a loaded machine the server may still be starting
+        while not (command := Path(f"/proc/{forks.pid}/cmdline").read_bytes().split(b"\0"))[1:] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        state = Path(f"/proc/{forks.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert command[1:5] == [b"-X", b"utf8", b"-m", b"studylib.runner.kernel_fork"], (command, "process state", state)
         assert command[1:5] == [b"-X", b"utf8", b"-m", b"studylib.runner.kernel_fork"]
 
 

@@ -114,6 +114,17 @@ def test_top_n_names_the_largest_categories_and_counts_the_rest_as_other():
     assert int(counts.loc["other"]) == 11 and int(counts.loc["unknown"]) == 6
 
 
+@pytest.mark.parametrize("vn, named", [(2, ["PL", "RO", "UA"]), (5, ["PL", "RO", "UA"]), (6, ["PL", "RO", "UA"])])
+def test_top_n_names_fewer_while_other_would_be_hidden(vn, named):
+    # VN under 5 is never named; at 5 or 6 top 4 would name it and leave KE (3) alone as 'other', hidden
+    nationality = ["PL"] * 30 + ["RO"] * 20 + ["UA"] * 9 + ["VN"] * vn + ["KE"] * 3
+    persons = pd.DataFrame({"person_id": [f"t{i}" for i in range(len(nationality))], "nationality": nationality})
+    counts = safe_table(persons, rows="nationality", merge={"nationality": {"top": 4}}).protected.counts
+    assert list(counts.index)[:-2] == named, counts
+    assert int(counts.loc["other"]) == len(nationality) - sum(nationality.count(x) for x in named)
+    assert int(counts.loc["other"]) >= 5
+
+
 @pytest.mark.parametrize("oldest, expected", [(4, ["18-24", "25-34", "35-44", "45+"]), (5, ["18-24", "25-34", "35-44", "45-54", "55+"])])
 def test_adjacent_age_bands_merge_only_while_a_band_would_be_hidden(oldest, expected):
     bands = ["18-24"] * 20 + ["25-34"] * 30 + ["35-44"] * 12 + ["45-54"] * 8 + ["55+"] * oldest
@@ -290,3 +301,29 @@ def test_settings_json_round_trip_and_stricter():
     with pytest.raises(DisclosureError, match="symbol"):
         DisclosureSettings(symbol="<5")
     assert json.loads(a.to_json())["symbol"] == "[c]"
+
+
+def test_a_table_that_can_show_nothing_of_its_rows_is_not_drawn_as_a_grid_of_symbols():
+    # 3 men, one in each column: their row is hidden, and the women's then too (column totals are shown)
+    persons = persons_of(female__identified=42, female__not_identified=57, female__pending=20,
+                         male__identified=1, male__not_identified=1, male__pending=1)
+    withheld = safe_table(persons, rows="sex", columns="decision", caption="Persons by sex and identification")
+    hidden = withheld.protected.suppressed
+    assert hidden.drop(index="Total").to_numpy().all() and not hidden.loc["Total"].any()
+    assert withheld.withheld()
+    page = withheld.to_html()
+    assert "<td" not in page and "Not shown: every count of this table is confidential ([c])" in page
+    assert "Persons by sex and identification" in page and "data-studylib-safe=" in page
+    assert "Not shown" in withheld.to_text() and "119" not in withheld.to_text()
+    # the men's pending cell an empty zero: the women's pending 20 shows, so the table tells something
+    partly = safe_table(au_pairs(), rows="sex", columns="decision")
+    assert not partly.withheld() and "<td" in partly.to_html()
+    # every inner cell small, but each row's total shown: the table still tells something by row
+    by_total = safe_table(persons_of(female__identified=3, female__not_identified=3, male__identified=2, male__not_identified=4),
+                          rows="sex", columns="decision")
+    hidden = by_total.protected.suppressed
+    assert hidden.drop(index="Total", columns="Total").to_numpy().all() and not hidden["Total"].any()
+    assert not by_total.withheld() and "<td" in by_total.to_html()
+    # a 1-D table with every category hidden shows only its note
+    alone = safe_table(persons_of(female__identified=3, male__identified=4), rows="sex")
+    assert alone.withheld() and "<td" not in alone.to_html()

@@ -765,6 +765,98 @@ def training_notebooks_command(
     typer.echo(f"wrote {len(written)} notebooks into {out}")
 
 
+# --- data exchange: exports for others, CTDC import (studylib.exchange) ---------------------
+
+export_app = typer.Typer(help="Exports for others: the release's published tables, case-level HTCDS data.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+import_app = typer.Typer(help="Import data from others into a studylib dataset.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@export_app.command("htcds")
+def export_htcds_command(
+    data: Path = typer.Option(..., "--data", help="The dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The CSV file to write (its metadata goes beside it as .json)."),
+    k: Optional[int] = typer.Option(None, "--k", min=2, help="Every combination of the quasi-identifiers holds at least k cases (default 11, as CTDC)."),
+) -> None:
+    """Case-level data in HTCDS v2 field names for research partners: k-anonymous, fresh random case tokens (two exports cannot be joined)."""
+    from studylib.exchange.htcds_export import write_htcds_export
+
+    try:
+        path, meta = write_htcds_export(data, out, k)
+    except StudylibError as err:
+        fail(err)
+    loss = meta["information_loss"]
+    console.print(f"[green]wrote {path}[/green] (k {meta['k']} asked, {meta['k_achieved']} achieved; precision lost "
+                  f"{loss['precision_lost']:.0%}, removed {loss['removed_share']:.1%}); information lost: {path.with_suffix('.json')}", highlight=False)
+
+
+@export_app.command("aggregates")
+def export_aggregates_command(
+    out: Path = typer.Option(..., "--out", "-o", help="The folder to write (aggregates.xlsx, csv/, aggregates.json)."),
+    study: Optional[str] = typer.Option(None, "--study", help="One study's published reports."),
+    release: bool = typer.Option(False, "--release", help="Every published report."),
+    reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="The runner's private state holding the ledgers (default: beside the reports)."),
+) -> None:
+    """The published tables as CSV and XLSX with their disclosure metadata, read from the release ledger (nothing counted again)."""
+    from studylib import paths
+    from studylib.exchange.aggregates import release_tables, write_aggregates
+    from studylib.runner.release import default_state
+
+    if (study is None) == (not release):
+        fail("give --study ID or --release (one of the two)")
+    reports = (reports or paths.reports_dir()).resolve()
+    try:
+        tables = release_tables(reports, (state or default_state(reports)).resolve(), study)
+        written = write_aggregates(tables, out, f"study {study}" if study else "the release")
+    except StudylibError as err:
+        fail(err)
+    console.print(f"[green]wrote {written}[/green]: {len(tables)} tables (aggregates.xlsx, csv/, aggregates.json)", highlight=False)
+
+
+@export_app.command("synthetic")
+def export_synthetic_command(
+    data: Path = typer.Option(..., "--data", help="The dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="The CSV file to write (its metadata goes beside it as .json)."),
+    years: str = typer.Option(..., "--years", metavar="FROM-TO", help="The years the file covers, e.g. 2015-2024 (the domain is fixed before the data are read)."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="The privacy budget of the whole file (default 1.0)."),
+) -> None:
+    """Synthetic microdata under differential privacy (noisy marginals), epsilon stated; prints its utility for the staff."""
+    from studylib.exchange.synthetic_export import write_synthetic_export
+
+    first, _, last = years.partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        fail(f"--years {years!r}: write FROM-TO, e.g. 2015-2024")
+    try:
+        path, meta, utility = write_synthetic_export(data, out, epsilon, (int(first), int(last)))
+    except StudylibError as err:
+        fail(err)
+    console.print(f"[green]wrote {path}[/green] (epsilon {meta['epsilon']}, {meta['epsilon_per_marginal']:.3g} per marginal)", highlight=False)
+    console.print("utility, largest error of a synthetic count on each two-way table (for you, not for the partner): "
+                  + ", ".join(f"{name} {error}" for name, error in utility.items()), highlight=False, soft_wrap=True)
+
+
+@import_app.command("ctdc")
+def import_ctdc_command(
+    file: Path = typer.Argument(..., help="A CTDC-style public file (CSV or XLSX), or a studylib HTCDS export."),
+    out: Path = typer.Option(..., "--out", "-o", help="The dataset folder to write (new, or an older dataset replaced as a whole)."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", envvar="STUDYLIB_KEY_FILE", help="The secret key for the person tokens (or env STUDYLIB_KEY_FILE)."),
+) -> None:
+    """Import a CTDC-style file into a dataset the studies run on; every missing column and unknown code is reported together."""
+    from studylib.exchange.ctdc_import import import_ctdc
+    from studylib.privacy.pseudonymiser import Pseudonymiser
+
+    if key_file is None:
+        fail("no key: give --key-file PATH or set STUDYLIB_KEY_FILE (make a key with `studylib key new PATH`)")
+    try:
+        result = import_ctdc(file, out, Pseudonymiser.from_key_file(key_file, outputs=[out]))
+    except StudylibError as err:
+        fail(err)
+    console.print(f"[green]dataset written:[/green] {result.dataset_dir} ({result.dialect} columns; citizenship outside "
+                  f"studylib's list, imported as XX: {result.outside_vocabulary:.1%} of rows)", highlight=False)
+
+
 
 def main() -> None:
     """Console-script entry point."""

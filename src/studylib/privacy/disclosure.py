@@ -485,6 +485,29 @@ def _assemble(values, primary, hidden, published, settings, layout) -> Protected
     )
 
 
+def mask_frame(table, margins: bool, mask: np.ndarray) -> pd.Series | pd.DataFrame:
+    """A flat or N-D boolean ``mask`` over ``table``'s full layout (Totals last when
+    ``margins``) as a pandas object labelled like :func:`protect_table`'s output: the form
+    ``hide=`` takes (a release plan's cells, say)."""
+    values, layout = _table_array(table, margins)
+    return layout.frame(np.asarray(mask, dtype=bool).reshape(values.shape))
+
+
+def assembled_table(counts: pd.DataFrame, hidden: pd.DataFrame, settings: DisclosureSettings) -> ProtectedTable:
+    """A 1- or 2-D table without margins put together from columns protected one by one:
+    ``hidden`` (same labels as ``counts``) is what they hide; nothing more is hidden here. A
+    one-column frame whose column is named like its axis is a 1-D table."""
+    values = counts.to_numpy(dtype=np.int64)
+    if values.shape[1] == 1 and counts.columns[0] == counts.columns.name:
+        values = values[:, 0]
+        layout = _Layout((counts.index.name,), (tuple(counts.index),), False)
+    else:
+        layout = _Layout((counts.index.name, counts.columns.name), (tuple(counts.index), tuple(counts.columns)), False)
+    primary = (values >= 1) & (values < settings.min_cell)
+    mask = hidden.to_numpy(dtype=bool).reshape(values.shape)
+    return _assemble(values, primary, mask, values, settings, layout)
+
+
 def _table_array(table, margins: bool) -> tuple[np.ndarray, _Layout]:
     """The counts as an N-D array (with Totals appended when ``margins``) and its layout."""
     if isinstance(table, pd.DataFrame) and (

@@ -12,7 +12,8 @@ ordered and merged before a table is protected:
 - categories no person falls in are left out (``keep_empty=True`` keeps the vocabulary's);
 - merges a study allows (``disclosure: merge:``), applied only when a category would be
   hidden: ``other_or_unknown`` (sex: female, male, other or unknown), ``{"top": N}``
-  (the N largest categories, the rest as ``other``), ``adjacent`` (a small band joins its
+  (at most the N largest categories, the rest as ``other``; named ones each at least the
+  minimum cell, and fewer named while ``other`` would be under it), ``adjacent`` (a small band joins its
   smaller neighbour: ``45-54`` and ``55+`` become ``45+``).
 """
 
@@ -222,9 +223,13 @@ def _merge(values: np.ndarray, levels: list, rule, column: str, min_cell: int) -
             levels = [x for x in levels if x not in UNKNOWN_CODES] + [UNKNOWN]
             sizes = pd.Series(values).value_counts()
         ranked = [x for x in sorted(levels, key=lambda x: (-size(x), levels.index(x))) if x not in (OTHER, UNKNOWN) and size(x) >= min_cell]
-        named = [x for x in levels if x in ranked[:n]]
+        named = ranked[:n]
         if len(named) == len([x for x in levels if x not in (OTHER, UNKNOWN) and size(x) > 0]):
             return values, levels
+        rest = lambda: sum(size(x) for x in levels if x not in named and x != UNKNOWN)  # noqa: E731
+        while named and 1 <= rest() <= min_cell - 1:  # 'other' itself would be hidden: the smallest named joins it
+            named.pop()
+        named = [x for x in levels if x in named]
         merged = np.where(np.isin(values, named) | (values == UNKNOWN), values, OTHER).astype(object)
         return merged, named + [OTHER] + ([UNKNOWN] if UNKNOWN in levels else [])
     if rule == "adjacent":

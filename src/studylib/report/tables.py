@@ -31,6 +31,8 @@ from studylib.privacy.disclosure import (
     DisclosureError,
     DisclosureSettings,
     ProtectedTable,
+    assembled_table,
+    mask_frame,
     protect_table,
     published_shares,
 )
@@ -104,9 +106,7 @@ def protect_count(count: PersonCount, settings: DisclosureSettings, kind: str, c
     hide = planned_hide(table_id, count.dims, count.labels, settings.margins, full)
     hide_frame = None
     if hide is not None:
-        from studylib.privacy.disclosure import _table_array
-
-        hide_frame = _table_array(count.counts, settings.margins)[1].frame(hide)
+        hide_frame = mask_frame(count.counts, settings.margins, hide)
     protected = protect_for_report(count.counts, settings, hide=hide_frame)
     record_table(table_id, kind, caption, count, protected)
     return table_id, protected
@@ -202,16 +202,41 @@ class SafeTable(Exhibit):
     def safe_marker(self) -> dict:
         return self.protected.marker()
 
+    def withheld(self) -> bool:
+        """True when the table would show nothing of its first dimension: every inner cell is
+        hidden, and so is every row's total. It is then not shown as a grid of symbols; a note
+        says why (as for a figure whose every value is hidden)."""
+        hidden = self.protected.suppressed
+        inner = hidden.loc[[not _has_total(x) for x in hidden.index]]
+        if isinstance(inner, pd.DataFrame):
+            if TOTAL in inner.columns and not bool(inner[TOTAL].all()):
+                return False
+            inner = inner.loc[:, [c for c in inner.columns if not _has_total(c)]]
+        return bool(np.asarray(inner, dtype=bool).all())
+
+    def withheld_note(self) -> str:
+        return (f"Not shown: every count of this table is confidential ({hidden_symbol(self.protected)}); too few "
+                "persons fall in some of its categories to show any of them without identifying the persons counted.")
+
     def to_html(self) -> str:
+        if self.withheld():
+            return table_html("studylib-table studylib-withheld", self.safe_marker(), self.number, self.caption,
+                              "", "", [self.withheld_note()])
         cells = self.cells()
         return table_html("studylib-table", self.safe_marker(), self.number, self.caption,
                           _html_head(cells, self.value_label), _html_body(cells), [self.note()])
 
     def to_text(self) -> str:
+        if self.withheld():
+            return heading("Table", self.number, self.caption) + "\n" + self.withheld_note()
         cells = self.cells()
         frame = cells.to_frame(self.value_label) if isinstance(cells, pd.Series) else cells
         note = self.note()
         return heading("Table", self.number, self.caption) + "\n" + frame.to_string() + (f"\n{note}" if note else "")
+
+
+def _has_total(label) -> bool:
+    return TOTAL in label if isinstance(label, tuple) else label == TOTAL
 
 
 def _as_list(value) -> list[str]:
@@ -304,7 +329,7 @@ def _flag_table(data: pd.DataFrame, flags, rows, where, caption, settings: Discl
             hidden[label] = bool(protected.suppressed.iloc[0])
         index = pd.Index(list(values), name=names.get("flag", "") if names else "")
         counts = pd.Series(values, index=index, name=value_label)
-        shown = _assembled(counts.to_frame(value_label), pd.Series(hidden, index=index).to_frame(value_label), flat)
+        shown = assembled_table(counts.to_frame(value_label), pd.Series(hidden, index=index).to_frame(value_label), flat)
         return SafeTable(shown, caption, next_number("table"), None, value_label, dict(names or {}), ",".join(ids))
     base = count_persons(frame, [rows], min_cell=settings.min_cell, order=order)
     base_id, base_protected = protect_count(base, settings, "table", caption)
@@ -326,24 +351,10 @@ def _flag_table(data: pd.DataFrame, flags, rows, where, caption, settings: Discl
         counts = pd.concat([counts[["persons"]], pct.round(0)], axis=1)
         hidden = hidden | counts.isna()
         counts = counts.fillna(0)
-    shown = _assembled(counts, hidden, replace(settings, margins=False))
+    shown = assembled_table(counts, hidden, replace(settings, margins=False))
     table = SafeTable(shown, caption, next_number("table"), None, value_label, dict(names or {}), base_id)
     table.percent_columns = list(flags.values()) if shares == "population" else []
     return table
-
-
-def _assembled(counts: pd.DataFrame, hidden: pd.DataFrame, settings: DisclosureSettings) -> ProtectedTable:
-    """A table for display put together from protected columns (each protected and recorded alone)."""
-    from studylib.privacy.disclosure import _assemble, _Layout
-
-    values = counts.to_numpy(dtype=np.int64)
-    if values.shape[1] == 1 and counts.columns[0] == counts.columns.name:
-        values = values[:, 0]
-    layout = _Layout((counts.index.name, counts.columns.name) if values.ndim == 2 else (counts.index.name,),
-                     (tuple(counts.index), tuple(counts.columns)) if values.ndim == 2 else (tuple(counts.index),), False)
-    primary = (values >= 1) & (values < settings.min_cell)
-    hidden = hidden.to_numpy(dtype=bool).reshape(values.shape)
-    return _assemble(values, primary, hidden, values, settings, layout)
 
 
 def _count_text(value) -> str:

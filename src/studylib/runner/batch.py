@@ -38,7 +38,7 @@ from studylib.runner.lock import LockBusy, report_lock
 from studylib.runner.orphans import find_orphans
 from studylib.runner.provenance import (data_identity, fingerprint, inputs_identity, ledger_digest, library_versions, look_hash,
                                         sha256_file, template_hash)
-from studylib.runner.release import ReleaseGate, default_state, lineage, loss_of
+from studylib.runner.release import Gate, ReleaseGate, default_state, lineage, loss_of
 from studylib.runner.study import DATA_PARAMETER, DEMO_DATA, Report, Study, find_studies, parameter_problems, read_study, reports_of
 
 
@@ -289,7 +289,7 @@ def kernel_variables(report: Report, ledger: Path | None = None, plan: Path | No
 
 def run_report(report: Report, settings: BatchSettings, cancel: threading.Event | None = None,
                kernels: tuple[KernelSlots, int] | None = None, finisher: Finisher | None = None,
-               gate: ReleaseGate | None = None) -> Outcome:
+               gate: Gate | None = None) -> Outcome:
     """Make one report: execute, export, audit, pass the release gate, publish (or record the
     failure). Never raises.
 
@@ -404,7 +404,7 @@ def _kernel_slot(kernels: tuple[KernelSlots, int] | None, cancel: threading.Even
 
 
 def _make(report: Report, settings: BatchSettings, cancel: threading.Event | None, outcome,
-          kernels: tuple[KernelSlots, int] | None, finisher: Finisher, watch: "Stopwatch", gate: ReleaseGate) -> Outcome:
+          kernels: tuple[KernelSlots, int] | None, finisher: Finisher, watch: "Stopwatch", gate: Gate) -> Outcome:
     from studylib.privacy.ledger import write_plan
     from studylib.runner.execute import ExecutionFailure, Limits, execute_report
 

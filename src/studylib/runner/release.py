@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -236,6 +237,20 @@ class _Arrival:
     event: threading.Event = field(default_factory=threading.Event)
     decision: Decision | None = None
     rounds: int = 0
+
+
+class Gate(Protocol):
+    """What a report's run asks of its batch's release gate: :class:`ReleaseGate` in the batch's
+    process, :class:`RemoteGate` on a Dask worker."""
+
+    state: Path
+
+    def expect(self, keys) -> None: ...
+    def leave(self, key: str) -> None: ...
+    def initial_plan(self, key: str, lineage_id: str) -> dict: ...
+    def decide(self, key: str, lineage_id: str, ledger: Path, min_cell: int, zeros_disclosive: bool,
+               cancel: threading.Event | None = None) -> Decision: ...
+    def published(self, key: str, lineage_id: str, ledger: Path) -> None: ...
 
 
 class ReleaseGate:
