@@ -38,6 +38,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "report": FOUNDATION | {"data", "indicators", "analysis", "privacy"},
     "demo": FOUNDATION | {"data", "forms", "privacy", "synthetic"},
     "runner": FOUNDATION | {"data", "indicators", "privacy", "analysis", "report"},
+    "exchange": FOUNDATION | {"data", "indicators", "privacy", "runner"},  # exports join the release (runner.release)
 }
 MAY_IMPORT["cli"] = frozenset(MAY_IMPORT) - {"cli"}
 
@@ -52,7 +53,7 @@ NEVER_REACHES = {
     "analysis": {"report", "runner", "cli"},
     "privacy": {"analysis", "report", "runner", "cli"},
     "report": {"runner", "cli"},
-    "runner": {"cli"},
+    "runner": {"cli", "exchange"},
     "data": {"analysis", "report", "runner", "cli", "synthetic", "training"},
 }
 
