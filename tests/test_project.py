@@ -45,18 +45,6 @@ def test_every_module_has_a_docstring_and_no_grab_bag_names():
         assert ast.get_docstring(tree), f"{rel} has no module docstring saying what it owns"
 
 
-def test_packages_depend_downward_along_the_flow():
-    """analysis never imports report or runner; nothing imports cli (DESIGN section 2)."""
-    forbidden = {"analysis": ("studylib.report", "studylib.runner"), "*": ("studylib.cli",)}
-    for path in (ROOT / "src" / "studylib").rglob("*.py"):
-        package = path.relative_to(ROOT / "src" / "studylib").parts[0]
-        if path.name == "cli.py":
-            continue
-        text = path.read_text()
-        for banned in forbidden.get(package, ()) + forbidden["*"]:
-            assert not re.search(rf"^\s*(from|import) {re.escape(banned)}\b", text, re.M), f"{path} imports {banned}"
-
-
 def test_the_data_dictionary_is_what_the_schemas_say():
     from studylib.data.dictionary import data_dictionary_markdown
 

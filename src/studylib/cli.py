@@ -334,6 +334,8 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the outcomes as JSON (one object) instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines; only the summary (and errors)."),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Append one line per report outcome (time, report, status, seconds, message) to this file."),
+    prepare_only: bool = typer.Option(False, "--prepare-only", help="Write each report's notebook with its parameters injected, not executed (papermill's --prepare-only), into --out, to run in JupyterLab; run nothing else."),
+    out: Path = typer.Option(Path("prepared"), "--out", help="Folder for --prepare-only notebooks (<study>.ipynb, <study>/<combination>.ipynb)."),
 ) -> None:
     """Run studies: execute, export HTML and PDF, audit, protect the release, publish into reports/.
 
@@ -368,6 +370,9 @@ def run_command(
         fail(f"no study files in {studies_dir}")
     if dry_run:
         _dry_run(files, settings, as_json)
+        return
+    if prepare_only:
+        _prepare_only(files, settings, out, as_json)
         return
     colour = {"published": "green", "skipped": "cyan", "failed": "red", "invalid": "red", "cancelled": "yellow"}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -467,12 +472,69 @@ def _dry_run(files, settings, as_json: bool) -> None:
     Console().print(table)
 
 
+def _prepare_only(files, settings, out: Path, as_json: bool) -> None:
+    """Every report of these studies as a parameterised notebook (checked as a run would check it); exit 1 if a study is invalid."""
+    from dataclasses import replace
+
+    from studylib.runner.batch import plan_batch
+    from studylib.runner.render import prepare_notebook
+
+    plan = plan_batch(files, replace(settings, force=True))
+    rows = []
+    for report in plan.run:
+        try:
+            rows.append({"report": report.key, "notebook": str(prepare_notebook(report, out)), "problem": ""})
+        except (StudylibError, OSError) as err:
+            rows.append({"report": report.key, "notebook": "", "problem": str(err)})
+    rows += [{"report": o.key, "notebook": "", "problem": o.message} for o in plan.done]
+    if as_json:
+        import json as _json
+
+        print(_json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            if row["notebook"]:
+                console.print(f"[green]prepared[/green] {escape(row['report'])}: {escape(row['notebook'])}", highlight=False, soft_wrap=True)
+            else:
+                console.print(f"[red]not prepared[/red] {escape(row['report'])}: {escape(row['problem'])}", highlight=False, soft_wrap=True)
+    if any(row["problem"] for row in rows):
+        raise typer.Exit(1)
+
+
 def _log_outcome(path: Path, outcome) -> None:
     from datetime import datetime, timezone
 
     line = f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}\t{outcome.key}\t{outcome.status}\t{outcome.seconds:.1f}\t{outcome.message}\n"
     with open(path, "a", encoding="utf-8") as out:
         out.write(line)
+
+
+@app.command("render")
+def render_command(
+    notebook: Path = typer.Argument(..., help="An executed notebook (e.g. the output of plain papermill, or one run in JupyterLab)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for NAME.html and NAME.pdf (default: beside the notebook)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="The dataset the notebook read (default: its papermill data_dir parameter, else the demo dataset): the audit uses its key and deny list."),
+    min_cell: int = typer.Option(5, "--min-cell", help="The minimum cell the audit holds the notebook to."),
+    fmt: str = typer.Option("html,pdf", "--format", help="html, pdf or html,pdf."),
+    title: Optional[str] = typer.Option(None, "--title", help="The report title (default: from the notebook's name)."),
+) -> None:
+    """Render an executed notebook in the house style (HTML page and PDF), after the disclosure audit the runner uses.
+
+    Exit codes: 0 written; 1 the audit found something (nothing written); 2 the notebook cannot be rendered (not a notebook, not executed, no dataset).
+    """
+    from studylib.runner.render import RenderRefused, render_notebook
+
+    formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
+    try:
+        rendered = render_notebook(notebook, out, data=data, min_cell=min_cell, formats=formats, title=title)
+    except RenderRefused as err:
+        for finding in err.findings:
+            typer.echo(finding)
+        fail(err, code=1)
+    except (StudylibError, OSError) as err:
+        fail(err)
+    for path in rendered.files.values():
+        console.print(f"[green]written[/green] {escape(str(path))}", highlight=False, soft_wrap=True)
 
 
 @app.command("data-dictionary")
@@ -512,6 +574,61 @@ def list_command(
         last = max((s.last_success or "" for s in states), default="") or "-"
         table.add_row(study.id, escape(study.title), study.template.name, str(len(states)), ", ".join(statuses), last)
     Console().print(table)
+
+
+@app.command("prune")
+def prune_command(
+    yes: bool = typer.Option(False, "--yes", help="Remove them (without it: only say what would be removed)."),
+    reports: Optional[Path] = typer.Option(None, "--reports", help="Reports folder (default: reports/ of the project)."),
+    studies_dir: Optional[Path] = typer.Option(None, "--studies", help="Studies folder (default: studies/ of the project)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="The runner's private state (default: .studylib-state/ beside the reports folder)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the orphans and what is removed as JSON."),
+) -> None:
+    """Remove the reports whose study (or matrix combination) is gone; without --yes, only say what would go.
+
+    A report is an orphan when no study file makes it any more (the index marks it "orphaned"); a study file that cannot be read keeps its reports. Pruning removes the report folder, its failure record and the kept notebook and log of its run from the staff area; its release ledger moves to the history, since it was published: later releases stay protected against it.
+
+    Exit codes: 0 done (or nothing to prune); 2 the studies folder has no study files (nothing is judged without them) or a report is locked by a run.
+    """
+    import json as _json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from studylib import paths
+    from studylib.runner.batch import write_index
+    from studylib.runner.lock import LockBusy
+    from studylib.runner.orphans import find_orphans, prune
+    from studylib.runner.study import find_studies
+
+    reports = (reports or paths.reports_dir()).resolve()
+    studies_dir = (studies_dir or _project_folder("studies")).resolve()
+    state = state.resolve() if state else None
+    if not find_studies(studies_dir):
+        fail(f"no study files in {studies_dir}: prune judges reports against the study files (give --studies DIR)")
+    orphans = find_orphans(reports, studies_dir, state)
+    removed: list[str] = []
+    if yes and orphans:
+        try:
+            removed = prune(orphans, reports, state)
+        except (LockBusy, OSError) as err:
+            fail(err)
+        write_index(reports, studies_dir, state)
+    if as_json:
+        print(_json.dumps({"removed": bool(yes), "orphans": [{"report": o.key, "study": o.study, "why": o.why, "removes": o.removes()}
+                                                          for o in orphans]}, indent=1))
+        return
+    if not orphans:
+        console.print(f"nothing to prune: every report in {reports} is made by a study in {studies_dir}", highlight=False)
+        return
+    table = Table(title="studylib prune: " + ("removed" if yes else "would remove (dry run; --yes removes)"))
+    for col in ("report", "why", "what goes"):
+        table.add_column(col, overflow="fold")
+    for o in orphans:
+        table.add_row(escape(o.key), escape(o.why), escape("\n".join(o.removes()) or "-"))
+    Console().print(table)
+    if not yes:
+        console.print(f"dry run: nothing was removed; `studylib prune --yes` removes these {len(orphans)} report(s)", highlight=False)
 
 
 @app.command("inspect")

@@ -4,7 +4,7 @@ Every configuration file the library reads (catalogues, local catalogues, rules,
 :func:`studylib.config.read_yaml`) is noted here. In a study run the runner names a private
 file in ``STUDYLIB_INPUTS``; each noted path is appended to it (one per line). The runner then
 records the hash of every input in the report's manifest, and a report whose inputs changed is
-not current any more (:func:`studylib.runner.batch.is_current`). Outside a study run nothing is
+not current any more (:func:`studylib.runner.planning.is_current`). Outside a study run nothing is
 written. This module loads nothing.
 """
 

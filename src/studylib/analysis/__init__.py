@@ -9,7 +9,7 @@ organisation saw) is in :mod:`studylib.analysis.extent`, its log-linear models i
 windows and strata in :mod:`~studylib.analysis.extent_strata`.
 """
 
-from studylib.lazy_exports import lazy_getattr
+from studylib.lazy_exports import lazy_dir, lazy_getattr
 
 #: Public names and the module that holds each; imported on first use, so that a template
 #: using one kind of analysis does not pay for the others (statsmodels, scipy.stats).
@@ -35,6 +35,7 @@ _EXPORTS.update({name: "studylib.analysis.extent_strata" for name in ("closure_t
 _EXPORTS.update({name: "studylib.analysis.model_families" for name in ("compare_families", "recommended_range")})
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
+__dir__ = lazy_dir(globals(), _EXPORTS)  # tab completion and dir() see the lazy names
 
 
 __all__ = sorted(_EXPORTS)

@@ -224,7 +224,14 @@ def capture_data(table: pd.DataFrame, where: str = "overlap table") -> CaptureDa
 
 
 def read_overlap_table(path: str | Path) -> pd.DataFrame:
-    """Read and check an overlap table from CSV; errors name the file and its line numbers."""
+    """Read and check an overlap table from CSV; errors name the file and its line numbers.
+
+    ``path``: the CSV file (one 0/1 column per list and ``count``).
+
+    Example::
+
+        read_overlap_table("overlap.csv")
+    """
     path = Path(path)
     try:
         table = pd.read_csv(path)
@@ -244,6 +251,10 @@ def overlap_table(cases: pd.DataFrame, lists=None) -> pd.DataFrame:
     first. Persons on none of the chosen lists are left out with an :class:`ExtentWarning`.
     Raises :class:`OverlapTableError` if a named list has no column or a list column holds
     anything but True/False (or 0/1).
+
+    Example::
+
+        overlap_table(read_dataset(data_dir).cases, lists=["police", "ngo", "hotline"])
     """
     where = "cases table"
     if not isinstance(cases, pd.DataFrame):
@@ -569,6 +580,10 @@ def estimate_population(
 
     Raises :class:`OverlapTableError` for a table that cannot be used (all problems listed)
     and :class:`EstimationError` when no estimate can be given.
+
+    Example::
+
+        estimate_population(overlap_table(cases), method="stepwise", pthresh=0.02, seed=1).total
     """
     wrong = _argument_problems(method, interval, pthresh, level, n_boot, terms)
     if wrong:
@@ -607,6 +622,13 @@ def check_terms(table, terms=()) -> ModelCheck:
 
     Returns a :class:`~studylib.analysis.loglinear.ModelCheck`: ``.exists`` (Fienberg-Rinaldo
     linear programme), ``.identifiable`` (full-rank design), ``.ok``, ``.explain()``.
+
+    ``table``: an overlap table (see :func:`overlap_table`) or the path of one as CSV.
+
+    Example::
+
+        table = overlap_table(read_dataset(data_dir).cases)
+        check_terms(table, ["police:ngo"]).ok
     """
     data = _as_data(table)
     return check_model(data, [data.pair_of(t) for t in terms])
@@ -628,6 +650,10 @@ def estimate_by(cases: pd.DataFrame, by: str, lists=None, method: str = "stepwis
     more lists, with never-overlapping pairs, or without an estimate is noted (in words),
     and one :class:`ExtentWarning` lists them all. A stratum that cannot be estimated gets
     NaN and the reason in ``note``; it never stops the others.
+
+    Example::
+
+        estimate_by(read_dataset(data_dir).cases, "sector", method="main", min_overlap=10)
     """
     if not isinstance(cases, pd.DataFrame) or by not in cases.columns:
         raise OverlapTableError([Problem("cases table", f"has no column {by!r} to stratify by", column=by)], summary="estimate_by")
@@ -682,6 +708,13 @@ def sensitivity(table, pthresholds=(0.001, 0.01, 0.02, 0.05), interval: str = "n
     ``dropped``, ``total``, ``lower``, ``upper``, ``note``. A model without an estimate gets
     NaN and the reason in ``note``. ``options`` go to :func:`estimate_population`
     (``level``, ``n_boot``, ``seed``, ``workers``).
+
+    ``table``: an overlap table (or its CSV path); ``interval``: how each model's interval is
+    made (``"normal"``, ``"profile"`` or ``"bootstrap"``), as for :func:`estimate_population`.
+
+    Example::
+
+        sensitivity(overlap_table(cases), pthresholds=(0.01, 0.05))
     """
     data = _as_data(table)
     runs = [("main effects only", "main", None, None)]

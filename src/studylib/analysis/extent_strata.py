@@ -41,6 +41,12 @@ def closure_test(cases: pd.DataFrame, by: str = YEAR, lists=None) -> dict:
     effects per year). The deviance difference is referred to chi-squared with
     ``(years - 1) * lists`` degrees of freedom. Returns ``statistic``, ``df``, ``p_value``,
     ``years`` and ``lists``. A small p-value says the years should not be pooled.
+
+    ``cases``: the cases table (one row per person, with its ``list_<organisation>`` columns).
+
+    Example::
+
+        closure_test(read_dataset(data_dir).cases, by="first_contact_year")["p_value"]
     """
     if by not in cases.columns:
         raise OverlapTableError([Problem("cases table", f"has no column {by!r} to test closure over", column=by)], summary="closure_test")
@@ -94,6 +100,13 @@ def estimate_periods(cases: pd.DataFrame, window: int = 3, by: str = YEAR, lists
     :func:`~studylib.analysis.extent.estimate_by` (``persons``, ``overlaps``, ``total``,
     ``lower``, ``upper``, ``note``). ``method`` and ``options`` go to
     :func:`~studylib.analysis.extent.estimate_population`.
+
+    ``cases``: the cases table; ``lists``: the organisations used as lists (default: every
+    list with persons), as in :func:`~studylib.analysis.extent.overlap_table`.
+
+    Example::
+
+        estimate_periods(read_dataset(data_dir).cases, window=3, method="main")
     """
     if int(window) != window or window < 1:
         raise StudylibError(f"window must be a whole number of years, at least 1; got {window!r}")
@@ -142,6 +155,13 @@ def estimate_strata(cases: pd.DataFrame, by: str, lists=None, method: str = "ste
     strata differ in catchability the pooled estimate is lower than the sum: the difference
     shows what pooling hides. Interval ends are added as a rough guide (they are not an
     interval of the sum).
+
+    ``cases``: the cases table; ``lists``: the organisations used as lists; ``method`` and
+    ``options``: as for :func:`~studylib.analysis.extent.estimate_population`.
+
+    Example::
+
+        estimate_strata(read_dataset(data_dir).cases, "sex", method="main")
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtentWarning)

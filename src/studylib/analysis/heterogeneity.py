@@ -165,7 +165,16 @@ class HeterogeneityFit:
 
 
 def fit_heterogeneity(data: CaptureData, model: str, pairs=(), drop_negative: bool = True) -> HeterogeneityFit:
-    """Fit one model of :data:`MODELS` (plus ``pairs``) to the capture histories of ``data``."""
+    """Fit one model of :data:`MODELS` (plus ``pairs``) to the capture histories of ``data``.
+
+    ``data``: capture histories (:class:`CaptureData`); ``model``: a name of :data:`MODELS`;
+    ``pairs``: two-list interactions (``"A:B"``) added; ``drop_negative``: leave out
+    heterogeneity terms fitted as negative.
+
+    Example::
+
+        fit_heterogeneity(capture_data(overlap_table(cases)), "Mh Chao")
+    """
     cols = model_columns(data, model, pairs)
     y = data.counts
     fit, keep = _fit_dropping_negative(cols.matrix, y, cols.n_fixed, drop_negative and model.endswith("Chao"))
@@ -218,6 +227,14 @@ def profile_interval(data: CaptureData, model: str, level: float = 0.95, pairs=(
     The ends are where the profile log-likelihood falls ``chi2_1(level) / 2`` below its
     maximum; the lower end is the persons observed when the likelihood never falls that far
     on the way down to no one unseen (as in Rcapture).
+
+    ``data``: capture histories; ``model``: a name of :data:`MODELS`; ``level``: the
+    interval's level; ``pairs``: two-list interactions added; ``drop_negative``: as for
+    :func:`fit_heterogeneity`; ``start``: where the search begins (default: the fit's estimate).
+
+    Example::
+
+        lower, upper, best = profile_interval(capture_data(overlap_table(cases)), "Mt", level=0.95)
     """
     def ll(n0: float) -> float:
         return profile_loglik(data, model, n0, pairs, drop_negative)
@@ -261,6 +278,13 @@ def closed_population_models(table, models=MODELS, pairs=(), interval: str = "pr
     ``lower``, ``upper``, ``deviance``, ``df``, ``aic``, ``converged``, ``removed`` (Chao
     columns set to zero) and ``assumes`` (in words). A model that cannot be fitted gets NaN
     and the reason in ``note``.
+
+    ``level``: the confidence level of the intervals; ``drop_negative``: leave out the
+    heterogeneity terms a model fits as negative (as Rcapture does).
+
+    Example::
+
+        closed_population_models(overlap_table(cases), models=("M0", "Mh Chao"), level=0.9)
     """
     from studylib.analysis.extent import _as_data  # reading and checking tables lives there
 

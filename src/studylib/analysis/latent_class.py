@@ -262,6 +262,11 @@ def estimate_latent_class(table, classes: int = 10, chains: int = 4, burn_in: in
     equal-tailed interval; ``seed`` makes the run repeatable. A run whose R-hat exceeds
     :data:`MAX_RHAT` or whose effective sample size is below :data:`MIN_ESS` gives an
     :class:`~studylib.analysis.extent.ExtentWarning` (``.converged`` is False).
+
+    Example::
+
+        result = estimate_latent_class(overlap_table(cases), chains=2, samples=500, seed=7)
+        result.lower, result.total, result.upper
     """
     from studylib.analysis.extent import ExtentWarning, _as_data  # table checks live there
 

@@ -48,6 +48,13 @@ def compare_families(table, level: float = 0.95, seed: int | None = None, latent
     :func:`~studylib.analysis.extent.estimate_population` (``pthresh``, ``interval``, ...).
     Columns: ``family``, ``model``, ``total``, ``lower``, ``upper``, ``assumes``,
     ``supported`` (bool) and ``why`` (in words). Figures only: no counts of persons.
+
+    ``table``: an overlap table (or its CSV path); ``level``: the level of every interval;
+    ``seed``: the random seed of the samplers and the bootstrap.
+
+    Example::
+
+        compare_families(overlap_table(cases), level=0.9, seed=1)
     """
     data = _as_data(table)
     rows = []
@@ -97,7 +104,12 @@ def _row(family, model, total, lower, upper, assumes, supported, why) -> dict:
 
 
 def recommended_range(frame: pd.DataFrame) -> dict:
-    """The envelope of the supported families' ranges, and why (one row like those of the frame)."""
+    """The envelope of the supported families' ranges, and why (one row like those of the frame).
+
+    Example::
+
+        recommended_range(compare_families(overlap_table(cases)).iloc[:-1])
+    """
     usable = frame[frame["supported"] & np.isfinite(frame["lower"]) & np.isfinite(frame["upper"])]
     if usable.empty:
         return _row("recommended", "none", np.nan, np.nan, np.nan, "", False, "no family has a supported estimate")

@@ -5,7 +5,7 @@ The dataset and schema names load pandas and pandera on first use only, so that 
 modules of this package (vocabularies, atomic writes) cost nothing to import.
 """
 
-from studylib.lazy_exports import lazy_getattr
+from studylib.lazy_exports import lazy_dir, lazy_getattr
 
 from studylib.data import vocabularies
 
@@ -17,6 +17,7 @@ _EXPORTS = {
 }
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
+__dir__ = lazy_dir(globals(), _EXPORTS)  # tab completion and dir() see the lazy names
 
 
 __all__ = sorted([*_EXPORTS, "vocabularies"])

@@ -190,6 +190,12 @@ def first_contact_in(cases: pd.DataFrame, year_from: int | None = None, year_to:
 
     ``year_from`` / ``year_to`` None: the first / last year of first contact in ``cases``,
     which is what a template's period defaults to.
+
+    ``cases``: the cases table.
+
+    Example::
+
+        persons, first, last = first_contact_in(read_dataset(data_dir).cases, year_from=2018)
     """
     years = cases["first_contact_year"]
     if (year_from is None or year_to is None) and years.notna().sum() == 0:

@@ -58,7 +58,14 @@ def table_hash(table: pd.DataFrame) -> str:
 
 
 def content_hash(tables: Mapping[str, pd.DataFrame]) -> str:
-    """One hash over all tables, in name order."""
+    """One hash over all tables, in name order.
+
+    ``tables``: table name -> DataFrame (persons, events, indicators, cases).
+
+    Example::
+
+        content_hash(read_dataset(data_dir).tables)
+    """
     h = hashlib.sha256()
     for name in sorted(tables):
         h.update(name.encode())
@@ -78,7 +85,14 @@ def _problems_from(name: str, err: SchemaErrors) -> list[Problem]:
 
 
 def validate_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Validate (and coerce) every table against its schema; raise one ValidationError with all problems."""
+    """Validate (and coerce) every table against its schema; raise one ValidationError with all problems.
+
+    ``tables``: table name -> DataFrame; every table of :data:`TABLES` must be there.
+
+    Example::
+
+        tables = validate_tables(read_dataset(data_dir).tables)
+    """
     problems: list[Problem] = []
     out: dict[str, pd.DataFrame] = {}
     missing = [name for name in TABLES if name not in tables]
@@ -96,7 +110,15 @@ def validate_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFram
 
 
 def write_dataset(tables: Mapping[str, pd.DataFrame], folder: str | os.PathLike, made_by: Mapping | None = None) -> Path:
-    """Validate and write the dataset atomically to ``folder`` (replacing an older one)."""
+    """Validate and write the dataset atomically to ``folder`` (replacing an older one).
+
+    ``tables``: table name -> DataFrame (validated first); ``made_by``: how the data were made
+    (tool, options), recorded in ``dataset.json``.
+
+    Example::
+
+        write_dataset(tables, "out/dataset", made_by={"tool": "my_import"})
+    """
     folder = Path(folder)
     valid = validate_tables(tables)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +142,14 @@ def write_dataset(tables: Mapping[str, pd.DataFrame], folder: str | os.PathLike,
 
 
 def read_dataset(folder: str | os.PathLike, validate: bool = False) -> Dataset:
-    """Read a dataset folder. ``validate=True`` re-checks the schemas and the content hash."""
+    """Read a dataset folder. ``validate=True`` re-checks the schemas and the content hash.
+
+    ``folder``: the dataset folder (its Parquet tables and ``dataset.json``).
+
+    Example::
+
+        cases = read_dataset(data_dir, validate=True).cases
+    """
     folder = Path(folder)
     meta = read_meta(folder)
     if meta.get("schema_version") != SCHEMA_VERSION:

@@ -20,12 +20,24 @@ class DatasetError(StudylibError):
 
 
 def is_dataset(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` holds a dataset (has its metadata file)."""
+    """Whether ``folder`` holds a dataset (has its metadata file).
+
+    Example::
+
+        is_dataset("synthetic_data/generated/demo/dataset")
+    """
     return (Path(folder) / META_FILE).is_file()
 
 
 def read_meta(folder: str | os.PathLike) -> dict:
-    """The dataset's metadata; :class:`DatasetError` names the file when it is missing or unreadable."""
+    """The dataset's metadata; :class:`DatasetError` names the file when it is missing or unreadable.
+
+    ``folder``: the dataset folder.
+
+    Example::
+
+        read_meta(data_dir)["content_hash"]
+    """
     path = Path(folder) / META_FILE
     if not path.is_file():
         raise DatasetError(f"{folder}: not a dataset folder (no {META_FILE}); make one with `studylib ingest`")

@@ -521,18 +521,40 @@ def audit_path(
 
     ``key`` is the key's bytes or its file; ``deny_list`` a :class:`DenyList` or its file
     (it needs the key); ``strict``: refuse every output that is not marked (study runs).
+
+    ``path``: a file or a folder; ``min_cell``: counts from 1 to ``min_cell - 1`` are findings.
+
+    Example::
+
+        audit_path("reports/au_pair", min_cell=5, key="secret.key").passed
     """
     return _auditor(min_cell, deny_list, key, strict).path(path)
 
 
 def audit_html(text: str, min_cell: int = 5, deny_list=None, key=None, name: str = "report.html") -> list[Finding]:
-    """Findings in an HTML page held in memory."""
+    """Findings in an HTML page held in memory.
+
+    ``text``: the page; ``min_cell``: counts from 1 to ``min_cell - 1`` are findings;
+    ``deny_list``, ``key``: as for :func:`audit_path`; ``name``: how findings name the page.
+
+    Example::
+
+        audit_html(Path("reports/au_pair/report.html").read_text(), min_cell=5)
+    """
     return _auditor(min_cell, deny_list, key).html(text, name)
 
 
 def audit_notebook(notebook, min_cell: int = 5, deny_list=None, key=None, name: str = "notebook.ipynb",
                    strict: bool = False) -> list[Finding]:
-    """Findings in an executed notebook held in memory (a dict or ``nbformat.NotebookNode``)."""
+    """Findings in an executed notebook held in memory (a dict or ``nbformat.NotebookNode``).
+
+    ``notebook``: the notebook; ``min_cell``, ``deny_list``, ``key`` and ``strict``: as for
+    :func:`audit_path`; ``name``: how findings name the notebook.
+
+    Example::
+
+        audit_notebook(nbformat.read("run.ipynb", as_version=4), min_cell=5, strict=True)
+    """
     return _auditor(min_cell, deny_list, key, strict).notebook(notebook, name)
 
 

@@ -104,7 +104,14 @@ def name_words(text: str) -> list[str]:
 
 
 def normalise_name(text: str) -> str:
-    """A name or identifier as the deny list compares it: folded words joined by one space."""
+    """A name or identifier as the deny list compares it: folded words joined by one space.
+
+    ``text``: a name or an identifier as written.
+
+    Example::
+
+        normalise_name("  MARÍA   Santos ")
+    """
     return " ".join(name_words(text))
 
 
@@ -245,7 +252,15 @@ def make_token_list(tokens: Iterable[str], key: bytes) -> DenyList:
 
 def make_deny_list(names: Iterable, key: bytes, notes: Iterable = ()) -> DenyList:
     """A deny list of names and identifiers and of the word sequences of free-text ``notes``
-    (missing and blank ones are skipped)."""
+    (missing and blank ones are skipped).
+
+    ``names``: names and identifiers; ``key``: the pseudonymisation key, which the list's
+    keyed hashes use; ``notes``: free-text notes.
+
+    Example::
+
+        make_deny_list(["Maria Santos", "0101901234"], read_key("secret.key"), notes=["met at the bus station"])
+    """
     if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
         raise KeyFileError(f"a key of at least {MIN_KEY_BYTES} bytes is needed (read it with read_key)")
     forms: dict[str, None] = {}

@@ -228,6 +228,13 @@ def protect_table(
     secondary cell whose release the attacker cannot exploit. The final result is attacked
     once more before it is returned; a cell the attacker could pin or narrow into
     ``1..min_cell-1`` is an error, never a published table.
+
+    ``margins``: add Totals (and protect them); ``zeros_disclosive``: zero cells count as small.
+
+    Example::
+
+        counts = cases.groupby(["sector", "region"]).size().unstack(fill_value=0)
+        protect_table(counts, min_cell=5, rounding=None)
     """
     settings = DisclosureSettings(min_cell, rounding, margins, zeros_disclosive)
     values, layout = _table_array(table, margins)
@@ -348,6 +355,14 @@ def apply_suppression(
 
     ``suppressed`` is a boolean table labelled like the table (Totals may be included);
     cells it does not name stay published.
+
+    ``min_cell``: the smallest count that may be published; ``margins``: the table has Totals;
+    ``zeros_disclosive``: zero cells count as small.
+
+    Example::
+
+        protected = apply_suppression(counts, counts < 5, min_cell=5)
+        attack(protected)
     """
     settings = DisclosureSettings(min_cell, None, margins, zeros_disclosive)
     values, layout = _table_array(table, margins)
@@ -374,6 +389,12 @@ def attack(protected: ProtectedTable, exact: bool = True, networks: bool = True)
     Bounds of one- and two-dimensional tables are found as maximum flows, which give the
     linear programmes' bounds many times faster; ``networks=False`` solves the programmes
     themselves (the reference path, for tests and the benchmark).
+
+    ``protected``: the table as published (:class:`ProtectedTable`).
+
+    Example::
+
+        bool(attack(protect_table(counts, min_cell=5))['safe'].all())
     """
     values = protected._values
     relations = relation_matrix(values.shape) if protected.margins else sparse.csr_matrix((0, values.size))
@@ -398,6 +419,12 @@ def published_shares(protected: ProtectedTable, of: str = "total") -> pd.Series 
     row's Total (``"rows"``) or of each column's Total (``"columns"``, 2-D tables).
 
     A share is missing where its cell or its Total is not published. Needs ``margins``.
+
+    ``protected``: the protected table (:func:`protect_table`).
+
+    Example::
+
+        published_shares(protect_table(counts), of="rows")
     """
     if not protected.margins:
         raise DisclosureError("shares need published Totals: protect the table with margins=True")
@@ -419,7 +446,14 @@ def published_shares(protected: ProtectedTable, of: str = "total") -> pd.Series 
 
 def published_rates(protected: ProtectedTable, population, per: float = 100_000) -> pd.Series | pd.DataFrame:
     """Rates per ``per`` of a population (a number, or a table labelled like the published
-    table, e.g. residents per region) from published cells only; missing where hidden."""
+    table, e.g. residents per region) from published cells only; missing where hidden.
+
+    ``protected``: the protected table (:func:`protect_table`).
+
+    Example::
+
+        published_rates(protect_table(by_region), residents_by_region, per=100_000)
+    """
     shown = protected.published.astype("Float64")
     if isinstance(population, (pd.Series, pd.DataFrame)):
         population = population.reindex_like(shown).astype("Float64")

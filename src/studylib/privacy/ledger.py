@@ -116,7 +116,14 @@ def record(folder: str | os.PathLike, entry: LedgerEntry) -> None:
 
 
 def read_ledger(folder: str | os.PathLike) -> list[LedgerEntry]:
-    """Every entry of a report's ledger folder, in the order they were recorded."""
+    """Every entry of a report's ledger folder, in the order they were recorded.
+
+    ``folder``: the ledger folder a report kernel wrote (``STUDYLIB_LEDGER``).
+
+    Example::
+
+        entries = read_ledger(os.environ["STUDYLIB_LEDGER"])
+    """
     import pyarrow.parquet as pq
 
     folder = Path(folder)

@@ -62,7 +62,14 @@ def marker_attribute(marker: dict[str, Any]) -> str:
 
 
 def parse_marker(value: str | dict) -> dict[str, Any]:
-    """A marker read from an attribute value (already unescaped) or metadata; MarkerError if invalid."""
+    """A marker read from an attribute value (already unescaped) or metadata; MarkerError if invalid.
+
+    ``value``: the marker as text (an attribute value) or as a dict (notebook metadata).
+
+    Example::
+
+        parse_marker(output['metadata'][MARKER_METADATA_KEY])
+    """
     if isinstance(value, str):
         try:
             value = json.loads(value)

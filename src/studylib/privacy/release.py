@@ -659,6 +659,11 @@ def attack_release(release: Release, exact: bool = False) -> pd.DataFrame:
     difference outside the sensitive range is not bounded at all (its bounds are its count);
     an unsafe target always gets exact bounds. The true counts are in the result: it is for
     the data owner, never for a report.
+
+    Example::
+
+        verdict = attack_release(release)
+        bool(verdict['safe'].all())
     """
     return _frame(release, _attack(release, exact))
 
@@ -695,6 +700,11 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
     the table that shows fewest cells, Totals last; a table changed gets its own secondary
     suppression again (it stays safe alone; cells hidden for the release are never given
     back). A target that only frozen tables expose is refused, naming the tables and cell.
+
+    Example::
+
+        plan = protect_release(release)
+        plan.hidden, plan.refused
     """
     frozen = dict(frozen or {})
     ids = [table.id for table in release.tables]

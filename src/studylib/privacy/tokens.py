@@ -47,7 +47,14 @@ class KeyFileWarning(UserWarning):
 
 
 def new_key(path: str | os.PathLike, demo: bool = False) -> Path:
-    """Write a new random key to ``path`` (mode 600). Refuses to overwrite an existing file."""
+    """Write a new random key to ``path`` (mode 600). Refuses to overwrite an existing file.
+
+    ``path``: the new key file; ``demo``: mark the key as one for synthetic data only.
+
+    Example::
+
+        new_key("keys/centre.key")
+    """
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path}: a file is already there; a key is never overwritten (choose another path)")
@@ -63,7 +70,14 @@ def new_key(path: str | os.PathLike, demo: bool = False) -> Path:
 
 
 def read_key(path: str | os.PathLike) -> bytes:
-    """Read a key file: hex text (comment lines start with ``#``) or raw bytes; at least 32 bytes."""
+    """Read a key file: hex text (comment lines start with ``#``) or raw bytes; at least 32 bytes.
+
+    ``path``: the key file (mode 600).
+
+    Example::
+
+        key = read_key("keys/centre.key")
+    """
     path = Path(path)
     if not path.exists():
         raise KeyFileError(f"{path}: key file not found; make one with `studylib key new {path}`")
@@ -154,7 +168,15 @@ def keyed_token(values: pd.Series, key: bytes, purpose: str, length: int = 64) -
 
 
 def person_token(keys: pd.Series, key: bytes) -> pd.Series:
-    """Person tokens: HMAC-SHA256 (64 hex digits) of each linkage key, e.g. ``cpr:0101901234``."""
+    """Person tokens: HMAC-SHA256 (64 hex digits) of each linkage key, e.g. ``cpr:0101901234``.
+
+    ``keys``: linkage keys (``cpr:...``, ``passport:...``), one per record; ``key``: the
+    secret key's bytes (:func:`read_key`).
+
+    Example::
+
+        person_token(pd.Series(["cpr:0101901234"]), read_key("secret.key"))
+    """
     return keyed_token(keys, key, purpose="person")
 
 

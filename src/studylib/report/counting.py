@@ -71,6 +71,13 @@ def count_persons(
 
     ``where``: a boolean Series (aligned on the frame) or a ``DataFrame.query`` text that
     selects the persons counted. ``order``: per column the categories in the order wanted.
+
+    ``keep_empty``: keep categories of the vocabulary with no person; ``merge``: category merges
+    allowed (column -> rule); ``min_cell``: the minimum cell the merges aim at.
+
+    Example::
+
+        count_persons(cases, ["sector", "sex"], where="first_contact_year >= 2020", min_cell=5)
     """
     frame = _checked(persons, by)
     if where is not None:

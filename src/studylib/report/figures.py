@@ -108,6 +108,13 @@ def safe_figure(
     ``data`` is a frame with one row per person, or a :class:`~studylib.report.SafeTable`
     whose published cells are drawn (no second table is recorded).
 
+    ``where``: a boolean Series or query text selecting the persons counted; ``title``,
+    ``xlabel``: the figure's title and axis label; ``shares``: draw percentages of ``"total"``,
+    ``"rows"`` or ``"columns"`` instead of counts; ``keep_empty``: keep categories with no person;
+    ``order``: per column the categories in the order wanted; ``merge``: category merges allowed;
+    ``sources``: source notes under the figure; ``settings``: disclosure settings other than the
+    study's (:func:`current_settings`).
+
     Example::
 
         safe_figure(cases, rows="age_band", kind="bar", caption="Persons by age", ylabel="persons")

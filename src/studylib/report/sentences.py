@@ -96,7 +96,14 @@ class Estimate:
 
 def estimate(value: float, round_to: int = 100) -> Estimate:
     """An estimate from a model (an extent estimate, an interval's end), rounded to ``round_to``
-    (at least 10): a figure the data do not count, said as roughly as it is known."""
+    (at least 10): a figure the data do not count, said as roughly as it is known.
+
+    ``value``: the model's figure; ``round_to``: the rounding (at least 10).
+
+    Example::
+
+        sentence("About {n} persons were never registered.", n=estimate(result.total - result.observed))
+    """
     if int(round_to) < 10:
         raise DisclosureError("an estimate in a sentence is rounded to 10 or more (round_to=10, 100, ...)")
     return Estimate(float(value) if value is not None else float("nan"), int(round_to))
@@ -113,7 +120,14 @@ class Name:
 
 
 def name(value: str) -> Name:
-    """A name with digits (``ILO 2009``, ``2026.1``, ``F13``) for a sentence; never a count."""
+    """A name with digits (``ILO 2009``, ``2026.1``, ``F13``) for a sentence; never a count.
+
+    ``value``: the name.
+
+    Example::
+
+        sentence("Indicators of the {catalogue} catalogue.", catalogue=name("ILO 2009"))
+    """
     if not isinstance(value, str):
         raise DisclosureError(f"name() takes a text, not {type(value).__name__}: a number goes in as a published value")
     return Name(value)
@@ -131,7 +145,12 @@ class Years:
 
 
 def share(part: PublishedValue, whole: PublishedValue, decimals: int | None = None) -> Share:
-    """``part`` as a percentage of ``whole``, both published cells (whole percent unless ``decimals``)."""
+    """``part`` as a percentage of ``whole``, both published cells (whole percent unless ``decimals``).
+
+    Example::
+
+        sentence("{p} of them were women.", p=share(by_sex.value("female"), by_sex.value("Total")))
+    """
     for value in (part, whole):
         if not isinstance(value, PublishedValue):
             raise DisclosureError("share() takes published values (table.value(...)), not numbers")
@@ -139,12 +158,26 @@ def share(part: PublishedValue, whole: PublishedValue, decimals: int | None = No
 
 
 def year(value: int) -> Years:
-    """A year, said as a year."""
+    """A year, said as a year.
+
+    ``value``: the year.
+
+    Example::
+
+        sentence("The catalogue changed in {y}.", y=year(2013))
+    """
     return Years(_year(value))
 
 
 def period(first: int, last: int | None = None) -> Years:
-    """A span of years (``2015–2024``)."""
+    """A span of years (``2015–2024``).
+
+    ``first``: the first year; ``last``: the last (default: only ``first``).
+
+    Example::
+
+        sentence("Persons first registered in {years}.", years=period(2015, 2024))
+    """
     return Years(_year(first), None if last is None else _year(last))
 
 
@@ -174,7 +207,16 @@ class SafeSentence:
 
 
 def sentence(text: str, **values) -> SafeSentence:
-    """A sentence whose placeholders are filled only with published values, shares, years and words."""
+    """A sentence whose placeholders are filled only with published values, shares, years and words.
+
+    ``text``: the sentence, with ``{placeholders}``; ``values``: a published value, share, year,
+    period, estimate or name for each placeholder.
+
+    Example::
+
+        table = safe_table(cases, rows="sector")
+        sentence("{n} persons worked as au pairs.", n=table.value("au_pair"))
+    """
     if _DIGIT.search(text):
         raise DisclosureError(
             f"the text of a sentence may hold no digits ({text[:60]!r}); put every number in as a published "

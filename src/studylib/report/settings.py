@@ -42,7 +42,14 @@ def settings_from_environment(environ=None) -> DisclosureSettings:
 
 
 def in_study_run(environ=None) -> bool:
-    """True in a kernel the runner started for a report (not in an interactive session)."""
+    """True in a kernel the runner started for a report (not in an interactive session).
+
+    ``environ``: the environment to look in (default: this process's).
+
+    Example::
+
+        data_dir = data_dir if in_study_run() else "my_test_dataset"
+    """
     environ = os.environ if environ is None else environ
     return bool(environ.get(REPORT_VARIABLE))
 
@@ -54,7 +61,12 @@ def report_key(environ=None) -> str:
 
 
 def current_settings() -> DisclosureSettings:
-    """The settings every safe table and figure uses unless given others."""
+    """The settings every safe table and figure uses unless given others.
+
+    Example::
+
+        current_settings().min_cell
+    """
     global _current
     if _current is None:
         _current = settings_from_environment()
@@ -67,6 +79,13 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
     ``rounding`` is ``None`` (or ``"none"``) for suppression, or the base ``3`` or ``5``;
     ``symbol`` what hidden cells show; ``merge`` the category merges allowed (column -> rule).
     In a study run the settings may only get stricter than the study's.
+
+    ``min_cell``: the smallest count shown; ``margins``: tables get Totals;
+    ``zeros_disclosive``: zero cells are hidden like small ones.
+
+    Example::
+
+        configure(min_cell=10, rounding=5, symbol="..")
     """
     base = current_settings()
     changes = {}

@@ -107,6 +107,8 @@ def safe_statistics(
     the dataset's persons (given as numbers; minimum cell applied, not recorded). ``formats``:
     per column a format string (``"{:,.0f}"``) or a function; other floats get ``decimals``.
 
+    ``note``: a note under the table; ``min_cell``: the minimum cell (default: the study's).
+
     Example::
 
         safe_statistics(fit, caption="Odds of identification", counts={"persons": cases}, by="sector")

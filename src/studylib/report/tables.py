@@ -271,6 +271,9 @@ def safe_table(
     ``order``: categories per column; ``merge``: merges allowed per column (default: the
     study's); ``settings``: stricter settings for this table only.
 
+    ``keep_empty``: keep categories with no person; ``value_label``: the heading of the count
+    column of a one-way table.
+
     Example::
 
         safe_table(cases, rows="sex", columns="decision", caption="Persons by sex and identification")

@@ -48,13 +48,15 @@ from studylib.runner.worker import LineWorker, WorkerGone, send, take_stdio
 
 SWITCH = "STUDYLIB_KERNEL_FORK"
 
-#: Imported before the first fork: what every report kernel needs.
+#: Imported before the first fork: what every report kernel needs. Not the inline backend
+#: (``matplotlib_inline.backend_inline``): on import it registers its figure formatters with the
+#: IPython shell, which the server does not have; imported in the kernel, it finds the kernel's
+#: (tests/test_kernel_outputs.py compares a forked kernel's outputs with a launched one's).
 PRELOAD = (
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "ipykernel.zmqshell",
     "IPython.core.interactiveshell",
-    "matplotlib_inline.backend_inline",
     "numpy",
     "pandas",
     "pyarrow.parquet",

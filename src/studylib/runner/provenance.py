@@ -37,6 +37,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def ledger_digest(folder: Path) -> str:
+    """One sha256 over a release ledger folder (every file's relative path and content), as the
+    manifest records it: pruning moves a ledger only while it is still the one its report published."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def canonical(value: Any) -> str:
     """Canonical JSON (sorted keys, no spaces) for hashing."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -12,6 +12,11 @@ they never enter ``reports/``. They go to the staff area, ``<state>/failed/<repo
 runner's private state folder beside the reports, mode 700), with ``failure.json``, which
 also records the audit of both files; the public index says "failed, see the staff index"
 and links none of them; ``<state>/failed/index.html`` (the staff index) does.
+
+A published report keeps its executed notebook and log too, in ``<state>/runs/<report>/``
+with ``run.json`` (the run, and the audit of both files): staff can see how the published
+version was made. Reports whose study is gone are marked on the index (``orphan``, see
+:mod:`studylib.runner.orphans`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from studylib.data.atomic import replace_folder
 MANIFEST = "manifest.json"
 FAILED = "failed"  # the staff area's folder (inside the runner's state folder)
 FAILURE = "failure.json"
+RUNS = "runs"  # the executed notebook and log of each published report (inside the state folder)
+RUN_RECORD = "run.json"
+RUN_FILES = ("notebook.ipynb", "run.log")
 STAFF_MODE = 0o700
 STAGING = ".staging"
 INDEX = "index.html"
@@ -110,6 +118,59 @@ def record_failure(stage: Path, state: Path, key: str) -> Path:
     return target
 
 
+def keep_run_files(stage: Path, state: Path) -> Path:
+    """Move the executed notebook and log out of ``stage`` into a new folder of ``<state>/runs``,
+    before ``stage`` is published; :func:`keep_run` puts it in place."""
+    staff_area(state)  # the state folder is made private (mode 700) before anything is kept in it
+    root = Path(state) / RUNS
+    root.mkdir(exist_ok=True, mode=STAFF_MODE)
+    (root / STAGING).mkdir(exist_ok=True, mode=STAFF_MODE)
+    folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root / STAGING))
+    for name in RUN_FILES:
+        if (stage / name).exists():
+            (stage / name).rename(folder / name)
+    return folder
+
+
+@contextmanager
+def kept_run(stage: Path, state: Path, key: str) -> Iterator[Path]:
+    """The executed notebook and log of a report being published, moved out of ``stage`` into the
+    staff area's ``runs/``: in place as ``<state>/runs/<key>`` when the block ends (after the report
+    was published), moved back into ``stage`` if it fails (the failure record keeps them then)."""
+    folder = keep_run_files(stage, state)
+    try:
+        yield folder
+    except BaseException:
+        for name in RUN_FILES:
+            if (folder / name).exists():
+                (folder / name).rename(stage / name)
+        raise
+    else:
+        try:
+            keep_run(folder, state, key)
+        except OSError:
+            pass  # the report is published; only the staff copy of its run is missing
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def keep_run(folder: Path, state: Path, key: str) -> Path:
+    """Swap a folder made by :func:`keep_run_files` into ``<state>/runs/<key>`` (the previous run's goes)."""
+    target = Path(state) / RUNS / key
+    target.parent.mkdir(parents=True, exist_ok=True, mode=STAFF_MODE)
+    replace_folder(folder, target)
+    shutil.rmtree(folder, ignore_errors=True)
+    return target
+
+
+def remove_stale_kept_runs(state: Path) -> None:
+    """Folders of :func:`keep_run_files` left by processes that no longer run."""
+    for folder in (Path(state) / RUNS / STAGING).glob("*"):
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -126,6 +187,8 @@ class ReportState:
     manifest: dict | None
     failure: dict | None
     failed_files: tuple[str, ...] = ()
+    kept_files: tuple[str, ...] = ()  # the published run's notebook and log in ``<state>/runs/<key>``
+    orphan: str | None = None  # why no study file makes this report any more (see runner.orphans)
 
     @property
     def failure_audit(self) -> str:
@@ -151,9 +214,11 @@ def report_state(reports: Path, key: str, title: str, state: Path | None = None)
     """The report's published manifest and its failure record in the staff area (``state``: default beside the reports)."""
     from studylib.runner.release import default_state
 
-    failed = Path(state or default_state(reports)) / FAILED / key
+    state = Path(state or default_state(reports))
+    failed, kept = state / FAILED / key, state / RUNS / key
     files = tuple(sorted(p.name for p in failed.iterdir())) if failed.is_dir() else ()
-    return ReportState(key, title, read_json(reports / key / MANIFEST), read_json(failed / FAILURE), files)
+    kept_files = tuple(sorted(p.name for p in kept.iterdir() if p.is_file())) if kept.is_dir() else ()
+    return ReportState(key, title, read_json(reports / key / MANIFEST), read_json(failed / FAILURE), files, kept_files)
 
 
 def _readable_time(iso: str | None) -> str:
@@ -179,6 +244,17 @@ def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str,
                 f"<td>{html.escape(state.failure_audit)}</td><td>{' · '.join(links) or '–'}</td></tr>"
             )
     body = "\n".join(rows) or '<tr><td colspan="4">No failed runs.</td></tr>'
+    kept = []
+    for study_id, title, reports in states:
+        for state in reports:
+            if not state.kept_files:
+                continue
+            key = html.escape(state.key)
+            links = [f'<a href="../{RUNS}/{key}/{name}">{label}</a>' for name, label in
+                     (("run.log", "log"), ("notebook.ipynb", "notebook"), (RUN_RECORD, "record")) if name in state.kept_files]
+            kept.append(f"<tr><td><strong>{html.escape(title)}</strong><br><code>{key}</code></td>"
+                        f"<td>{html.escape(_readable_time(state.last_success))}</td><td>{' · '.join(links)}</td></tr>")
+    kept_body = "\n".join(kept) or '<tr><td colspan="3">No published runs kept.</td></tr>'
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -204,6 +280,14 @@ tokens: never publish or forward them. The audit column says what the disclosure
 {body}
 </tbody>
 </table>
+<h2>Published runs</h2>
+<p>The executed notebook and log of each published report (its record holds their audit).</p>
+<table class="report-index">
+<thead><tr><th>Study</th><th>Published (UTC)</th><th>Files</th></tr></thead>
+<tbody>
+{kept_body}
+</tbody>
+</table>
 </main>
 </body>
 </html>
@@ -222,14 +306,16 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
                     links.append(f'<a href="{html.escape(state.key)}/{name}">{fmt.upper()}</a>')
             if state.manifest:
                 links.append(f'<a href="{html.escape(state.key)}/{MANIFEST}">manifest</a>')
-            reason = "the last run failed; see the staff index" if state.status == "failed" else ""
-            css_class = {"ok": "status-ok", "failed": "status-failed"}.get(state.status, "status-never")
+            status = "orphaned" if state.orphan else state.status
+            reason = (f"{state.orphan}; `studylib prune` removes it" if state.orphan else
+                      "the last run failed; see the staff index" if state.status == "failed" else "")
+            css_class = {"ok": "status-ok", "failed": "status-failed", "orphaned": "status-failed"}.get(status, "status-never")
             rows.append(
                 "<tr>"
                 f"<td><strong>{html.escape(title)}</strong><br><code>{html.escape(study_id)}</code>"
                 + (f" · {html.escape(sub)}" if sub else "")
                 + "</td>"
-                f'<td class="{css_class}">{html.escape(state.status)}'
+                f'<td class="{css_class}">{html.escape(status)}'
                 + (f'<br><span class="note">{html.escape(reason[:300])}</span>' if reason else "")
                 + "</td>"
                 f"<td>{html.escape(_readable_time(state.last_success))}</td>"
