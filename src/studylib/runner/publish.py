@@ -255,26 +255,7 @@ def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str,
             kept.append(f"<tr><td><strong>{html.escape(title)}</strong><br><code>{key}</code></td>"
                         f"<td>{html.escape(_readable_time(state.last_success))}</td><td>{' · '.join(links)}</td></tr>")
     kept_body = "\n".join(kept) or '<tr><td colspan="3">No published runs kept.</td></tr>'
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>studylib failed runs (staff only)</title>
-<style>
-{css}
-</style>
-</head>
-<body class="studylib-report">
-<header class="report-head">
-<p class="report-kicker">studylib · staff only</p>
-<h1 class="report-title">Failed runs</h1>
-<p class="report-subtitle">Executed notebooks and logs of failed runs. They may hold raw small tables and
-tokens: never publish or forward them. The audit column says what the disclosure audit found in them.</p>
-<dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(_readable_time(generated))} UTC</dd></div></dl>
-</header>
-<main class="report-body">
-<table class="report-index">
+    main = f"""<table class="report-index">
 <thead><tr><th>Study</th><th>Failed (UTC)</th><th>Audit of its files</th><th>Files</th></tr></thead>
 <tbody>
 {body}
@@ -287,11 +268,11 @@ tokens: never publish or forward them. The audit column says what the disclosure
 <tbody>
 {kept_body}
 </tbody>
-</table>
-</main>
-</body>
-</html>
-"""
+</table>"""
+    return _index_page("studylib failed runs (staff only)", "studylib · staff only", "Failed runs",
+                       "Executed notebooks and logs of failed runs. They may hold raw small tables and\n"
+                       "tokens: never publish or forward them. The audit column says what the disclosure audit found in them.",
+                       main, css, generated)
 
 
 def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
@@ -323,31 +304,38 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
                 "</tr>"
             )
     body = "\n".join(rows) or '<tr><td colspan="4">No studies yet.</td></tr>'
+    main = f"""<table class="report-index">
+<thead><tr><th>Study</th><th>Status</th><th>Last success (UTC)</th><th>Files</th></tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>"""
+    return _index_page("studylib reports", "studylib", "Reports", "Every study, its last run and its published reports.",
+                       main, css, generated)
+
+
+def _index_page(title: str, kicker: str, heading: str, subtitle: str, main: str, css: str, generated: str) -> str:
+    """The frame both index pages share: a self-contained page (no outside resources) in the report style."""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
-<title>studylib reports</title>
+<title>{html.escape(title)}</title>
 <style>
 {css}
 </style>
 </head>
 <body class="studylib-report">
 <header class="report-head">
-<p class="report-kicker">studylib</p>
-<h1 class="report-title">Reports</h1>
-<p class="report-subtitle">Every study, its last run and its published reports.</p>
+<p class="report-kicker">{html.escape(kicker)}</p>
+<h1 class="report-title">{html.escape(heading)}</h1>
+<p class="report-subtitle">{html.escape(subtitle)}</p>
 <dl class="report-meta"><div><dt>Updated</dt><dd>{html.escape(_readable_time(generated))} UTC</dd></div></dl>
 </header>
 <main class="report-body">
-<table class="report-index">
-<thead><tr><th>Study</th><th>Status</th><th>Last success (UTC)</th><th>Files</th></tr></thead>
-<tbody>
-{body}
-</tbody>
-</table>
+{main}
 </main>
 </body>
 </html>
