@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from studylib.data import vocabularies
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.indicators import indicator_codes
 
 TARGET_SECONDS = 30.0

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.data import vocabularies
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.indicators import indicator_codes
 
 FIRST = {"female": ["Anne-Marie", "Søs", "Maria", "Jovelyn", "Blessing", "Ioana", "Ærø", "Åse", "Grace", "Mette", "Olga", "Nkechi",

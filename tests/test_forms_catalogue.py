@@ -12,7 +12,7 @@ import yaml
 from studylib.data import vocabularies as v
 from studylib.errors import ConfigError
 from studylib.forms import catalogue_markdown, form_catalogue, load_catalogue
-from studylib.forms.catalogue import DEFAULT_PATH
+from studylib.data.form_catalogue import DEFAULT_PATH
 
 ROOT = Path(__file__).resolve().parents[1]
 

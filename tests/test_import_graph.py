@@ -44,7 +44,6 @@ MAY_IMPORT["cli"] = frozenset(MAY_IMPORT) - {"cli"}
 
 #: Edges the code still has and the intended graph has not (each must still exist: remove it here once fixed).
 DETOURS = {
-    ("data", "forms"): "data/cases.py reads the form catalogue (item 11: the catalogue moves beside the data contract)",
     ("runner", "demo"): "the runner ensures the demo dataset (item 11: the CLI ensures it once and hands the runner a resolver)",
 }
 

@@ -28,7 +28,7 @@ from studylib.data import read_dataset
 from studylib.data.cases import derive_cases
 from studylib.data.schemas import CASES
 from studylib.errors import StudylibError
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.forms.ingest import IngestError, event_ids, ingest, linkage_dir
 from studylib.privacy.denylist import deny_list_path
 from studylib.forms.linkage import normalise_names

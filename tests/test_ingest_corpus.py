@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 import raw_exports
 from studylib.cli import app
 from studylib.data import read_dataset
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.privacy.tokens import new_key
 
 CORPUS = Path(__file__).parent / "corpus" / "ingest" / "expectations.yaml"

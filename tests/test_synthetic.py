@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from studylib.cli import app
 from studylib.data import vocabularies as V
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.indicators import indicator_codes
 from studylib.paths import profiles_dir
 from studylib.synthetic import SynthOptions, generate, load_profiles

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from studylib.demo import load_dataset
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 
 dataset = load_dataset(data_dir)  # (re)creates the demo dataset the first time
 {name: len(getattr(dataset, name)) for name in ("persons", "events", "indicators", "cases")}

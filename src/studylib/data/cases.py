@@ -31,7 +31,7 @@ def case_rules() -> dict:
 
 
 def _contact_forms() -> tuple[str, ...]:
-    from studylib.forms.catalogue import form_catalogue  # the catalogue says which forms are contacts
+    from studylib.data.form_catalogue import form_catalogue  # the catalogue (beside the data contract) says which forms are contacts
 
     return form_catalogue().contact_forms
 

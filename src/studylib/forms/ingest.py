@@ -68,7 +68,7 @@ from studylib.data.cases import derive_cases, sort_positions
 from studylib.data.atomic import recover, replace_folder, write_file
 from studylib.data.dataset import META_FILE, read_dataset, read_meta, write_dataset
 from studylib.errors import Problem, StudylibError, ValidationError
-from studylib.forms.catalogue import FormCatalogue, form_catalogue
+from studylib.data.form_catalogue import FormCatalogue, form_catalogue
 from studylib.forms.linkage import link, linkage_rules, person_attributes, record_keys
 from studylib.forms.reading import ExportError, discover_exports, escape_formula_text, escape_formulas, ingest_rules, read_export
 from studylib.forms.validation import (

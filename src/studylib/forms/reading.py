@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 
 from studylib.config import read_yaml
 from studylib.errors import Problem, StudylibError
-from studylib.forms.catalogue import FormCatalogue
+from studylib.data.form_catalogue import FormCatalogue
 
 RULES_PATH = files("studylib.forms") / "validation_rules.yaml"
 

@@ -1,6 +1,6 @@
 """Validation of raw form exports against the form catalogue (and ``validation_rules.yaml``).
 
-What a form holds is declared in ``catalogue.yaml``; the rules across fields and files in
+What a form holds is declared in ``studylib/data/form_catalogue.yaml``; the rules across fields and files in
 ``validation_rules.yaml``. This module checks a :class:`~studylib.forms.reading.RawTable`
 column by column (each check runs once per distinct value, vectorised), collects every
 problem (file, row, column, value, rule) instead of stopping at the first, and splits the
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from studylib.errors import Problem
-from studylib.forms.catalogue import FormCatalogue, FormField, form_catalogue
+from studylib.data.form_catalogue import FormCatalogue, FormField, form_catalogue
 from studylib.forms.reading import (
     NOT_TEXT,
     ExportError,

@@ -24,7 +24,7 @@ import pandas as pd
 from studylib.config import read_yaml
 from studylib.data import vocabularies as V
 from studylib.errors import ConfigError
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.synthetic.nationalities import eu_mask
 from studylib.synthetic.population import DK, EPOCH, draw
 from studylib.synthetic.profiles import ProfileSet

@@ -35,7 +35,7 @@ from studylib import __version__
 from studylib.data import vocabularies as V
 from studylib.data.atomic import replace_folder
 from studylib.errors import ConfigError
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 from studylib.synthetic import capture, events, messy, pii, population
 from studylib.synthetic.export import spell, write_csv, write_xlsx
 from studylib.synthetic.profiles import ProfileSet, load_profiles, parse_years, select_sectors

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticVa
 from studylib.config import read_yaml
 from studylib.data import vocabularies
 from studylib.errors import ConfigError
-from studylib.forms.catalogue import form_catalogue
+from studylib.data.form_catalogue import form_catalogue
 
 SCENARIO_FILE = "demo.yaml"
 SHARE_TOLERANCE = 1e-3

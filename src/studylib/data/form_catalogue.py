@@ -1,4 +1,4 @@
-"""The form catalogue: the 14 registration forms as data (``catalogue.yaml``), loaded and checked.
+"""The form catalogue: the 14 registration forms as data (``form_catalogue.yaml``), loaded and checked.
 
 The generator writes raw exports from it, ingest validates them against it, and the
 documentation (``studylib forms``) is printed from it. Code here only reads and checks the
@@ -24,7 +24,7 @@ FieldType = Literal["string", "code", "codes", "date", "integer", "decimal", "bo
 #: Vocabularies that are not in studylib.data.vocabularies but resolved elsewhere.
 EXTERNAL_VOCABULARIES = {"indicator"}  # codes of the indicator catalogue (studylib.indicators)
 
-DEFAULT_PATH = files("studylib.forms") / "catalogue.yaml"
+DEFAULT_PATH = files("studylib.data") / "form_catalogue.yaml"
 
 
 class _Strict(BaseModel):
