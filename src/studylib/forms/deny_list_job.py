@@ -39,6 +39,8 @@ from studylib.privacy.pseudonymiser import Pseudonymiser
 #: process while ingest reads, links and writes (the hashing is pure Python; the machine has a
 #: second core).
 IN_BACKGROUND = 50_000
+#: Values handed over to the second process at a time (fewer, larger batches: less joining).
+BATCH = 100_000
 
 
 class DenyListJob:
@@ -49,7 +51,7 @@ class DenyListJob:
         self.key = key
         self.previous = self.path if append and self.path.is_file() else None
         self.in_background = IN_BACKGROUND if in_background is None else in_background
-        self.handed = 0  # values handed over (at most the distinct values: an export's are distinct)
+        self.handed = self.waiting = 0  # values handed over, and not yet sent (an export's values are distinct)
         self.pending: tuple[list[pa.Array], list[pa.Array]] = ([], [])  # handed over, not yet hashed
         self.made = _Made()  # the list made so far in this process
         self.executor = self.future = None
@@ -63,13 +65,15 @@ class DenyListJob:
         """Hand over raw names and identifiers, and free-text notes (text arrays; missing values are skipped)."""
         self.pending[0].extend(names)
         self.pending[1].extend(notes)
-        self.handed += sum(len(a) for a in [*names, *notes])
+        count = sum(len(a) for a in [*names, *notes])
+        self.handed += count
+        self.waiting += count
         if self.executor is None and self.handed >= self.in_background:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        if self.executor is not None:
+        if self.executor is not None and (self.future is None or self.waiting >= BATCH):
             self._hand_over()
 
     def _hand_over(self) -> None:
@@ -77,6 +81,7 @@ class DenyListJob:
         if self.pending[0] or self.pending[1]:
             self.future = self.executor.submit(add_to_deny_list, *self.pending, self.key, str(self.tmp))
             self.pending = ([], [])
+            self.waiting = 0
 
     def add_tokens(self, *tokens: pd.Series) -> None:
         """Add the prefixes of the dataset's tokens (person ids, event ids): the list is then complete."""

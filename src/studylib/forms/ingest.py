@@ -15,7 +15,7 @@ the two ends. What comes out:
 ``DATASET_DIR.denylist``
     keyed hashes of the raw names, CPR and passport numbers, phones and e-mails
     (:func:`studylib.privacy.denylist.make_deny_list`) for the output audit, also kept apart
-    from the dataset.
+    from the dataset; made while the exports are read (:mod:`studylib.forms.deny_list_job`).
 ``RAW_DIR/quarantine/<form>.rejected.csv``
     rejected rows with their problems. They hold personal data and stay in the raw area.
 
@@ -364,7 +364,7 @@ def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue
     """persons, events and indicators with person ids, sorted by their ids (and the links in event order)."""
     persons = person_attributes(combined.links, linkage)[["person_id", "sex", "birth_year", "nationality"]]
     events = combined.events
-    events["person_id"] = linkage.person_id.to_numpy()
+    events["person_id"] = linkage.person_id.array  # Arrow text, positional (no Python strings)
     events = events[list(event_columns(catalogue))]
     order = sort_positions(events, ["date", "event_id"])
     events = events.iloc[order].reset_index(drop=True)
@@ -374,7 +374,7 @@ def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue
     positions = combined.indicator_positions
     indicators = pd.DataFrame({
         "person_id": linkage.person_ids.array.take(linkage.person_code[positions]),
-        "indicator": combined.indicator_codes.to_numpy(),
+        "indicator": combined.indicator_codes.array,
         "event_id": events["event_id"].array.take(rank[positions]),
     }).astype("str").drop_duplicates()
     indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
@@ -564,7 +564,7 @@ def _records(run: _Run, catalogue: FormCatalogue, key: Pseudonymiser) -> _Record
     event_id = event_ids(person["form"], person["record_id"], key)
     if event_id.duplicated().any():  # 80-bit tokens: astronomically unlikely, but never silent
         raise IngestError("two records got the same event id; report this (it means a token collision)")
-    records.events["event_id"] = event_id.to_numpy()
+    records.events["event_id"] = event_id.array
     born = person["birth_date"].fillna(person[CPR_BIRTH_DATE])
     person["age"] = whole_years(born, person["date"]).to_numpy()
     return records
