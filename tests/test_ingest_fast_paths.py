@@ -107,3 +107,17 @@ def test_a_deny_list_made_in_batches_is_the_deny_list_of_all_values_at_once(tmp_
     whole = whole.union(make_token_list(TOKENS.dropna().tolist(), KEY))
     assert made == whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds.denylist"]  # the temporary file went into place
+
+
+def test_a_batch_that_fails_in_the_second_process_fails_the_deny_list(tmp_path):
+    """No batch is left out silently: the list is not put in place, and nothing is left behind."""
+    job = DenyListJob(Pseudonymiser(KEY), tmp_path / "ds", append=False, in_background=1)
+    try:
+        job.add([pa.array([b"\xff not text"], type=pa.binary())])  # the first batch goes to the worker at once
+        job.add([pa.array(["Maria Okafor"])])
+        job.add_tokens(TOKENS)
+        with pytest.raises(pa.ArrowInvalid):
+            job.finish()
+    finally:
+        job.cancel()
+    assert list(tmp_path.iterdir()) == []

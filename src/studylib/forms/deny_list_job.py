@@ -54,7 +54,8 @@ class DenyListJob:
         self.handed = self.waiting = 0  # values handed over, and not yet sent (an export's values are distinct)
         self.pending: tuple[list[pa.Array], list[pa.Array]] = ([], [])  # handed over, not yet hashed
         self.made = _Made()  # the list made so far in this process
-        self.executor = self.future = None
+        self.executor = None
+        self.futures: list = []  # every batch sent: a failed one fails the list, none is left out silently
         self.tmp = None
         Path(dataset_dir).parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
@@ -73,13 +74,13 @@ class DenyListJob:
             from concurrent.futures import ProcessPoolExecutor
 
             self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        if self.executor is not None and (self.future is None or self.waiting >= BATCH):
+        if self.executor is not None and (not self.futures or self.waiting >= BATCH):
             self._hand_over()
 
     def _hand_over(self) -> None:
         """Send the values not yet hashed to the worker (it hashes the batches in the order sent)."""
         if self.pending[0] or self.pending[1]:
-            self.future = self.executor.submit(add_to_deny_list, *self.pending, self.key, str(self.tmp))
+            self.futures.append(self.executor.submit(add_to_deny_list, *self.pending, self.key, str(self.tmp)))
             self.pending = ([], [])
             self.waiting = 0
 
@@ -88,15 +89,15 @@ class DenyListJob:
         values = [t for column in tokens for t in column.dropna().tolist()]
         if self.executor is not None:  # after the names, in the same worker
             self._hand_over()
-            self.future = self.executor.submit(write_deny_list, values, self.key, str(self.tmp), self.previous)
+            self.futures.append(self.executor.submit(write_deny_list, values, self.key, str(self.tmp), self.previous))
         else:
             self.made.add(*self.pending, self.key)
             self.pending = ([], [])
             write_deny_list(values, self.key, str(self.tmp), self.previous, made=self.made)
 
     def wait(self) -> None:
-        if self.future is not None:
-            self.future.result()
+        for future in self.futures:
+            future.result()
 
     def finish(self) -> Path:
         self.wait()
