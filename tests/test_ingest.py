@@ -210,12 +210,12 @@ def test_the_deny_list_lies_beside_the_dataset_and_knows_the_names(ingested, mes
 
 
 def test_a_large_deny_list_is_made_in_a_second_process_with_the_same_result(tmp_path, monkeypatch):
-    import studylib.forms.ingest as ingest_module
+    import studylib.forms.deny_list_job as deny_list_job
 
     raw = tmp_path / "raw"
     raw_exports.write_raw_exports(raw, n_persons=30)
     inline = ingest(raw, tmp_path / "inline", KEY)
-    monkeypatch.setattr(ingest_module, "DENY_LIST_IN_BACKGROUND", 1)
+    monkeypatch.setattr(deny_list_job, "IN_BACKGROUND", 1)
     background = ingest(raw, tmp_path / "background", KEY)
     assert DenyList.read(background.deny_list).digests == DenyList.read(inline.deny_list).digests
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left

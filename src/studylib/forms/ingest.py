@@ -15,7 +15,7 @@ the two ends. What comes out:
 ``DATASET_DIR.denylist``
     keyed hashes of the raw names, CPR and passport numbers, phones and e-mails
     (:func:`studylib.privacy.denylist.make_deny_list`) for the output audit, also kept apart
-    from the dataset.
+    from the dataset; made while the exports are read (:mod:`studylib.forms.deny_list_job`).
 ``RAW_DIR/quarantine/<form>.rejected.csv``
     rejected rows with their problems. They hold personal data and stay in the raw area.
 
@@ -69,6 +69,7 @@ from studylib.data.atomic import recover, replace_folder, write_file
 from studylib.data.dataset import META_FILE, read_dataset, read_meta, write_dataset
 from studylib.errors import Problem, StudylibError, ValidationError
 from studylib.data.form_catalogue import FormCatalogue, form_catalogue
+from studylib.forms.deny_list_job import DenyListJob
 from studylib.forms.linkage import link, linkage_rules, person_attributes, record_keys
 from studylib.forms.reading import ExportError, discover_exports, escape_formula_text, escape_formulas, ingest_rules, read_export
 from studylib.forms.validation import (
@@ -80,7 +81,7 @@ from studylib.forms.validation import (
     validate_export,
     whole_years,
 )
-from studylib.privacy.denylist import DenyList, deny_list_path
+from studylib.privacy.denylist import deny_list_path
 from studylib.privacy.pseudonymiser import (
     EVENT_TOKEN_HEX,
     SYNTHETIC_MARKER,
@@ -209,8 +210,6 @@ class _Run:
     warnings: list[Problem] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)
-    identifiers: set = field(default_factory=set)  # distinct raw names and identifiers (for the deny list)
-    notes: set = field(default_factory=set)  # distinct raw free-text notes (their word sequences go on the deny list)
     duplicates: pd.DataFrame | None = None  # exact duplicate records dropped (problems)
 
 
@@ -282,25 +281,24 @@ def _ingest(raw_dirs: list[Path], dataset_dir: Path, tokens: Pseudonymiser, stri
             catalogue: FormCatalogue, step: Progress) -> IngestResult:
     previous = _previous_state(dataset_dir, tokens) if append else None
 
-    run = _read_all(raw_dirs, catalogue, strict, step, latest)
-    if run.file_problems:
-        _write_quarantine(run)
-        raise ValidationError(run.file_problems, summary="ingest stopped, nothing was written: export file(s) cannot be used")
-    if not run.exports:
-        raise IngestError(f"no form exports (files named like F01_outreach.csv) in {', '.join(map(str, raw_dirs))}")
-
-    step("linking", 0, 1)
-    new = _records(run, catalogue, tokens)
-    quarantined = _write_quarantine(run)
-    deny = _DenyListJob(run.identifiers, run.notes, tokens, dataset_dir, append=previous is not None)
-    run.identifiers, run.notes = set(), set()
+    deny = DenyListJob(tokens, dataset_dir, append=previous is not None)  # hashes the names while the exports are read
     try:
+        run = _read_all(raw_dirs, catalogue, strict, step, latest, deny)
+        if run.file_problems:
+            _write_quarantine(run)
+            raise ValidationError(run.file_problems, summary="ingest stopped, nothing was written: export file(s) cannot be used")
+        if not run.exports:
+            raise IngestError(f"no form exports (files named like F01_outreach.csv) in {', '.join(map(str, raw_dirs))}")
+
+        step("linking", 0, 1)
+        new = _records(run, catalogue, tokens)
+        quarantined = _write_quarantine(run)
         return _finish(run, new, previous, deny, quarantined, dataset_dir, raw_dirs, tokens, catalogue, strict, step)
     finally:
         deny.cancel()
 
 
-def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob", quarantined: list[Path], dataset_dir: Path,
+def _finish(run: _Run, new: _Records, previous: dict | None, deny: DenyListJob, quarantined: list[Path], dataset_dir: Path,
             raw_dirs: list[Path], key: Pseudonymiser, catalogue: FormCatalogue, strict: bool, step: Progress) -> IngestResult:
     """Link, pseudonymise, derive the cases and write: the part after the exports are read."""
     if strict and len(new.duplicates):
@@ -320,6 +318,7 @@ def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob
 
     step("pseudonymising", 0, 1)
     tables, links = _pseudonymised_tables(combined, linkage, catalogue)
+    deny.add_tokens(tables["persons"]["person_id"], tables["events"]["event_id"])  # hashed while the cases are derived
     step("pseudonymising", 1, 1)
     step("deriving cases", 0, 1)
     tables["cases"] = derive_cases(tables["persons"], tables["events"], tables["indicators"], event_ages=links["age"])
@@ -327,7 +326,6 @@ def _finish(run: _Run, new: _Records, previous: dict | None, deny: "_DenyListJob
 
     report = _report(run, added, already, linkage, tables, catalogue, quarantined, raw_dirs, previous is not None)
     step("writing", 0, 1)
-    deny.add_tokens(tables["persons"]["person_id"], tables["events"]["event_id"])
     made = {"key_fingerprint": key.fingerprint, "demo_key": key.demo, "synthetic": is_synthetic_source(raw_dirs)}
     result = _write_outputs(dataset_dir, tables, links, report, key, catalogue, deny, made)
     result.quarantine_files = quarantined
@@ -366,7 +364,7 @@ def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue
     """persons, events and indicators with person ids, sorted by their ids (and the links in event order)."""
     persons = person_attributes(combined.links, linkage)[["person_id", "sex", "birth_year", "nationality"]]
     events = combined.events
-    events["person_id"] = linkage.person_id.to_numpy()
+    events["person_id"] = linkage.person_id.array  # Arrow text, positional (no Python strings)
     events = events[list(event_columns(catalogue))]
     order = sort_positions(events, ["date", "event_id"])
     events = events.iloc[order].reset_index(drop=True)
@@ -376,7 +374,7 @@ def _pseudonymised_tables(combined: _Combined, linkage, catalogue: FormCatalogue
     positions = combined.indicator_positions
     indicators = pd.DataFrame({
         "person_id": linkage.person_ids.array.take(linkage.person_code[positions]),
-        "indicator": combined.indicator_codes.to_numpy(),
+        "indicator": combined.indicator_codes.array,
         "event_id": events["event_id"].array.take(rank[positions]),
     }).astype("str").drop_duplicates()
     indicators = indicators.iloc[sort_positions(indicators, ["person_id", "event_id", "indicator"])].reset_index(drop=True)
@@ -476,7 +474,8 @@ def remove_stale_temporaries(dataset_dir: Path, raw_dirs: Iterable[Path]) -> lis
     return found
 
 
-def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step: Progress, latest: pd.Timestamp) -> _Run:
+def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step: Progress, latest: pd.Timestamp,
+              deny: DenyListJob) -> _Run:
     run = _Run()
     found = [discover_exports(d, catalogue) for d in raw_dirs]
     for d in found:
@@ -496,6 +495,7 @@ def _read_all(raw_dirs: list[Path], catalogue: FormCatalogue, strict: bool, step
                 raise ValidationError([err.problem], summary="--strict: stopped at the first problem") from None
             continue
         del raw
+        _hand_over_identifiers(deny, validated.values, catalogue, export.form)
         run.exports.append((raw_dir, validated))
         run.warnings += validated.warnings
         run.files.append({"folder": raw_dir.name, "file": export.name, "form": export.form,
@@ -530,7 +530,6 @@ def _records(run: _Run, catalogue: FormCatalogue, key: Pseudonymiser) -> _Record
         persons.append(person)
         events.append(_conform(values.assign(form=v.form), columns))
         indicators.append(_indicators(values, catalogue, start))
-        _collect_identifiers(run, values, catalogue, v.form)
         start += n
         v.values = values.iloc[0:0]  # the typed values are not needed again
     person = pd.concat(persons, ignore_index=True)
@@ -565,7 +564,7 @@ def _records(run: _Run, catalogue: FormCatalogue, key: Pseudonymiser) -> _Record
     event_id = event_ids(person["form"], person["record_id"], key)
     if event_id.duplicated().any():  # 80-bit tokens: astronomically unlikely, but never silent
         raise IngestError("two records got the same event id; report this (it means a token collision)")
-    records.events["event_id"] = event_id.to_numpy()
+    records.events["event_id"] = event_id.array
     born = person["birth_date"].fillna(person[CPR_BIRTH_DATE])
     person["age"] = whole_years(born, person["date"]).to_numpy()
     return records
@@ -582,16 +581,19 @@ def _keep(records: _Records, keep: np.ndarray) -> _Records:
                     indicators=ind.reset_index(drop=True), duplicates=records.duplicates)
 
 
-def _collect_identifiers(run: _Run, values: pd.DataFrame, catalogue: FormCatalogue, form: str) -> None:
-    """Distinct raw names ("first last") and the values of the form's deny-list fields (catalogue: CPR and
-    passport numbers, phones, e-mails) for the deny list."""
-    names = (values["first_name"].fillna("") + " " + values["last_name"].fillna("")).str.strip()
+def _hand_over_identifiers(deny: DenyListJob, values: pd.DataFrame, catalogue: FormCatalogue, form: str) -> None:
+    """Distinct raw names ("first last"), the values of the form's deny-list fields (catalogue: CPR and
+    passport numbers, phones, e-mails) and free-text notes of one export's accepted rows, for the deny list."""
+    pairs = values[["first_name", "last_name"]].drop_duplicates()
+    names = (pairs["first_name"].fillna("") + " " + pairs["last_name"].fillna("")).str.strip()
     found = [names[names != ""]] + [values[f] for f in catalogue.deny_list_fields(form) if f in values.columns]
-    for column in found:
-        run.identifiers.update(column.dropna().unique().tolist())
-    for name in catalogue.free_text_fields(form):
-        if name in values.columns:
-            run.notes.update(values[name].dropna().unique().tolist())
+    notes = [values[name] for name in catalogue.free_text_fields(form) if name in values.columns]
+    deny.add([_distinct_text(c) for c in found], [_distinct_text(c) for c in notes])
+
+
+def _distinct_text(column: pd.Series) -> pa.Array:
+    """The distinct present values of a text column, as an Arrow array."""
+    return pa.array(column.dropna().unique(), type=pa.large_string())
 
 
 def _quarantine_rows(run: _Run, rows: pd.DataFrame, problems: pd.DataFrame) -> None:
@@ -719,7 +721,7 @@ def _write_quarantine(run: _Run) -> list[Path]:
 
 
 def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report: dict, key: Pseudonymiser, catalogue: FormCatalogue,
-                   deny: "_DenyListJob", made: dict) -> IngestResult:
+                   deny: DenyListJob, made: dict) -> IngestResult:
     made_by = {"tool": "studylib ingest", "studylib_version": __version__, "catalogue_version": catalogue.version,
                "linkage_rules_version": linkage_rules()["version"], "validation_rules_version": ingest_rules()["version"], **made}
     dataset_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -755,94 +757,6 @@ def _write_outputs(dataset_dir: Path, tables: dict, links: pd.DataFrame, report:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
     return IngestResult(dataset_dir=dataset_dir, report=report, deny_list=deny_list)
-
-
-#: From this many distinct identifiers on, the deny list is hashed in a second process while
-#: ingest links and writes (the hashing is pure Python; the machine has a second core).
-DENY_LIST_IN_BACKGROUND = 50_000
-
-
-class _DenyListJob:
-    """The deny list of an ingest: keyed hashes of the raw names and identifiers, of the word
-    sequences of free-text notes and of the prefixes of the dataset's tokens, written beside
-    the dataset (never inside) for the output audit. An append adds to the earlier periods' list.
-
-    Large lists are made in a second process (spawned: the pseudonymiser goes through a pipe,
-    never a file) into a temporary file; :meth:`add_tokens` adds the tokens once they exist,
-    :meth:`wait` waits for it, :meth:`finish` puts it in place, :meth:`cancel` removes it."""
-
-    def __init__(self, identifiers: set, notes: set, key: Pseudonymiser, dataset_dir: Path, append: bool):
-        self.path = deny_list_path(dataset_dir)
-        self.key = key
-        self.previous = self.path if append and self.path.is_file() else None
-        dataset_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.executor = self.future = None
-        self.tmp = None
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}-", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        try:
-            names, texts = sorted(identifiers), sorted(notes)
-            if len(names) + len(texts) >= DENY_LIST_IN_BACKGROUND:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-
-                self.executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-                self.future = self.executor.submit(write_deny_list, names, key, self.tmp, self.previous, texts)
-            else:
-                write_deny_list(names, key, self.tmp, self.previous, texts)
-        except BaseException:
-            self.cancel()
-            raise
-
-    def add_tokens(self, *tokens: pd.Series) -> None:
-        """Add the prefixes of the dataset's tokens (person ids, event ids) to the list."""
-        values = [t for column in tokens for t in column.dropna().tolist()]
-        if self.executor is not None:  # after the names, in the same worker
-            self.future = self.executor.submit(add_tokens_to_deny_list, values, self.key, self.tmp)
-        else:
-            add_tokens_to_deny_list(values, self.key, self.tmp)
-
-    def wait(self) -> None:
-        if self.future is not None:
-            self.future.result()
-
-    def finish(self) -> Path:
-        self.wait()
-        os.replace(self.tmp, self.path)
-        self.tmp = None
-        return self.path
-
-    def cancel(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            self.executor = None
-        if self.tmp is not None:
-            _MADE.pop(str(self.tmp), None)
-            self.tmp.unlink(missing_ok=True)
-
-
-#: Deny lists made in this process and not yet written, by temporary path (the worker of a
-#: _DenyListJob keeps the names' list here until the tokens are added).
-_MADE: dict[str, DenyList] = {}
-
-
-def write_deny_list(names: list[str], key: Pseudonymiser, path: Path, previous: Path | None = None, notes: list[str] = ()) -> Path:
-    """Make the deny list of ``names`` and ``notes`` (joined with the list at ``previous``) for ``path``;
-    it is written when the tokens are added (:func:`add_tokens_to_deny_list`)."""
-    deny = key.deny_list(names, notes)
-    if previous is not None:
-        deny = deny.union(DenyList.read(previous))
-    _MADE[str(path)] = deny
-    return path
-
-
-def add_tokens_to_deny_list(tokens: list[str], key: Pseudonymiser, path: Path) -> Path:
-    """Add the prefixes of ``tokens`` to the list made for ``path`` and write it there, owner-only."""
-    deny = _MADE.pop(str(path)).union(key.token_list(tokens))
-    deny.write(path)
-    os.chmod(path, 0o600)
-    return path
 
 
 # -- the report ---------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def record_keys(values: pd.DataFrame, record_ids: pd.Series, key: "Pseudonymiser
     # a record without any key is a person of its own: its id is the token of the record
     keyless = out[[key_column(k["name"]) for k in rules["keys"]]].isna().all(axis=1)
     record = tokens.person_tokens((RECORD_KEY + ":" + record_ids.astype("str")).where(keyless))
-    out.insert(len(rules["keys"]), key_column(RECORD_KEY), record.to_numpy())
+    out.insert(len(rules["keys"]), key_column(RECORD_KEY), record.array)
     return out
 
 
@@ -281,7 +281,7 @@ def person_attributes(records: pd.DataFrame, linkage: Linkage, rules: dict | Non
     rules = rules or linkage_rules()
     person = linkage.person_code
     n_persons = len(linkage.person_ids)
-    persons = pd.DataFrame({"person_id": linkage.person_ids.to_numpy()}).astype("str")
+    persons = pd.DataFrame({"person_id": linkage.person_ids.array}).astype("str")
     for attribute, spec in rules["attributes"].items():
         unknown = spec.get("unknown")
         value = records[attribute]

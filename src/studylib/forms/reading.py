@@ -47,7 +47,6 @@ DELIMITERS = (",", ";", "\t", "|")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: What a byte sequence that is not text in the file's encoding is read as.
 NOT_TEXT = "\ufffd"
-_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
 class ExportError(StudylibError):
@@ -277,12 +276,33 @@ def _decode(data: bytes, where: str) -> tuple[str, str, bool]:
         return data.decode(encoding), encoding, False
     except UnicodeDecodeError:
         pass
-    if _UTF8_MULTIBYTE.search(data):
+    if holds_utf8_sequences(data):
         return data.decode(encoding, errors="replace"), encoding, True
     try:
         return data.decode("cp1252"), "cp1252", False
     except UnicodeDecodeError:
         return data.decode("cp1252", errors="replace"), "cp1252", True
+
+
+def holds_utf8_sequences(data: bytes) -> bool:
+    """Whether ``data`` holds a UTF-8 sequence of a non-ASCII character (a lead byte C2..F4 followed
+    by its continuation bytes 80..BF: ``ø`` as C3 B8), found with numpy over the bytes at once."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    at = np.flatnonzero(b >= 0xC2)
+    if not len(at):
+        return False
+    padded = np.concatenate([b, np.zeros(3, dtype=np.uint8)])
+
+    def continues(k: int) -> np.ndarray:
+        follower = padded[at + k]
+        return (follower >= 0x80) & (follower <= 0xBF)
+
+    lead = b[at]
+    first = continues(1)
+    two = (lead <= 0xDF) & first
+    three = (lead >= 0xE0) & (lead <= 0xEF) & first & continues(2)
+    four = (lead >= 0xF0) & (lead <= 0xF4) & first & continues(2) & continues(3)
+    return bool((two | three | four).any())
 
 
 def _column_name(raw: str) -> str:

@@ -160,17 +160,29 @@ def cpr_birth_dates(cpr_digits: pd.Series) -> pd.Series:
     return on_distinct(cpr_digits, _birth_dates).rename(None)
 
 
-def _birth_dates(s: pd.Series) -> pd.Series:
-    table = ingest_rules()["cpr_century"]
-    yy = pd.to_numeric(s.str.slice(4, 6), errors="coerce")
-    first = s.str.slice(6, 7)
-    century = pd.Series(np.nan, index=s.index)
+def _century_table(table: dict) -> np.ndarray:
+    """Century by (first serial digit, two-digit year) from the ``cpr_century`` rules; -1 where none."""
+    century = np.full((10, 100), -1, dtype=np.int64)
     for digit, spans in table.items():
         for lo, hi, cent in spans:
-            century = century.mask((first == str(digit)) & (yy >= lo) & (yy <= hi), cent)
-    year = (century + yy).astype("Int64").astype("str")
-    text = s.str.slice(0, 2) + "-" + s.str.slice(2, 4) + "-" + year
-    return parse_dates(text.where(s.str.fullmatch(r"\d{10}", na=False) & century.notna()), ["%d-%m-%Y"])
+            century[int(digit), int(lo):int(hi) + 1] = cent
+    return century
+
+
+def _birth_dates(s: pd.Series) -> pd.Series:
+    """Birth dates of distinct CPR digit strings: day, month and year from the digits (numpy), the
+    century from the serial's first digit; NaT unless ten digits make a real date."""
+    ten = s.str.fullmatch(r"[0-9]{10}", na=False).to_numpy(dtype=bool)
+    out = np.full(len(s), np.datetime64("NaT"), dtype="datetime64[ns]")
+    if ten.any():
+        digits = np.frombuffer("".join(s[ten].tolist()).encode("ascii"), dtype=np.uint8).reshape(-1, 10).astype(np.int64) - 48
+        day, month, yy, first = digits[:, 0] * 10 + digits[:, 1], digits[:, 2] * 10 + digits[:, 3], digits[:, 4] * 10 + digits[:, 5], digits[:, 6]
+        century = _century_table(ingest_rules()["cpr_century"])[first, yy]
+        known = century >= 0
+        parts = pd.DataFrame({"year": np.where(known, century + yy, 2000), "month": month, "day": day})
+        dates = pd.to_datetime(parts, errors="coerce").to_numpy(dtype="datetime64[ns]")
+        out[ten] = np.where(known, dates, np.datetime64("NaT"))
+    return pd.Series(out, index=s.index)
 
 
 def whole_years(start: pd.Series, end: pd.Series) -> pd.Series:
@@ -338,14 +350,16 @@ def validate_export(raw: RawTable, form: str, catalogue: FormCatalogue | None = 
 
 
 def _check_cpr(values: pd.DataFrame, check: _Checker, rules: dict) -> None:
-    cpr = values["cpr"].str.replace("-", "", regex=False)
-    born = cpr_birth_dates(cpr)
-    check.fail(cpr.notna() & cpr.str.fullmatch(r"\d{10}", na=False) & born.isna(), "cpr",
-               "the CPR number's first six digits are not a real date", None, False)
+    """CPR numbers without their hyphen, and the birth date each tells; checked once per distinct number."""
+    codes, uniques = pd.factorize(values["cpr"], use_na_sentinel=True)
+    cpr = pd.Series(uniques, dtype="str").str.replace("-", "", regex=False)
+    born = _birth_dates(cpr)
     lo = rules["birth_date_range"]["min"]
-    check.fail(born.notna() & (born < pd.Timestamp(lo)), "cpr", f"the CPR number tells a birth date before {lo}", None, False)
-    values["cpr"] = cpr
-    values[CPR_BIRTH_DATE] = born
+    for mask, rule in ((cpr.str.fullmatch(r"\d{10}", na=False) & born.isna(), "the CPR number's first six digits are not a real date"),
+                       (born.notna() & (born < pd.Timestamp(lo)), f"the CPR number tells a birth date before {lo}")):
+        check.fail(np.append(mask.to_numpy(dtype=bool), False)[codes], "cpr", rule, None, False)
+    values["cpr"] = _spread(cpr, codes).array
+    values[CPR_BIRTH_DATE] = _spread(born, codes).array
 
 
 def _check_ages(values: pd.DataFrame, rules: dict, check: _Checker) -> None:
