@@ -12,6 +12,7 @@ report" and why, never a model of a handful of persons.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,9 @@ def time_to_decision(times: pd.DataFrame, *, min_persons: int = 20, min_decided:
     quantiles = {}
     for p in QUANTILES:
         estimate = float(fit.quantile(p))
-        low, high = fit.quantile_ci(p, alpha=alpha)
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # log(0) at a curve's end: no bound there
+            low, high = fit.quantile_ci(p, alpha=alpha)
         quantiles[p] = (estimate, _finite(low), _finite(high))
     share = {}
     for days in within:

@@ -100,7 +100,11 @@ def _fit(y: np.ndarray, X: np.ndarray, negative_binomial: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if negative_binomial:
-            return sm.NegativeBinomial(y, X, loglike_method="nb2").fit(disp=0, maxiter=200)
+            model = sm.NegativeBinomial(y, X, loglike_method="nb2")
+            fit = model.fit(disp=0, maxiter=200)
+            if not fit.mle_retvals.get("converged", True):
+                fit = model.fit(disp=0, maxiter=2000, method="bfgs")
+            return fit
         return sm.GLM(y, X, family=sm.families.Poisson()).fit()
 
 
