@@ -105,7 +105,7 @@ def test_pdf_pages_text_and_same_html_gives_same_bytes(project):
     root = project[0]
     for key in DEFAULT:
         reader = PdfReader(root / "reports" / key / "report.pdf")
-        assert 2 <= len(reader.pages) <= 8, f"{key}: {len(reader.pages)} pages"
+        assert 2 <= len(reader.pages) <= 16, f"{key}: {len(reader.pages)} pages"  # the sector study has ten sections
         text = "\n".join(page.extract_text() for page in reader.pages)
         assert "Contents" in text and "Methods" in text and "Provenance" in text and "Table 1" in text and "Figure 1" in text
         assert f"Page 1 of {len(reader.pages)}" in text
