@@ -87,11 +87,12 @@ def test_html_has_title_block_contents_numbered_captions_methods_and_provenance(
     assert "Persons registered in cleaning (ISIC section N)" in page and "<dt>Period</dt><dd>2015–2024</dd>" in page
     toc = re.search(r'<nav[^>]*report-toc[^>]*>.*?</nav>', page, re.S).group(0)
     sections = [text for level, _, text in headings(page) if level == 2]
-    assert sections[:5] == ["Persons", "Sex", "Age", "Nationality", "Years"] and sections[-1] == "Methods"
+    assert sections[:3] == ["1. Key results", "2. Who the persons are", "3. Recruitment"] and sections[-1] == "Methods"
     for ident in re.findall(r'href="#([^"]+)"', toc):
         assert f'id="{ident}"' in page
-    assert page.count("<caption>") == 3 and page.count("<figcaption>") == 2
-    assert page.count("data-studylib-safe=") == 6, "every table, figure and sentence carries the safe marker"
+    assert page.count("<caption>") >= 10 and page.count("<figcaption>") == 2
+    marked = page.count("<caption>") + page.count("<figcaption>") + page.count('class="studylib-sentence"')
+    assert page.count("data-studylib-safe=") == marked, "every table, figure and sentence carries the safe marker"
     assert 'id="methods"' in page and "Counts from 1 to 4 are" in page
     manifest = json.loads((root / "reports" / "cleaning" / "manifest.json").read_text())
     footer = re.search(r'<footer[^>]*report-provenance[^>]*>.*?</footer>', page, re.S).group(0)
@@ -104,7 +105,7 @@ def test_pdf_pages_text_and_same_html_gives_same_bytes(project):
     root = project[0]
     for key in DEFAULT:
         reader = PdfReader(root / "reports" / key / "report.pdf")
-        assert 2 <= len(reader.pages) <= 8, f"{key}: {len(reader.pages)} pages"
+        assert 2 <= len(reader.pages) <= 16, f"{key}: {len(reader.pages)} pages"  # the sector study has ten sections
         text = "\n".join(page.extract_text() for page in reader.pages)
         assert "Contents" in text and "Methods" in text and "Provenance" in text and "Table 1" in text and "Figure 1" in text
         assert f"Page 1 of {len(reader.pages)}" in text

@@ -6,7 +6,11 @@ organisation saw) is in :mod:`studylib.analysis.extent`, its log-linear models i
 :mod:`studylib.analysis.loglinear`; models of persons who differ in catchability in
 :mod:`~studylib.analysis.heterogeneity` (Rcapture) and :mod:`~studylib.analysis.latent_class`
 (LCMCR); every family side by side in :mod:`~studylib.analysis.model_families`; years,
-windows and strata in :mod:`~studylib.analysis.extent_strata`.
+windows and strata in :mod:`~studylib.analysis.extent_strata`. What the sector studies
+describe: :mod:`~studylib.analysis.descriptive` (country names, reporting years, bands, groups),
+:mod:`~studylib.analysis.consent` (the persons a study's legal basis allows),
+:mod:`~studylib.analysis.survival` (Kaplan-Meier time to decision) and
+:mod:`~studylib.analysis.trends` (yearly counts: Poisson or negative binomial).
 """
 
 from studylib.lazy_exports import lazy_dir, lazy_getattr
