@@ -37,12 +37,6 @@ def test_decision_times_censor_pending_cases_at_the_data_date():
     assert times.decided.tolist() == [True, True, False, False]
 
 
-def test_a_decision_without_its_date_is_an_error():
-    cases = _cases([(10, "identified"), (None, "identified")])
-    with pytest.raises(ValueError, match="decision_date"):
-        survival.decision_times(cases, pd.Timestamp("2021-01-01"))
-
-
 def _product_limit(days, events):
     """Kaplan-Meier by hand: S(t) = prod over event times u <= t of (1 - d_u / n_u)."""
     days, events = np.asarray(days, float), np.asarray(events, bool)
@@ -186,3 +180,15 @@ def test_the_difference_of_two_trends_with_too_few_persons_or_other_years():
     assert not trends.compare_trends(_series([5, 5, 5, 5]), _series([50] * 4)).reported
     with pytest.raises(ValueError, match="same years"):
         trends.compare_trends(_series([5] * 10), _series([5] * 9))
+
+
+def test_persons_without_a_decision_date_are_left_out_of_the_time_to_decision():
+    from studylib.analysis import survival
+
+    cases = pd.DataFrame({"person_id": ["a", "b", "c"], "first_contact_date": pd.to_datetime(["2024-01-01"] * 3),
+                          "decision": ["identified", "not_identified", "pending"],
+                          "decision_date": pd.to_datetime(["2024-01-11", None, None])})
+    times = survival.decision_times(cases, "2024-03-01")
+    assert list(times.person_id) == ["a", "c"] and list(times.days) == [10.0, 60.0] and list(times.decided) == [True, False]
+    no_dates = survival.time_to_decision(survival.decision_times(cases.assign(decision_date=pd.NaT), "2024-03-01"), min_persons=1, min_decided=1)
+    assert not no_dates.reported and "too few decisions" in no_dates.reason

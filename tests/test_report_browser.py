@@ -71,7 +71,8 @@ def test_index_and_report_open_without_errors_and_with_every_image(published):
                 "() => Array.from(document.querySelectorAll('caption, figcaption')).map("
                 "e => [e.tagName, getComputedStyle(e, '::before').content])"
             )
-            assert len(numbering) == 5
+            page_html = (published / "cleaning" / "report.html").read_text()
+            assert len(numbering) == page_html.count("<caption") + page_html.count("<figcaption") >= 5
             for tag, content in numbering:  # numbered by the stylesheet's counters
                 assert ("counter(table)" if tag == "CAPTION" else "counter(figure)") in content
             assert report.title() == "Cleaning"

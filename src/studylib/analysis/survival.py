@@ -44,14 +44,17 @@ class TimeToDecision:
 def decision_times(cases: pd.DataFrame, as_of) -> pd.DataFrame:
     """``person_id``, ``days`` and ``decided`` (True: a decision, False: pending, censored at ``as_of``).
 
-    A decision dated before the first contact counts as on its day (0 days)."""
+    A decision dated before the first contact counts as on its day (0 days). A person whose
+    decision or first contact has no date (data imported from a partner, say) cannot be timed
+    and is left out: with too few left, :func:`time_to_decision` says so."""
     start = pd.to_datetime(cases["first_contact_date"])
     decided = cases["decision"].astype(str).isin(DECIDED).to_numpy()
-    end = pd.to_datetime(cases["decision_date"]).where(decided, pd.Timestamp(as_of))
-    if decided.any() and end[decided].isna().any():
-        raise ValueError("a person with a decision has no decision_date: the cases table is incomplete")
+    dates = cases["decision_date"] if "decision_date" in cases else pd.Series(pd.NaT, index=cases.index)
+    end = pd.to_datetime(dates).where(decided, pd.Timestamp(as_of))
+    timed = (end.notna() & start.notna()).to_numpy()
     days = (end - start).dt.days.clip(lower=0)
-    return pd.DataFrame({"person_id": cases["person_id"].to_numpy(), "days": days.to_numpy(dtype=float), "decided": decided})
+    return pd.DataFrame({"person_id": cases["person_id"].to_numpy()[timed], "days": days.to_numpy(dtype=float)[timed],
+                         "decided": decided[timed]})
 
 
 def time_to_decision(times: pd.DataFrame, *, min_persons: int = 20, min_decided: int = 10,
