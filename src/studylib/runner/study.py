@@ -411,8 +411,10 @@ def _yaml_default(source: str) -> tuple[str, str | None]:
     """A template default (Python source) as a YAML value, or ``null`` and the source when it is computed."""
     import ast
 
+    from studylib.runner.template import parse_python
+
     try:
-        value = ast.literal_eval(str(source))
+        value = ast.literal_eval(parse_python(str(source).lstrip(" \t"), mode="eval"))
     except (ValueError, SyntaxError):
         return "null", str(source)
     if isinstance(value, (str, int, float, bool)) or value is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,18 @@ def template_parameters(path: str | Path) -> dict[str, TemplateParameter]:
     return {name: TemplateParameter(**p) for name, p in found.items()}
 
 
+#: Python 3.11's ast module keeps its recursion depth in state shared by threads: two reports'
+#: threads parsing at once fail with "SystemError: AST constructor recursion depth mismatch"
+#: (CPython gh-106905). The runner's parses take turns.
+_AST_LOCK = threading.Lock()
+
+
+def parse_python(source: str, mode: str = "exec") -> ast.AST:
+    """``ast.parse`` taking turns with the batch's other threads (see :data:`_AST_LOCK`)."""
+    with _AST_LOCK:
+        return ast.parse(source, mode=mode)
+
+
 def studylib_imports(path: str | Path) -> list[str]:
     """The ``studylib`` modules that the template's code cells import, in order (cells with magics are skipped)."""
     try:
@@ -77,7 +90,7 @@ def studylib_imports(path: str | Path) -> list[str]:
             continue
         source = "".join(cell.get("source", ""))
         try:
-            tree = ast.parse(source)
+            tree = parse_python(source)
         except SyntaxError:
             continue
         for node in ast.walk(tree):
