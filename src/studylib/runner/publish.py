@@ -226,6 +226,12 @@ def _readable_time(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "–"
 
 
+def _run_links(folder: str, record: str, present) -> list[str]:
+    """Links to a run's log, notebook and record in ``folder``, those of them that are there."""
+    return [f'<a href="{folder}/{name}">{label}</a>' for name, label in
+            (("run.log", "log"), ("notebook.ipynb", "notebook"), (record, "record")) if name in present]
+
+
 def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str, generated: str) -> str:
     """The staff index (``<state>/failed/index.html``): every failed run, why, its audit, and links to its files."""
     rows = []
@@ -234,8 +240,7 @@ def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str,
             if not state.failure:
                 continue
             key = html.escape(state.key)
-            links = [f'<a href="{key}/{name}">{label}</a>' for name, label in
-                     (("run.log", "log"), ("notebook.ipynb", "notebook"), (FAILURE, "record")) if name in state.failed_files]
+            links = _run_links(key, FAILURE, state.failed_files)
             superseded = "" if state.status == "failed" else " (a later run published)"
             rows.append(
                 f"<tr><td><strong>{html.escape(title)}</strong><br><code>{key}</code></td>"
@@ -250,8 +255,7 @@ def staff_index_html(states: list[tuple[str, str, list[ReportState]]], css: str,
             if not state.kept_files:
                 continue
             key = html.escape(state.key)
-            links = [f'<a href="../{RUNS}/{key}/{name}">{label}</a>' for name, label in
-                     (("run.log", "log"), ("notebook.ipynb", "notebook"), (RUN_RECORD, "record")) if name in state.kept_files]
+            links = _run_links(f"../{RUNS}/{key}", RUN_RECORD, state.kept_files)
             kept.append(f"<tr><td><strong>{html.escape(title)}</strong><br><code>{key}</code></td>"
                         f"<td>{html.escape(_readable_time(state.last_success))}</td><td>{' · '.join(links)}</td></tr>")
     kept_body = "\n".join(kept) or '<tr><td colspan="3">No published runs kept.</td></tr>'
