@@ -114,3 +114,16 @@ def test_the_methods_text_no_longer_says_unregistered_persons_are_not_counted(re
     assert "are not counted" not in text
     assert "Where a report estimates the number of persons never registered (multiple systems estimation), it says so" in text
 
+
+
+def test_the_headline_covers_the_last_window_and_the_periods_and_strata_are_beside_it(report):
+    page, text = report
+    first, last = _first_window(page)
+    truth = pd.read_parquet(paths.demo_raw_dir() / "truth" / "population.parquet")
+    assert last - first + 1 == 3 and last == int(truth["year"].max())  # period_years 3: not ten pooled years
+    assert "by period of first contact: every year and every window of 3 years" in text
+    for label in (f"{y}" for y in range(int(truth["year"].min()), last + 1)):
+        assert f" {label} year " in text, label  # every year has a row
+    assert f" {first}–{last} window " in text
+    for row in ("sum over sectors", "sum over sexes", "sum over age bands", "all persons together"):
+        assert row in text, row
