@@ -157,7 +157,7 @@ def family_coverage(replicates: int, population: int, lists: int, seed: int, lc_
 
 def bench_latent_class(lc_options: dict) -> None:
     """LCMCR on 6 lists and 5,000 persons (target <= 60 s), with the stepwise fit as the floor."""
-    from studylib.analysis.latent_class import estimate_latent_class
+    from studylib.analysis.latent_class import MAX_RHAT, MIN_ESS, estimate_latent_class
 
     rng = np.random.default_rng(3)
     flags = rng.random((5000, 6)) < np.where((rng.random(5000) < 0.3)[:, None], 0.35, 0.08)
@@ -174,7 +174,8 @@ def bench_latent_class(lc_options: dict) -> None:
     print(
         f"LCMCR on 6 lists, 5,000 persons ({est.observed:,} seen), defaults {lc_options or 'of the library'}: "
         f"{t:.1f} s (ratio to the 60 s target {t / 60:.2f}; stepwise on the same table {floor:.2f} s, ratio {t / floor:.0f}); "
-        f"{est.lower:,.0f}-{est.upper:,.0f}, R-hat {est.rhat:.3f}, ESS {est.ess:,.0f}"
+        f"{est.lower:,.0f}-{est.upper:,.0f} (truth 5,000), R-hat {est.rhat:.3f}, ESS {est.ess:,.0f}, "
+        f"converged by the library's rule (R-hat <= {MAX_RHAT}, ESS >= {MIN_ESS}): {est.converged}"
     )
 
 

@@ -89,6 +89,7 @@ def test_every_model_matches_a_glm_with_the_same_columns(name):
     t = h.shape[1]
     data = capture_data(table)
     n = y.sum()
+    refused = []
     for model in MODELS:
         if t < 3 and model.startswith("Mh"):
             continue
@@ -96,12 +97,22 @@ def test_every_model_matches_a_glm_with_the_same_columns(name):
         n_fixed = 2 if model.startswith("Mh ") else 1 + t
         res = chao_by_hand(x, y, n_fixed) if model.endswith("Chao") else statsmodels_fit(x, y)
         if not res.mle_retvals["converged"] or not np.all(np.isfinite(res.params)) or res.params[0] < -30:
-            continue  # R's glm would not give a usable estimate either
+            # R's glm would not give a usable estimate either (its coefficients run off to
+            # infinity): the library says there is none instead of "no one unseen"
+            with pytest.raises(EstimationError, match="does not exist|not identifiable"):
+                fit_heterogeneity(data, model)
+            refused.append(model)
+            continue
         fit = fit_heterogeneity(data, model)
         b0, v0 = res.params[0], res.cov_params()[0, 0]
         assert fit.total == pytest.approx(n + math.exp(b0), rel=1e-7), (name, model)
         assert fit.stderr == pytest.approx(math.sqrt(math.exp(b0) + math.exp(2 * b0) * v0), rel=1e-6), (name, model)
         assert fit.deviance == pytest.approx(res.deviance, rel=1e-7, abs=1e-7), (name, model)
+    # the refused models are no estimate in the table of models either, with the reason
+    rows = closed_population_models(data, interval="none").set_index("model")
+    assert set(rows.index[rows["total"].isna()]) == set(refused), name
+    assert rows.loc[refused, "note"].str.contains("does not exist|not identifiable").all()
+    assert len(refused) <= 6  # only the degenerate tables (artificial_3lists: no person on two lists but A and B)
 
 
 def test_wald_intervals_agree_with_a_tightly_converged_glm_to_1e_7():

@@ -382,3 +382,27 @@ def test_cli_training_notebooks(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
     bad = CliRunner().invoke(app, ["training", "notebooks", "--out", str(tmp_path), "--version", "pupil"])
     assert bad.exit_code == 2 and "--version must be one of student, teacher" in bad.output
+
+
+def test_readme_student_section_commands_work(tmp_path):
+    """The README's student section: its commands run as written (output folders moved to tmp)
+    and what it tells a student to open exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## For students and teachers", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\.venv/bin/studylib (training [^#\n]+?)\s*(?:#.*)?$", section, re.M)
+    assert sorted(c.split()[1] for c in commands) == ["cohort", "notebooks"], commands
+    runner = CliRunner()
+    for command in commands:
+        args = command.split()
+        out = args.index("--out") + 1
+        args[out] = str(tmp_path / args[out])
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (command, result.output)
+    cohort = next(c for c in commands if c.startswith("training cohort")).split()
+    folder = tmp_path / cohort[cohort.index("--out") + 1]
+    students = int(cohort[cohort.index("--students") + 1])
+    assert len(list((folder / "students").glob("student_*/exercises.ipynb"))) == students
+    assert {"key.md", "key.csv", "key.json"} <= {p.name for p in (folder / "teacher").iterdir()}
+    for opened in re.findall(r"`(notebooks/student/[\w.]+\.ipynb)`", section):
+        assert (ROOT / opened).is_file(), opened
+    assert "make lab" in section and re.search(r"^lab:", (ROOT / "Makefile").read_text(), re.M)

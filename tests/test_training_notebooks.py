@@ -6,6 +6,7 @@ hold what the teacher's solutions print or compute.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -112,3 +113,40 @@ def test_cohort_notebook_runs_as_handed_out(tmp_path):
     done = _run(folder / "filled.ipynb", tmp_path / "filled-run.ipynb")
     shown = _outputs(next(c for c in done.cells if c.source.startswith("answers_1 = ")))
     assert "Score 100%" in shown
+
+
+def _cell_output(nb, starts: str) -> str:
+    return _outputs(next(c for c in nb.cells if c.source.startswith(starts)))
+
+
+def test_lesson_3_times_the_dictionary_attack_and_hmac_defeats_it(executed):
+    teacher = executed[("teacher", "03_pseudonymise")]
+    timed = _cell_output(teacher, "start_day = ")
+    assert re.search(r"^[\d,]+ hashes per second; the whole CPR space in [\d,.]+ minutes on one core$", timed.strip()), timed
+    attack = _cell_output(teacher, "t0 = time.perf_counter()\nfound = dictionary_attack")
+    assert re.search(r"^recovered: \d{6}-\d{4} in \d+\.\d{3} s; correct: True$", attack.strip()), attack
+    keyed = _cell_output(teacher, "from studylib.privacy.tokens import keyed_digests")
+    assert "the dictionary attack on the keyed token finds: None" in keyed
+    assert "stdlib hmac agrees: True" in _cell_output(teacher, "SEP = ")
+    # the student's unanswered exercise recovers nothing (and says so, not an error)
+    assert "correct: False" in _cell_output(executed[("student", "03_pseudonymise")], "t0 = time.perf_counter()\nfound = dictionary_attack")
+
+
+def test_lesson_5_shows_heterogeneity_biasing_the_estimate_below_the_truth(executed):
+    shown = _cell_output(executed[("teacher", "05_estimate_the_unseen")], "pd.Series(errors")
+    errors = {float(sd): float(err) for sd, err in re.findall(r"^(\d\.\d)\s+(-?\d+\.\d+(?:e-?\d+)?)$", shown, re.M)}
+    assert sorted(errors) == [0.0, 0.5, 1.0, 1.5, 2.0], shown
+    assert abs(errors[0.0]) < 0.1, errors  # equal catchability: close to the known truth of 2000
+    assert errors[2.0] < -0.2 and errors[2.0] < errors[0.0] - 0.2, errors  # hidden persons: far too low
+    student = _cell_output(executed[("student", "05_estimate_the_unseen")], "pd.Series(errors")
+    assert not re.search(r"^\d\.\d\s+-?\d", student, re.M)  # the student's table is empty until answered
+
+
+def test_lesson_6_child_rule_presumes_the_child_and_not_the_adult(executed):
+    teacher = executed[("teacher", "06_children")]
+    table = _cell_output(teacher, 'told = ["dr_deceived_job"')
+    rows = {line.split()[1] + " " + line.split()[2]: line for line in table.splitlines()[1:] if line.split()[1:2] == ["age"]}
+    assert re.search(r"\bchild\b.*\bTrue\b", rows["age 16"]) and re.search(r"\badult\b.*\bFalse\b", rows["age 25"]), table
+    assert "list applies" in _cell_output(teacher, "def adult_rule_presumes") and "child" in _cell_output(teacher, "def adult_rule_presumes")
+    assert "Score 100%" in _cell_output(teacher, "training.check(answers, case)")
+    assert "the person is presumed a victim under the child rule" in _cell_output(teacher, "training.check(answers, case)")

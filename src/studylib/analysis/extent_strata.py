@@ -86,15 +86,18 @@ def closure_test(cases: pd.DataFrame, by: str = YEAR, lists=None) -> dict:
 
 
 def _windows(years: list[int], window: int) -> list[tuple[int, int]]:
+    """Windows of ``window`` years counted back from the last year, oldest first: the last
+    window is whole (the one a report's headline covers) and the first may be shorter."""
     first, last = min(years), max(years)
-    return [(s, min(s + window - 1, last)) for s in range(first, last + 1, window)]
+    return [(max(e - window + 1, first), e) for e in range(last, first - 1, -window)][::-1]
 
 
 def estimate_periods(cases: pd.DataFrame, window: int = 3, by: str = YEAR, lists=None, method: str = "stepwise", *, alpha: float = 0.05, **options) -> pd.DataFrame:
     """Estimates per year and per window of ``window`` years of ``by`` (first contact).
 
     Rows: every year (``kind`` ``"year"``), then every window (``kind`` ``"window"``, e.g.
-    ``2015–2017``; the last may be shorter) with ``sum_of_years`` (the sum of its years'
+    ``2016–2018``, counted back from the last year, so the last window is whole and the
+    first may be shorter) with ``sum_of_years`` (the sum of its years'
     central estimates, NaN when one is missing), and the closure test's ``closure_p``
     (:func:`closure_test`); ``closed`` is False when ``closure_p < alpha``. Other columns as
     :func:`~studylib.analysis.extent.estimate_by` (``persons``, ``overlaps``, ``total``,

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import optimize, stats
 from scipy.special import gammaln
 
-from studylib.analysis.loglinear import CaptureData, EstimationError, poisson_glm
+from studylib.analysis.loglinear import CaptureData, Design, EstimationError, check_design, poisson_glm
 
 #: The models of ``closedp.t`` (Mb and Mbh need lists ordered in time, which ours are not).
 MODELS = (
@@ -178,6 +178,7 @@ def fit_heterogeneity(data: CaptureData, model: str, pairs=(), drop_negative: bo
     cols = model_columns(data, model, pairs)
     y = data.counts
     fit, keep = _fit_dropping_negative(cols.matrix, y, cols.n_fixed, drop_negative and model.endswith("Chao"))
+    _check_estimate_exists(data, model, np.column_stack([np.ones(len(y)), cols.matrix[:, keep]]))
     b0 = float(fit.params[0])
     var0 = float(fit.cov[0, 0])
     unseen = math.exp(b0) if np.isfinite(b0) else float("nan")
@@ -198,6 +199,16 @@ def fit_heterogeneity(data: CaptureData, model: str, pairs=(), drop_negative: bo
         observed=data.observed,
         columns=tuple(cols.names[c] for c in keep),
     )
+
+
+def _check_estimate_exists(data: CaptureData, model: str, matrix: np.ndarray) -> None:
+    """Raise :class:`EstimationError` when the fitted design's MLE does not exist or is not
+    identifiable (the Fienberg-Rinaldo linear programme and rank check of the log-linear
+    models). Without it a fit whose intercept runs off to minus infinity looks converged and
+    gives "no one unseen" (e.g. Mh Darroch on three lists when no person is on all three)."""
+    verdict = check_design(data, Design(pairs=(), dropped=(), keep=np.ones(len(data.counts), dtype=bool), matrix=matrix))
+    if not verdict.ok:
+        raise EstimationError(f"no estimate for the model {model}: {verdict.explain()}", reason=verdict.reason)
 
 
 # ---------------------------------------------------------------- profile likelihood
