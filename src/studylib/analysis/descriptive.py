@@ -13,6 +13,8 @@ columns those tables count by, so that a template cell reads like the question i
 - :func:`case_age_bands`: how long a pending case has waited, in words;
 - :func:`day_bands`: days (reflection period, safe house) in bands;
 - :func:`reflection_of`: per person, whether a reflection period was offered and accepted (F06);
+- :func:`recruitment_of`: per person, fee or debt and who the recruiter was (F04), ``unknown`` where
+  no interview recorded them;
 - :func:`outcome_or_open`: the outcome, ``not_closed`` while no closure form says otherwise;
 - :func:`missing_flags`: per person and field, whether the value is missing or unknown;
 - :func:`data_as_of`: the date the data run to (the latest event).
@@ -195,6 +197,41 @@ def reflection_of(events: pd.DataFrame, person_ids: Iterable) -> pd.DataFrame:
 
 def _yes(values: pd.Series) -> np.ndarray:
     return values.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+#: What a person paid or owed to be recruited, as the identification interview (F04) recorded it.
+FEE_OR_DEBT: tuple[str, ...] = ("fee_and_debt", "fee_only", "debt_only", "neither_recorded", UNKNOWN)
+#: The F04 fields :func:`recruitment_of` reads (catalogue 2026.2 added the last two).
+RECRUITMENT_FIELDS = ("claimed_debt_dkk", "recruitment_fee_dkk", "recruiter_relation")
+
+
+def recruitment_of(events: pd.DataFrame, person_ids: Iterable) -> pd.DataFrame:
+    """Per person of ``person_ids``: ``fee_or_debt`` (:data:`FEE_OR_DEBT`) and ``recruiter_relation``.
+
+    A fee was paid (a debt claimed) when any identification interview (F04) of the person records
+    an amount above 0. ``neither_recorded``: interviewed, with the fee field filled in, and no fee
+    or debt above 0. ``unknown``: no interview, or no interview that asked about the fee (data
+    from before catalogue 2026.2, whose F04 had only the debt). The relation is that of the
+    person's latest interview that names one; ``unknown`` otherwise. Columns the events lack
+    count as never recorded."""
+    forms = events[events["form"] == "F04"]
+    ids = pd.Index(pd.unique(pd.Series(list(person_ids), dtype=object)), name="person_id")
+
+    def any_above_zero(field: str) -> pd.Index:
+        if field not in forms.columns:
+            return pd.Index([])
+        return pd.Index(forms.loc[pd.to_numeric(forms[field], errors="coerce").fillna(0).to_numpy() > 0, "person_id"].unique())
+
+    fee, debt = ids.isin(any_above_zero("recruitment_fee_dkk")), ids.isin(any_above_zero("claimed_debt_dkk"))
+    asked = ids.isin(forms.loc[forms["recruitment_fee_dkk"].notna(), "person_id"].unique()) if "recruitment_fee_dkk" in forms else np.zeros(len(ids), bool)
+    fee_or_debt = np.select([fee & debt, fee, debt, asked], list(FEE_OR_DEBT[:4]), UNKNOWN)
+    relation = pd.Series(UNKNOWN, index=ids, dtype=object)
+    if "recruiter_relation" in forms.columns:
+        known = forms[forms["recruiter_relation"].notna() & (forms["recruiter_relation"].astype(str) != UNKNOWN)]
+        latest = known.sort_values(["date", "event_id"]).groupby("person_id")["recruiter_relation"].last()
+        relation.update(latest[latest.index.isin(ids)].astype(object))
+    return pd.DataFrame({"person_id": ids.to_numpy(), "fee_or_debt": fee_or_debt.astype(object),
+                         "recruiter_relation": relation.to_numpy(dtype=object)})
 
 
 def outcome_or_open(outcome: pd.Series) -> pd.Series:
