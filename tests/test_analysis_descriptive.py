@@ -125,6 +125,34 @@ def test_reflection_offered_and_accepted_from_the_reflection_forms():
     assert out.reflection_accepted.to_dict() == {"a": True, "b": False, "c": False, "d": False, "e": False}
 
 
+def test_recruitment_fee_or_debt_and_relation_from_the_interviews():
+    events = pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(8)],
+        "person_id": ["a", "a", "b", "c", "d", "e", "f", "f"],
+        "form": ["F04", "F04", "F04", "F04", "F04", "F01", "F04", "F04"],
+        "date": pd.to_datetime(["2020-01-01", "2020-03-01", "2020-01-01", "2020-01-01", "2020-01-01", "2020-01-01",
+                                "2021-01-01", "2020-01-01"]),
+        "claimed_debt_dkk": [None, 5000.0, 0.0, 1200.0, None, 9000.0, None, None],
+        "recruitment_fee_dkk": [0.0, 15000.0, 0.0, 0.0, None, 300.0, 0.0, 0.0],
+        "recruiter_relation": ["family", "unknown", "employer", None, "stranger", "family", "unknown", "intimate_partner"],
+    })
+    out = d.recruitment_of(events, ["a", "b", "c", "d", "e", "f", "g"]).set_index("person_id")
+    # a: fee in a later interview, debt too; b: interviewed, nothing owed; c: debt only; d: the fee never asked;
+    # e: a fee on a form that is not the interview; f: the latest interview names no relation; g: never interviewed
+    assert out.fee_or_debt.to_dict() == {"a": "fee_and_debt", "b": "neither_recorded", "c": "debt_only", "d": "unknown",
+                                         "e": "unknown", "f": "neither_recorded", "g": "unknown"}
+    assert out.recruiter_relation.to_dict() == {"a": "family", "b": "employer", "c": "unknown", "d": "stranger",
+                                                "e": "unknown", "f": "intimate_partner", "g": "unknown"}
+    assert set(out.fee_or_debt) <= set(d.FEE_OR_DEBT) and set(out.recruiter_relation) <= set(v.RECRUITER_RELATION)
+
+
+def test_recruitment_of_data_whose_interviews_never_asked_is_all_unknown():
+    events = pd.DataFrame({"event_id": ["e0", "e1"], "person_id": ["a", "b"], "form": ["F04", "F01"],
+                           "date": pd.to_datetime(["2020-01-01"] * 2)})
+    out = d.recruitment_of(events, ["a", "b"])
+    assert (out.fee_or_debt == "unknown").all() and (out.recruiter_relation == "unknown").all()
+
+
 def test_outcome_or_open_and_missing_flags():
     persons = pd.DataFrame({"person_id": ["a", "b", "c"], "outcome": ["asylum", None, "other"],
                             "nationality": ["XX", "PL", "DK"], "region": ["unknown", "sjaelland", None]})
