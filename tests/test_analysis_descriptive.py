@@ -153,6 +153,17 @@ def test_recruitment_of_data_whose_interviews_never_asked_is_all_unknown():
     assert (out.fee_or_debt == "unknown").all() and (out.recruiter_relation == "unknown").all()
 
 
+def test_child_exploitation_names_forms_beyond_prostitution_forced_crime_and_begging():
+    persons = pd.DataFrame({
+        "sector": ["prostitution", "other", "forced_crime", "unknown", "begging", "agriculture", "unknown", "other", "unknown",
+                   "au_pair"],
+        "exploitation": ["sexual", "sexual", "criminal", "criminal", "other", "unknown", "labour", "other", "unknown", "mixed"],
+    })
+    assert d.child_exploitation(persons).tolist() == [
+        "sexual_exploitation", "sexual_exploitation", "forced_crime", "forced_crime", "begging", "labour_exploitation",
+        "labour_exploitation", "mixed_or_other", "unknown", "labour_exploitation"]
+
+
 def test_outcome_or_open_and_missing_flags():
     persons = pd.DataFrame({"person_id": ["a", "b", "c"], "outcome": ["asylum", None, "other"],
                             "nationality": ["XX", "PL", "DK"], "region": ["unknown", "sjaelland", None]})

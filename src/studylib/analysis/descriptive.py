@@ -15,6 +15,7 @@ columns those tables count by, so that a template cell reads like the question i
 - :func:`reflection_of`: per person, whether a reflection period was offered and accepted (F06);
 - :func:`recruitment_of`: per person, fee or debt and who the recruiter was (F04), ``unknown`` where
   no interview recorded them;
+- :func:`child_exploitation`: a minor's form of exploitation in words a children's study uses;
 - :func:`outcome_or_open`: the outcome, ``not_closed`` while no closure form says otherwise;
 - :func:`missing_flags`: per person and field, whether the value is missing or unknown;
 - :func:`data_as_of`: the date the data run to (the latest event).
@@ -232,6 +233,29 @@ def recruitment_of(events: pd.DataFrame, person_ids: Iterable) -> pd.DataFrame:
         relation.update(latest[latest.index.isin(ids)].astype(object))
     return pd.DataFrame({"person_id": ids.to_numpy(), "fee_or_debt": fee_or_debt.astype(object),
                          "recruiter_relation": relation.to_numpy(dtype=object)})
+
+
+#: A minor's form of exploitation: the three a children's study names first, labour exploitation
+#: (any labour sector), and the rest.
+CHILD_EXPLOITATION: tuple[str, ...] = ("sexual_exploitation", "forced_crime", "begging", "labour_exploitation",
+                                       "mixed_or_other", UNKNOWN)
+
+
+def child_exploitation(persons: pd.DataFrame) -> pd.Series:
+    """Each person's form of exploitation (:data:`CHILD_EXPLOITATION`) from ``sector`` and ``exploitation``:
+    prostitution or sexual exploitation -> ``sexual_exploitation``; the sector ``forced_crime`` or
+    criminal exploitation -> ``forced_crime``; ``begging``; labour exploitation or a labour sector
+    (one with an ISIC section) -> ``labour_exploitation``; mixed or other -> ``mixed_or_other``."""
+    from studylib.data.vocabularies import SECTOR_ISIC
+
+    sector = persons["sector"].astype(str).to_numpy()
+    kind = persons["exploitation"].astype(str).to_numpy()
+    labour_sector = np.isin(sector, [s for s, isic in SECTOR_ISIC.items() if isic])
+    out = np.select(
+        [(sector == "prostitution") | (kind == "sexual"), (sector == "forced_crime") | (kind == "criminal"),
+         sector == "begging", (kind == "labour") | labour_sector, np.isin(kind, ["mixed", "other"]) | (sector == "other")],
+        list(CHILD_EXPLOITATION[:5]), UNKNOWN)
+    return pd.Series(out.astype(object), index=persons.index, name="exploitation")
 
 
 def outcome_or_open(outcome: pd.Series) -> pd.Series:
