@@ -146,6 +146,14 @@ def test_recruitment_fee_or_debt_and_relation_from_the_interviews():
     assert set(out.fee_or_debt) <= set(d.FEE_OR_DEBT) and set(out.recruiter_relation) <= set(v.RECRUITER_RELATION)
 
 
+def test_every_recruiter_relation_has_one_group_and_unknown_stays_unknown():
+    relation = pd.Series([*v.RECRUITER_RELATION, None])
+    groups = d.recruiter_group(relation)
+    assert groups.tolist() == ["someone_close"] * 3 + ["employer_or_agent"] * 2 + ["stranger_or_other"] * 2 + ["unknown"] * 2
+    with pytest.raises(ValueError, match="'neighbour'"):
+        d.recruiter_group(pd.Series(["neighbour"]))
+
+
 def test_recruitment_of_data_whose_interviews_never_asked_is_all_unknown():
     events = pd.DataFrame({"event_id": ["e0", "e1"], "person_id": ["a", "b"], "form": ["F04", "F01"],
                            "date": pd.to_datetime(["2020-01-01"] * 2)})

@@ -14,7 +14,7 @@ columns those tables count by, so that a template cell reads like the question i
 - :func:`day_bands`: days (reflection period, safe house) in bands;
 - :func:`reflection_of`: per person, whether a reflection period was offered and accepted (F06);
 - :func:`recruitment_of`: per person, fee or debt and who the recruiter was (F04), ``unknown`` where
-  no interview recorded them;
+  no interview recorded them; :func:`recruiter_group`: the recruiter in three groups;
 - :func:`child_exploitation`: a minor's form of exploitation in words a children's study uses;
 - :func:`outcome_or_open`: the outcome, ``not_closed`` while no closure form says otherwise;
 - :func:`missing_flags`: per person and field, whether the value is missing or unknown;
@@ -256,6 +256,25 @@ def child_exploitation(persons: pd.DataFrame) -> pd.Series:
          sector == "begging", (kind == "labour") | labour_sector, np.isin(kind, ["mixed", "other"]) | (sector == "other")],
         list(CHILD_EXPLOITATION[:5]), UNKNOWN)
     return pd.Series(out.astype(object), index=persons.index, name="exploitation")
+
+
+#: Who the recruiter was, in the three groups a report shows (fewer, larger cells than the
+#: vocabulary's seven): someone close (partner, family, friend), someone who offered work, someone else.
+RECRUITER_GROUPS: dict[str, tuple[str, ...]] = {
+    "someone_close": ("intimate_partner", "family", "friend_or_acquaintance"),
+    "employer_or_agent": ("employer", "recruitment_agent"),
+    "stranger_or_other": ("stranger", "other"),
+}
+
+
+def recruiter_group(relation: pd.Series) -> pd.Series:
+    """Each recruiter relation as its group of :data:`RECRUITER_GROUPS` (``unknown`` stays ``unknown``)."""
+    group_of = {code: group for group, codes in RECRUITER_GROUPS.items() for code in codes}
+    values = relation.astype(object)
+    stray = sorted(set(values.dropna()) - set(group_of) - {UNKNOWN})
+    if stray:
+        raise ValueError(f"recruiter relation code(s) {stray} are in no group of RECRUITER_GROUPS")
+    return values.map(lambda c: group_of.get(c, UNKNOWN)).rename("recruiter")
 
 
 def outcome_or_open(outcome: pd.Series) -> pd.Series:
