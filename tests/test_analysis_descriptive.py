@@ -125,6 +125,53 @@ def test_reflection_offered_and_accepted_from_the_reflection_forms():
     assert out.reflection_accepted.to_dict() == {"a": True, "b": False, "c": False, "d": False, "e": False}
 
 
+def test_recruitment_fee_or_debt_and_relation_from_the_interviews():
+    events = pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(8)],
+        "person_id": ["a", "a", "b", "c", "d", "e", "f", "f"],
+        "form": ["F04", "F04", "F04", "F04", "F04", "F01", "F04", "F04"],
+        "date": pd.to_datetime(["2020-01-01", "2020-03-01", "2020-01-01", "2020-01-01", "2020-01-01", "2020-01-01",
+                                "2021-01-01", "2020-01-01"]),
+        "claimed_debt_dkk": [None, 5000.0, 0.0, 1200.0, None, 9000.0, None, None],
+        "recruitment_fee_dkk": [0.0, 15000.0, 0.0, 0.0, None, 300.0, 0.0, 0.0],
+        "recruiter_relation": ["family", "unknown", "employer", None, "stranger", "family", "unknown", "intimate_partner"],
+    })
+    out = d.recruitment_of(events, ["a", "b", "c", "d", "e", "f", "g"]).set_index("person_id")
+    # a: fee in a later interview, debt too; b: interviewed, nothing owed; c: debt only; d: the fee never asked;
+    # e: a fee on a form that is not the interview; f: the latest interview names no relation; g: never interviewed
+    assert out.fee_or_debt.to_dict() == {"a": "fee_and_debt", "b": "neither_recorded", "c": "debt_only", "d": "unknown",
+                                         "e": "unknown", "f": "neither_recorded", "g": "unknown"}
+    assert out.recruiter_relation.to_dict() == {"a": "family", "b": "employer", "c": "unknown", "d": "stranger",
+                                                "e": "unknown", "f": "intimate_partner", "g": "unknown"}
+    assert set(out.fee_or_debt) <= set(d.FEE_OR_DEBT) and set(out.recruiter_relation) <= set(v.RECRUITER_RELATION)
+
+
+def test_every_recruiter_relation_has_one_group_and_unknown_stays_unknown():
+    relation = pd.Series([*v.RECRUITER_RELATION, None])
+    groups = d.recruiter_group(relation)
+    assert groups.tolist() == ["someone_close"] * 3 + ["employer_or_agent"] * 2 + ["stranger_or_other"] * 2 + ["unknown"] * 2
+    with pytest.raises(ValueError, match="'neighbour'"):
+        d.recruiter_group(pd.Series(["neighbour"]))
+
+
+def test_recruitment_of_data_whose_interviews_never_asked_is_all_unknown():
+    events = pd.DataFrame({"event_id": ["e0", "e1"], "person_id": ["a", "b"], "form": ["F04", "F01"],
+                           "date": pd.to_datetime(["2020-01-01"] * 2)})
+    out = d.recruitment_of(events, ["a", "b"])
+    assert (out.fee_or_debt == "unknown").all() and (out.recruiter_relation == "unknown").all()
+
+
+def test_child_exploitation_names_forms_beyond_prostitution_forced_crime_and_begging():
+    persons = pd.DataFrame({
+        "sector": ["prostitution", "other", "forced_crime", "unknown", "begging", "agriculture", "unknown", "other", "unknown",
+                   "au_pair"],
+        "exploitation": ["sexual", "sexual", "criminal", "criminal", "other", "unknown", "labour", "other", "unknown", "mixed"],
+    })
+    assert d.child_exploitation(persons).tolist() == [
+        "sexual_exploitation", "sexual_exploitation", "forced_crime", "forced_crime", "begging", "labour_exploitation",
+        "labour_exploitation", "mixed_or_other", "unknown", "labour_exploitation"]
+
+
 def test_outcome_or_open_and_missing_flags():
     persons = pd.DataFrame({"person_id": ["a", "b", "c"], "outcome": ["asylum", None, "other"],
                             "nationality": ["XX", "PL", "DK"], "region": ["unknown", "sjaelland", None]})

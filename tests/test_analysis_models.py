@@ -37,6 +37,20 @@ def test_decision_times_censor_pending_cases_at_the_data_date():
     assert times.decided.tolist() == [True, True, False, False]
 
 
+def test_form_times_run_to_the_first_such_form_and_censor_the_others_at_the_data_date():
+    cases = _cases([(None, "pending")] * 5)
+    cases.loc[4, "first_contact_date"] = pd.NaT
+    events = pd.DataFrame({"person_id": ["p0", "p0", "p1", "p2", "p3"], "form": ["F13", "F13", "F13", "F05", "F13"],
+                           "date": pd.to_datetime(["2020-01-21", "2020-01-11", "2019-12-01", "2020-01-05", "2020-02-10"])})
+    times = survival.form_times(cases, events, "F13", pd.Timestamp("2020-03-01"))
+    # p0: the first of its two notifications; p1: before the first contact counts as day 0; p2: none (censored);
+    # p4: no first contact date, left out
+    assert times.person_id.tolist() == ["p0", "p1", "p2", "p3"]
+    assert times.days.tolist() == [10, 0, 60, 40] and times.decided.tolist() == [True, True, False, True]
+    few = survival.time_to_decision(times, min_persons=20, what=("notification", "notifications"))
+    assert not few.reported and few.reason == "too few persons to estimate the time to notification"
+
+
 def _product_limit(days, events):
     """Kaplan-Meier by hand: S(t) = prod over event times u <= t of (1 - d_u / n_u)."""
     days, events = np.asarray(days, float), np.asarray(events, bool)

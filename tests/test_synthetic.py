@@ -316,6 +316,18 @@ def test_minors_get_a_child_protection_notification(clean):
     assert (_date(f13["date"]).to_numpy() >= first.loc[f13["true_id"]].to_numpy()).all()
 
 
+def test_the_interview_records_the_recruitment_fee_and_the_recruiter_by_channel(clean):
+    f04 = raw_frame(clean, "F04")
+    fee = pd.to_numeric(f04["recruitment_fee_dkk"].str.replace(",", ".", regex=False))
+    assert fee.notna().all() and (fee >= 0).all()
+    assert set(f04["recruiter_relation"]) <= set(V.RECRUITER_RELATION)
+    by_channel = f04.assign(paid=fee > 0).groupby("recruitment_channel")
+    assert by_channel.paid.mean()["agency"] > by_channel.paid.mean()["family_or_friends"] + 0.3  # 0.75 against 0.15
+    agency = f04[f04.recruitment_channel == "agency"].recruiter_relation
+    assert len(agency) > 20 and (agency == "recruitment_agent").mean() > 0.75
+    assert (f04[f04.recruitment_channel == "partner"].recruiter_relation.isin(["intimate_partner", "other"])).all()
+
+
 def test_the_notification_comes_before_the_eighteenth_birthday(tmp_path):
     """Minors first registered days before turning 18 are still minors on their F13."""
     out = synth(tmp_path / "raw", persons=40_000, seed=3, pii=False)

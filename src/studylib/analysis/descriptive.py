@@ -13,6 +13,9 @@ columns those tables count by, so that a template cell reads like the question i
 - :func:`case_age_bands`: how long a pending case has waited, in words;
 - :func:`day_bands`: days (reflection period, safe house) in bands;
 - :func:`reflection_of`: per person, whether a reflection period was offered and accepted (F06);
+- :func:`recruitment_of`: per person, fee or debt and who the recruiter was (F04), ``unknown`` where
+  no interview recorded them; :func:`recruiter_group`: the recruiter in three groups;
+- :func:`child_exploitation`: a minor's form of exploitation in words a children's study uses;
 - :func:`outcome_or_open`: the outcome, ``not_closed`` while no closure form says otherwise;
 - :func:`missing_flags`: per person and field, whether the value is missing or unknown;
 - :func:`data_as_of`: the date the data run to (the latest event).
@@ -195,6 +198,83 @@ def reflection_of(events: pd.DataFrame, person_ids: Iterable) -> pd.DataFrame:
 
 def _yes(values: pd.Series) -> np.ndarray:
     return values.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+#: What a person paid or owed to be recruited, as the identification interview (F04) recorded it.
+FEE_OR_DEBT: tuple[str, ...] = ("fee_and_debt", "fee_only", "debt_only", "neither_recorded", UNKNOWN)
+#: The F04 fields :func:`recruitment_of` reads (catalogue 2026.2 added the last two).
+RECRUITMENT_FIELDS = ("claimed_debt_dkk", "recruitment_fee_dkk", "recruiter_relation")
+
+
+def recruitment_of(events: pd.DataFrame, person_ids: Iterable) -> pd.DataFrame:
+    """Per person of ``person_ids``: ``fee_or_debt`` (:data:`FEE_OR_DEBT`) and ``recruiter_relation``.
+
+    A fee was paid (a debt claimed) when any identification interview (F04) of the person records
+    an amount above 0. ``neither_recorded``: interviewed, with the fee field filled in, and no fee
+    or debt above 0. ``unknown``: no interview, or no interview that asked about the fee (data
+    from before catalogue 2026.2, whose F04 had only the debt). The relation is that of the
+    person's latest interview that names one; ``unknown`` otherwise. Columns the events lack
+    count as never recorded."""
+    forms = events[events["form"] == "F04"]
+    ids = pd.Index(pd.unique(pd.Series(list(person_ids), dtype=object)), name="person_id")
+
+    def any_above_zero(field: str) -> pd.Index:
+        if field not in forms.columns:
+            return pd.Index([])
+        return pd.Index(forms.loc[pd.to_numeric(forms[field], errors="coerce").fillna(0).to_numpy() > 0, "person_id"].unique())
+
+    fee, debt = ids.isin(any_above_zero("recruitment_fee_dkk")), ids.isin(any_above_zero("claimed_debt_dkk"))
+    asked = ids.isin(forms.loc[forms["recruitment_fee_dkk"].notna(), "person_id"].unique()) if "recruitment_fee_dkk" in forms else np.zeros(len(ids), bool)
+    fee_or_debt = np.select([fee & debt, fee, debt, asked], list(FEE_OR_DEBT[:4]), UNKNOWN)
+    relation = pd.Series(UNKNOWN, index=ids, dtype=object)
+    if "recruiter_relation" in forms.columns:
+        known = forms[forms["recruiter_relation"].notna() & (forms["recruiter_relation"].astype(str) != UNKNOWN)]
+        latest = known.sort_values(["date", "event_id"]).groupby("person_id")["recruiter_relation"].last()
+        relation.update(latest[latest.index.isin(ids)].astype(object))
+    return pd.DataFrame({"person_id": ids.to_numpy(), "fee_or_debt": fee_or_debt.astype(object),
+                         "recruiter_relation": relation.to_numpy(dtype=object)})
+
+
+#: A minor's form of exploitation: the three a children's study names first, labour exploitation
+#: (any labour sector), and the rest.
+CHILD_EXPLOITATION: tuple[str, ...] = ("sexual_exploitation", "forced_crime", "begging", "labour_exploitation",
+                                       "mixed_or_other", UNKNOWN)
+
+
+def child_exploitation(persons: pd.DataFrame) -> pd.Series:
+    """Each person's form of exploitation (:data:`CHILD_EXPLOITATION`) from ``sector`` and ``exploitation``:
+    prostitution or sexual exploitation -> ``sexual_exploitation``; the sector ``forced_crime`` or
+    criminal exploitation -> ``forced_crime``; ``begging``; labour exploitation or a labour sector
+    (one with an ISIC section) -> ``labour_exploitation``; mixed or other -> ``mixed_or_other``."""
+    from studylib.data.vocabularies import SECTOR_ISIC
+
+    sector = persons["sector"].astype(str).to_numpy()
+    kind = persons["exploitation"].astype(str).to_numpy()
+    labour_sector = np.isin(sector, [s for s, isic in SECTOR_ISIC.items() if isic])
+    out = np.select(
+        [(sector == "prostitution") | (kind == "sexual"), (sector == "forced_crime") | (kind == "criminal"),
+         sector == "begging", (kind == "labour") | labour_sector, np.isin(kind, ["mixed", "other"]) | (sector == "other")],
+        list(CHILD_EXPLOITATION[:5]), UNKNOWN)
+    return pd.Series(out.astype(object), index=persons.index, name="exploitation")
+
+
+#: Who the recruiter was, in the three groups a report shows (fewer, larger cells than the
+#: vocabulary's seven): someone close (partner, family, friend), someone who offered work, someone else.
+RECRUITER_GROUPS: dict[str, tuple[str, ...]] = {
+    "someone_close": ("intimate_partner", "family", "friend_or_acquaintance"),
+    "employer_or_agent": ("employer", "recruitment_agent"),
+    "stranger_or_other": ("stranger", "other"),
+}
+
+
+def recruiter_group(relation: pd.Series) -> pd.Series:
+    """Each recruiter relation as its group of :data:`RECRUITER_GROUPS` (``unknown`` stays ``unknown``)."""
+    group_of = {code: group for group, codes in RECRUITER_GROUPS.items() for code in codes}
+    values = relation.astype(object)
+    stray = sorted(set(values.dropna()) - set(group_of) - {UNKNOWN})
+    if stray:
+        raise ValueError(f"recruiter relation code(s) {stray} are in no group of RECRUITER_GROUPS")
+    return values.map(lambda c: group_of.get(c, UNKNOWN)).rename("recruiter")
 
 
 def outcome_or_open(outcome: pd.Series) -> pd.Series:

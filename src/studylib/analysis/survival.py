@@ -5,7 +5,8 @@ contact to the decision for persons identified or not identified (an event), day
 contact to the date the data run to for pending persons (censored: they may still be decided).
 :func:`time_to_decision` estimates the survival function with statsmodels' ``SurvfuncRight``
 and returns the median and quartiles with 95% intervals and the share decided within given
-days. With fewer persons or decisions than asked for it returns a result that says "too few to
+days. :func:`form_times` times another step the same way (first contact to a child protection
+notification, F13). With fewer persons or decisions than asked for it returns a result that says "too few to
 report" and why, never a model of a handful of persons.
 """
 
@@ -57,15 +58,34 @@ def decision_times(cases: pd.DataFrame, as_of) -> pd.DataFrame:
                          "decided": decided[timed]})
 
 
+def form_times(cases: pd.DataFrame, events: pd.DataFrame, form: str, as_of) -> pd.DataFrame:
+    """``person_id``, ``days`` and ``decided`` for the time from first contact to a person's first
+    ``form`` (F13, the child protection notification, say): ``decided`` True when the form was
+    made (an event), False when it was not by ``as_of`` (censored). A form dated before the first
+    contact counts as on its day (0 days); a person without a first contact date is left out."""
+    made = events.loc[events["form"] == form, ["person_id", "date"]]
+    first_form = pd.to_datetime(made["date"]).groupby(made["person_id"]).min()
+    when = cases["person_id"].map(first_form)
+    start = pd.to_datetime(cases["first_contact_date"])
+    happened = when.notna().to_numpy()
+    end = pd.to_datetime(when).where(happened, pd.Timestamp(as_of))
+    timed = start.notna().to_numpy()
+    days = (end - start).dt.days.clip(lower=0)
+    return pd.DataFrame({"person_id": cases["person_id"].to_numpy()[timed], "days": days.to_numpy(dtype=float)[timed],
+                         "decided": happened[timed]})
+
+
 def time_to_decision(times: pd.DataFrame, *, min_persons: int = 20, min_decided: int = 10,
-                     within: tuple[int, ...] = (30, 90, 180, 365), alpha: float = 0.05) -> TimeToDecision:
-    """Kaplan-Meier of ``times`` (from :func:`decision_times`): quantiles with (1 - alpha) intervals
-    (statsmodels' cloglog-transformed intervals) and the share decided within each of ``within`` days."""
+                     within: tuple[int, ...] = (30, 90, 180, 365), alpha: float = 0.05,
+                     what: tuple[str, str] = ("decision", "decisions")) -> TimeToDecision:
+    """Kaplan-Meier of ``times`` (from :func:`decision_times`, or :func:`form_times`): quantiles with
+    (1 - alpha) intervals (statsmodels' cloglog-transformed intervals) and the share decided within
+    each of ``within`` days. ``what``: the event in the "too few" reasons (singular, plural)."""
     persons, decided = len(times), int(times["decided"].sum())
     if persons < min_persons:
-        return TimeToDecision(persons, decided, False, "too few persons to estimate the time to decision")
+        return TimeToDecision(persons, decided, False, f"too few persons to estimate the time to {what[0]}")
     if decided < min_decided:
-        return TimeToDecision(persons, decided, False, "too few decisions to estimate the time to decision")
+        return TimeToDecision(persons, decided, False, f"too few {what[1]} to estimate the time to {what[0]}")
     from statsmodels.duration.survfunc import SurvfuncRight
 
     fit = SurvfuncRight(times["days"].to_numpy(dtype=float), times["decided"].to_numpy(dtype=int))

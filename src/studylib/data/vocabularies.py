@@ -100,6 +100,19 @@ RECRUITMENT_CHANNEL: tuple[str, ...] = (
     "unknown",
 )
 
+#: Who the recruiter was to the person (F04; CTDC's recruiterRelation, made finer): the person
+#: who offered the job or the journey, as the person tells it in the identification interview.
+RECRUITER_RELATION: tuple[str, ...] = (
+    "intimate_partner",
+    "family",
+    "friend_or_acquaintance",
+    "employer",
+    "recruitment_agent",
+    "stranger",
+    "other",
+    "unknown",
+)
+
 SERVICE: tuple[str, ...] = ("safe_house", "health", "legal", "psychological", "counselling", "prepared_return")
 
 AGE_BAND: tuple[str, ...] = ("0-14", "15-17", "18-24", "25-34", "35-44", "45-54", "55+", "unknown")
@@ -127,6 +140,7 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
     "outcome": OUTCOME,
     "research_consent": RESEARCH_CONSENT,
     "recruitment_channel": RECRUITMENT_CHANNEL,
+    "recruiter_relation": RECRUITER_RELATION,
     "service": SERVICE,
     "age_band": AGE_BAND,
     "nationality": NATIONALITY,

@@ -208,6 +208,24 @@ def _indicator_lists(reg: pd.DataFrame, who: np.ndarray, profiles: ProfileSet, r
     return out
 
 
+def _recruitment(channel: np.ndarray, cfg: dict, rng: np.random.Generator) -> tuple[pd.arrays.FloatingArray, np.ndarray]:
+    """The recruitment fee (DKK, 0 when none was paid) and who the recruiter was, per interviewed
+    person, by recruitment channel (codes of :data:`~studylib.data.vocabularies.RECRUITMENT_CHANNEL`).
+
+    ``rng`` is a stream of its own (the caller jumps the events stream), so the values drawn
+    before these fields existed stay as they were."""
+    codes = np.array(V.RECRUITMENT_CHANNEL, dtype=object)[channel]
+    m = len(codes)
+    share = np.array([cfg["recruitment_fee_share"].get(c, 0.0) for c in codes], dtype=float)
+    amount = np.round(cfg["recruitment_fee_median_dkk"] * np.exp(cfg["claimed_debt_sigma"] * rng.standard_normal(m)), -2)
+    fee = pd.array(np.where(rng.random(m) < share, amount, 0.0), dtype="Float64")
+    relation = np.full(m, "unknown", dtype=object)
+    for code, shares in cfg["recruiter_relation"].items():
+        rows = np.flatnonzero(codes == code)
+        relation[rows] = pick(rng, shares, rows.size)
+    return fee, relation
+
+
 def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSet, rng: np.random.Generator, export_day: int) -> dict[str, dict]:
     """F04 to F14 for the registered persons."""
     pw = profiles.scenario.pathway
@@ -236,6 +254,7 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
     debt = np.round(debt_median * np.exp(cfg["claimed_debt_sigma"] * rng.standard_normal(m)), 2)
     informed = chance(rng, pw.research_informed, m)
     agree = chance(rng, pw.research_agree, m)
+    fee, relation = _recruitment(reg["recruitment_channel"].to_numpy()[iv], cfg, np.random.Generator(rng.bit_generator.jumped()))
     out["F04"] = {
         "person": iv,
         "date": iv_date,
@@ -245,6 +264,8 @@ def pathway_forms(reg: pd.DataFrame, contacts: pd.DataFrame, profiles: ProfileSe
         "recruitment_channel": _code(np.array(V.RECRUITMENT_CHANNEL, dtype=object)[reg["recruitment_channel"].to_numpy()[iv]]),
         "arrival_year": _int(arrival, mask=~foreign[iv]),
         "claimed_debt_dkk": pd.array(np.where(chance(rng, cfg["claimed_debt_share"], m), debt, np.nan), dtype="Float64"),
+        "recruitment_fee_dkk": fee,
+        "recruiter_relation": _code(relation),
         "interpreter_used": _bool(foreign[iv] & chance(rng, pw.interpreter, m)),
         "indicators": _indicator_lists(reg, iv, profiles, rng),
         "research_informed": _bool(informed),
