@@ -704,9 +704,8 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
     suppression again (it stays safe alone). A hidden cell that is not small and that the
     rest of the release pins to one value is shown instead (hiding it protects nothing, and
     showing it tells the reader nothing new), once: a cell hidden again later stays hidden.
-    Small cells are never given back. When that search refuses a target, it is made again
-    without giving cells back, and the plan that refuses fewer is kept. A target that only
-    frozen tables expose is refused, naming the tables and cell.
+    Small cells are never given back. A target that only frozen tables expose is refused,
+    naming the tables and cell.
 
     Example::
 
@@ -725,18 +724,6 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             raise ReleaseError(f"frozen mask of table {table.where()} has shape {mask.shape}, not {table.full_shape}")
         masks[table.id] = mask.copy()
     is_frozen = [table.id in frozen for table in release.tables]
-    plan = _plan(release, masks, is_frozen, give_back=True)
-    if plan.refused:
-        # giving cells back can lead the greedy search astray: plan again without, keep the better
-        again = _plan(release, masks, is_frozen, give_back=False)
-        if len(again.refused) < len(plan.refused):
-            plan = again
-    return plan
-
-
-def _plan(release: Release, start: Mapping[str, np.ndarray], is_frozen: list[bool], give_back: bool) -> ReleasePlan:
-    """One greedy search of :func:`protect_release` from the masks ``start``."""
-    masks = {key: mask.copy() for key, mask in start.items()}
     pinned = _pinned(release, is_frozen, masks)
     for t, table in enumerate(release.tables):
         if not is_frozen[t] and pinned[t].any() and (masks[table.id] & pinned[t]).any():
@@ -758,7 +745,7 @@ def _plan(release: Release, start: Mapping[str, np.ndarray], is_frozen: list[boo
             for target in targets:
                 refused[_key(target)] = _refusal(current, target, f"still exposed after {MAX_ROUNDS} rounds")
             break
-        given = _given_away(targets, is_frozen, primary, shown_once) if give_back else []
+        given = _given_away(targets, is_frozen, primary, shown_once)
         if given:
             for target in given:
                 table = release.tables[target.table]
