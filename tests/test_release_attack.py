@@ -427,50 +427,6 @@ def test_a_count_column_that_repeats_the_row_totals_changes_nothing():
     assert plan.hidden == {} and plan.rounds == 1
 
 
-def _given_away_release(hide_count: bool):
-    # one sector by sex (a Total of 30), and a count of the same persons; the count is hidden
-    # as a plan would hide it (for a cell it turned out not to protect), or shown
-    frame = persons_of([(12, 0, 0), (18, 0, 1)])
-    frame.columns = ["sector", "sex"]
-    sizes = {"sector": 1, "sex": 2}
-    by_sex = table_from("study#1", ["sex"], frame, sizes, report="study")
-    count = table_from("study#2", ["sector"], frame, sizes, margins=False, hidden=np.array([hide_count]),
-                       report="study")
-    return Release(len(frame), (by_sex, count))
-
-
-def test_a_large_hidden_cell_the_other_tables_give_away_is_shown_not_protected_with_more_cells():
-    release = _given_away_release(hide_count=True)
-    key = ("study#2", ("sector0",), "hidden", "")
-    exposed = oracle(release)
-    assert exposed[key] == (30, 30.0, 30.0, False)  # the Total of study#1 pins it: hiding it protects nothing
-    plan = protect_release(release)
-    assert plan.refused == []
-    # showing it tells the reader nothing new; hiding more (the Total, then the sexes) would
-    # have lost the whole table for a count every reader already has
-    assert set(plan.hidden) == {"study#2"} and not plan.hidden["study#2"].any()
-    after = plan.apply(release)
-    assert not after.table("study#1").hidden.any()
-    assert not unsafe(oracle(after))
-    # the other side: nothing hidden, nothing to change
-    assert protect_release(_given_away_release(hide_count=False)).hidden == {}
-
-
-def test_a_small_hidden_cell_the_other_tables_give_away_is_never_shown():
-    # the same shape with 3 persons in the count: exposed, and a primary cell; the plan must hide
-    frame = persons_of([(3, 0, 0), (18, 0, 1)])
-    frame.columns = ["sector", "sex"]
-    sizes = {"sector": 1, "sex": 2}
-    by_sex = protected(table_from("study#1", ["sex"], frame, sizes, report="study"), 5)
-    count = table_from("study#2", ["sex"], frame, sizes, margins=False, keep=(frame.sex == 0).to_numpy(),
-                       hidden=np.array([True, False]), report="study")
-    release = Release(len(frame), (by_sex, count))
-    plan = protect_release(release)
-    after = plan.apply(release)
-    assert after.table("study#2").hidden[0] and after.table("study#1").hidden[0]
-    assert not unsafe(oracle(after))
-
-
 def _rounded_release(published_small: int):
     # sector 0..3; an exact table hides the two small sectors, a rounded one publishes them rounded to 3
     frame = persons_of([(2, 0), (3, 1), (50, 2), (60, 3)])
@@ -581,13 +537,9 @@ def test_random_releases_bounds_match_the_oracle_and_the_plan_leaves_nothing_exp
                         for f in np.flatnonzero(~t.hidden.ravel())]
     for table, before in zip(after.tables, release.tables):
         for flat in np.flatnonzero((before.hidden & ~table.hidden).ravel()):
-            # a cell is given back only when a table already published shows exactly its persons,
-            # or when it is not small (the rest of the release pinned it; the oracle below checks
-            # that showing it left every cell safe)
+            # a cell is given back only when a table already published shows exactly its persons
             persons = members(table, flat)
-            if not (persons and persons in published_frozen):
-                assert len(persons) >= release.min_cell or (len(persons) == 0 and not release.zeros_disclosive), (
-                    table.id, table.cell_label(int(flat)))
+            assert persons and persons in published_frozen, (table.id, table.cell_label(int(flat)))
     left = unsafe(oracle(after))
     if not frozen_ids:
         assert plan.refused == [] and not left

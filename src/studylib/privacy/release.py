@@ -203,7 +203,6 @@ class _Target:
     upper: float = 0.0
     safe: bool = True
     support: list = field(default_factory=list)  # groups of (table, flat): published cells its proof uses
-    exact: bool = False        # the reader's programme pins it to one value (before rounding inward)
 
 
 def _profiles(release: Release) -> tuple[np.ndarray, np.ndarray]:
@@ -587,10 +586,8 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
             supports[k].extend(_support(lo_dual[k], component))
     lower, upper = _inward(seen_lo, seen_hi)
     unsafe = _unsafe(lower, upper, point, rule_low, m)
-    pinned = exact_lo & exact_hi & (seen_hi - seen_lo <= _TOL * np.maximum(1.0, np.abs(truth)))
     for k, target in enumerate(targets):
         target.lower, target.upper, target.safe = float(lower[k]), float(upper[k]), bool(not unsafe[k])
-        target.exact = bool(pinned[k])
         target.support = list(dict.fromkeys(supports[k])) if unsafe[k] else []
 
 
@@ -701,11 +698,8 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
     plan hides one published cell per unsafe target and round, among the cells the proof
     of its bounds uses (else any cell holding its persons): the smallest first, then in
     the table that shows fewest cells, Totals last; a table changed gets its own secondary
-    suppression again (it stays safe alone). A hidden cell that is not small and that the
-    rest of the release pins to one value is shown instead (hiding it protects nothing, and
-    showing it tells the reader nothing new), once: a cell hidden again later stays hidden.
-    Small cells are never given back. A target that only frozen tables expose is refused,
-    naming the tables and cell.
+    suppression again (it stays safe alone; cells hidden for the release are never given
+    back). A target that only frozen tables expose is refused, naming the tables and cell.
 
     Example::
 
@@ -732,8 +726,6 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             mask &= ~(pinned[t] & ~_primary(table, release.min_cell, release.zeros_disclosive))
             _secondary(table, mask, release.min_cell, release.zeros_disclosive, pinned[t])
     refused: dict[tuple, str] = {}
-    primary = [_primary(table, release.min_cell, release.zeros_disclosive) for table in release.tables]
-    shown_once = [np.zeros(table.full_shape, dtype=bool) for table in release.tables]
     rounds = 0
     current = _with_masks(release, masks)
     while True:
@@ -745,16 +737,6 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             for target in targets:
                 refused[_key(target)] = _refusal(current, target, f"still exposed after {MAX_ROUNDS} rounds")
             break
-        given = _given_away(targets, is_frozen, primary, shown_once)
-        if given:
-            for target in given:
-                table = release.tables[target.table]
-                masks[table.id].flat[target.flat] = False
-                shown_once[target.table].flat[target.flat] = True
-            current = _with_masks(release, masks)
-            targets = [t for t in targets if not any(t is g for g in given)]
-            if not targets:
-                continue
         chosen: dict[int, set[int]] = {}
         for target in targets:
             group = _choose(current, target, is_frozen, chosen, pinned)
@@ -778,20 +760,6 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             hidden[table.id] = mask
             added[table.id] = [table.cell_label(int(f)) for f in np.flatnonzero((mask & ~table.hidden).ravel())]
     return ReleasePlan(hidden, added, list(refused.values()), rounds)
-
-
-def _given_away(targets: list[_Target], is_frozen: list[bool], primary: list[np.ndarray],
-                shown_once: list[np.ndarray]) -> list[_Target]:
-    """Hidden cells that are not small and that the other published cells pin to one value
-    (the reader's programme has a single solution for them): hiding them protects nothing,
-    and showing them tells the reader nothing new, so they are shown instead of spending more
-    cells to hide them. Each cell is given back at most once (a table that needs it hidden
-    again keeps it hidden); frozen tables never change."""
-    return [
-        t for t in targets
-        if t.kind == "hidden" and t.exact and not is_frozen[t.table]
-        and not primary[t.table].flat[t.flat] and not shown_once[t.table].flat[t.flat]
-    ]
 
 
 def _with_masks(release: Release, masks: Mapping[str, np.ndarray]) -> Release:
