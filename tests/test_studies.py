@@ -20,7 +20,8 @@ from studylib.privacy.tokens import read_key
 from studylib.runner.batch import BatchSettings, run_batch
 from studylib.runner.study import find_studies
 
-pytestmark = pytest.mark.slow
+# the first test builds the whole demo release (eight studies, protected together): minutes on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[1]
 
