@@ -120,3 +120,17 @@ def write_study(root: Path, study: dict, data: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+def publish_demo_studies(reports: Path, studies: list[Path], studies_dir: Path, workers: int = 1):
+    """Run studies of the project on the demo data into ``reports`` (the audit uses the demo
+    key, so the test key is set aside meanwhile); the batch result."""
+    import pytest
+
+    from studylib.demo import ensure_demo_dataset
+    from studylib.runner.batch import BatchSettings, run_batch
+
+    ensure_demo_dataset()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("STUDYLIB_KEY_FILE", raising=False)
+        return run_batch(studies, BatchSettings(reports=reports, workers=workers, studies_dir=studies_dir))

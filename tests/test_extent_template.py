@@ -19,8 +19,7 @@ import pandas as pd
 import pytest
 
 from studylib import paths
-from studylib.demo import ensure_demo_dataset
-from studylib.runner.batch import BatchSettings, run_batch
+from runner_fixtures import publish_demo_studies
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    ensure_demo_dataset()
     reports = tmp_path_factory.mktemp("reports")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("STUDYLIB_KEY_FILE", raising=False)  # demo data: the audit uses the demo key
-        result = run_batch([ROOT / "studies" / "extent.yaml"], BatchSettings(reports=reports, workers=1, studies_dir=ROOT / "studies"))
+    result = publish_demo_studies(reports, [ROOT / "studies" / "extent.yaml"], ROOT / "studies")
     assert [o.status for o in result.outcomes] == ["published"], [o.message for o in result.outcomes]
     page = (reports / "extent" / "report.html").read_text()
     text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))

@@ -13,11 +13,10 @@ import pytest
 from pypdf import PdfReader
 
 from studylib import paths
-from studylib.demo import ensure_demo_dataset
 from studylib.privacy.audit import audit_path
 from studylib.privacy.denylist import DenyList, deny_list_path
 from studylib.privacy.tokens import read_key
-from studylib.runner.batch import BatchSettings, run_batch
+from runner_fixtures import publish_demo_studies
 from studylib.runner.study import find_studies
 
 # the first test builds the whole demo release (eight studies, protected together): minutes on 2 cores
@@ -28,11 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    ensure_demo_dataset()
     reports = tmp_path_factory.mktemp("reports")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("STUDYLIB_KEY_FILE", raising=False)  # demo data: the audit uses the demo key
-        result = run_batch(find_studies(ROOT / "studies"), BatchSettings(reports=reports, workers=2, studies_dir=ROOT / "studies"))
+    result = publish_demo_studies(reports, find_studies(ROOT / "studies"), ROOT / "studies", workers=2)
     return reports, result
 
 
