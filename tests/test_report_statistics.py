@@ -73,6 +73,21 @@ def test_count_columns_are_counted_from_persons_by_the_library():
     assert shown.cells.loc["begging", "persons"] == "0"
 
 
+def test_a_study_that_rounds_publishes_its_count_columns_rounded_and_hides_rows_of_few_persons():
+    # one policy per release: an exact count beside the study's rounded tables would undo their rounding
+    configure(min_cell=5, rounding=3)
+    persons = _persons()
+    persons = pd.concat([persons, persons.iloc[:1].assign(person_id="p999", sector="agriculture")])  # 121
+    fit = _estimates().drop(columns="observed")
+    shown = safe_statistics(fit, "Estimates by sector", counts={"persons": persons}, by="sector")
+    oracle = persons.groupby("sector").size()
+    for sector in ("agriculture", "cleaning"):
+        published = int(shown.cells.loc[sector, "persons"].replace(",", ""))
+        assert published % 3 == 0 and abs(published - oracle[sector]) <= 2, (sector, published)
+    assert int(shown.cells.loc["agriculture", "persons"]) != oracle["agriculture"]  # 121 is no multiple of 3
+    assert shown.cells.loc["au pair"].tolist() == ["[c]", "[c]", "[c]"]  # 3 persons: nothing shown, rounded or not
+
+
 def test_counts_per_row_from_their_own_persons():
     persons = _persons()
     frame = pd.DataFrame({"kappa": [0.4, 0.5]}, index=pd.Index(["first", "second"], name="catalogue"))

@@ -451,7 +451,7 @@ class _Page:
         minimum = max(self.auditor.min_cell, marker.get("min_cell", 0))
         if not 1 <= value <= minimum - 1:
             return
-        base = marker.get("rounding") if marker.get("rule") == "rounding" else None
+        base = marker.get("rounding") if marker.get("rule") in ("rounding", "statistics") else None
         if base and value % base == 0:
             return
         self.findings.append((self.line(self.cell_at), " <td>", "small-count", f"{value} (minimum cell {minimum})"))

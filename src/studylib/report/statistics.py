@@ -159,7 +159,9 @@ def safe_statistics(
             shown = shown.mask(pd.Series(small, index=frame.index), symbol)
         cells[col] = shown
     cells.index = display_labels(cells.index)
-    marker = marker_for("statistics", m, None, False, False)
+    # counted columns are rounded when the study rounds: the audit then accepts their multiples
+    rounded = settings.rounding if isinstance(counts, Mapping) and counts else None
+    marker = marker_for("statistics", m, rounded, False, False)
     return SafeStatistics(cells, m, int(small.sum()), caption, next_number("table"), note, marker, symbol)
 
 
@@ -167,7 +169,7 @@ def _counted_column(frame: pd.DataFrame, column: str, spec, by: str | None, m: i
     """A count column computed from persons, protected (1-D, no Total) and recorded in the ledger."""
     from dataclasses import replace
 
-    flat = replace(settings, margins=False, rounding=None, min_cell=m)
+    flat = replace(settings, margins=False, min_cell=m)  # rounded when the study rounds: one policy per release
     if isinstance(spec, Mapping):
         rows = list(spec)
         missing = [r for r in rows if r not in frame.index]
@@ -178,8 +180,8 @@ def _counted_column(frame: pd.DataFrame, column: str, spec, by: str | None, m: i
         values, mask = {}, {}
         for row in rows:
             count = count_persons(persons[str(row)], ["_row"], order={"_row": [str(row)]}, keep_empty=True, min_cell=m)
-            _, protected = protect_count(count, flat, "statistics", f"{column} ({row})")
-            values[row] = int(protected.counts.iloc[0])
+            _, protected = protect_count(count, flat, "statistics", f"{column} ({row})", hide_small=True)
+            values[row] = _shown(protected).iloc[0]
             mask[row] = bool(protected.suppressed.iloc[0])
         index = frame.index
         return pd.Series([values.get(r, np.nan) for r in index], index=index), np.array([mask.get(r, False) for r in index])
@@ -187,7 +189,14 @@ def _counted_column(frame: pd.DataFrame, column: str, spec, by: str | None, m: i
         raise DisclosureError(f"counts[{column!r}] is a persons frame: say which column the rows are (by='sector')")
     codes = list(frame.index)
     count = count_persons(spec, [by], order={by: codes}, keep_empty=True, min_cell=m)
-    _, protected = protect_count(count, flat, "statistics", column)
-    published = protected.counts.reindex(codes)
+    _, protected = protect_count(count, flat, "statistics", column, hide_small=True)
+    published = _shown(protected).reindex(codes)
     hidden = protected.suppressed.reindex(codes).fillna(False).to_numpy(dtype=bool)
     return pd.Series(published.to_numpy(), index=frame.index), hidden
+
+
+def _shown(protected) -> pd.Series:
+    """What a count column shows of a protected count: its rounded values when the study
+    rounds, else the counts (hidden cells are masked by the caller)."""
+    values = protected.published if protected.rounding is not None else protected.counts
+    return values.fillna(0).astype(int)

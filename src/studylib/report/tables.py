@@ -36,6 +36,7 @@ from studylib.privacy.disclosure import (
     protect_table,
     published_shares,
 )
+from studylib.privacy.suppression import Rule
 from studylib.report.counting import PersonCount, count_persons, is_person_frame
 from studylib.report.exhibit import Exhibit, heading, table_html
 from studylib.report.exhibit import escape as _e
@@ -99,11 +100,18 @@ def protect_for_report(data, settings: DisclosureSettings | dict | None = None, 
     return replace(protected, settings=replace(protected.settings, symbol=settings.symbol))
 
 
-def protect_count(count: PersonCount, settings: DisclosureSettings, kind: str, caption: str | None) -> tuple[str, ProtectedTable]:
-    """Protect a person count (with what the release plan hides in it) and record it in the ledger."""
+def protect_count(count: PersonCount, settings: DisclosureSettings, kind: str, caption: str | None,
+                  hide_small: bool = False) -> tuple[str, ProtectedTable]:
+    """Protect a person count (with what the release plan hides in it) and record it in the ledger.
+
+    ``hide_small``: a rounded count hides its small cells too (a statistic's row of few
+    persons shows nothing, whether the study rounds or suppresses)."""
     table_id = next_table_id()
     full = tuple(n + (1 if settings.margins else 0) for n in count.shape)
     hide = planned_hide(table_id, count.dims, count.labels, settings.margins, full)
+    if hide_small and settings.rounding is not None and not settings.margins:
+        small = Rule(settings.min_cell, settings.zeros_disclosive).is_sensitive(np.asarray(count.counts).reshape(full))
+        hide = small if hide is None else (hide | small)
     hide_frame = None
     if hide is not None:
         hide_frame = mask_frame(count.counts, settings.margins, hide)
