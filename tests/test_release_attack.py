@@ -11,6 +11,7 @@ carry the ledger.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -119,6 +120,9 @@ def oracle(release: Release) -> dict:
         counts = _oracle_counts(table, persons)
         for full in range(math.prod(_full_shape(table))):
             hidden = bool(table.hidden.flat[full])
+            truth = int(counts.flat[full])
+            if hidden and table.id in release.frozen and not low <= truth <= m - 1:
+                continue  # published earlier and not small: knowing it tells nothing about anyone
             if hidden:
                 kind = "hidden"
             elif table.rounding is not None and table.published.flat[full] - (table.rounding - 1) <= m - 1:
@@ -427,6 +431,74 @@ def test_a_count_column_that_repeats_the_row_totals_changes_nothing():
     assert plan.hidden == {} and plan.rounds == 1
 
 
+def _given_away_release(hide_count: bool):
+    # one sector by sex (a Total of 30), and a count of the same persons; the count is hidden
+    # as a report's own protection or a plan would hide it, or shown
+    frame = persons_of([(12, 0, 0), (18, 0, 1)])
+    frame.columns = ["sector", "sex"]
+    sizes = {"sector": 1, "sex": 2}
+    by_sex = table_from("study#1", ["sex"], frame, sizes, report="study")
+    count = table_from("study#2", ["sector"], frame, sizes, margins=False, hidden=np.array([hide_count]),
+                       report="study")
+    return Release(len(frame), (by_sex, count))
+
+
+def test_a_large_hidden_cell_the_other_tables_give_away_is_shown_not_protected_with_more_cells():
+    release = _given_away_release(hide_count=True)
+    key = ("study#2", ("sector0",), "hidden", "")
+    exposed = oracle(release)
+    assert exposed[key] == (30, 30.0, 30.0, False)  # the Total of study#1 pins it: hiding it protects nothing
+    plan = protect_release(release)
+    assert plan.refused == []
+    # showing it tells the reader nothing new; hiding more (the Total, then the sexes) would
+    # have lost the whole table for a count every reader already has
+    assert set(plan.hidden) == {"study#2"} and not plan.hidden["study#2"].any()
+    assert plan.shown == {"study#2": [("sector0",)]} and plan.added == {"study#2": []}
+    after = plan.apply(release)
+    assert not after.table("study#1").hidden.any()
+    assert not unsafe(oracle(after))
+    # the other side: nothing hidden, nothing to change
+    assert protect_release(_given_away_release(hide_count=False)).hidden == {}
+
+
+def test_a_small_hidden_cell_the_other_tables_give_away_is_never_shown():
+    # the same shape with 3 persons in the count: exposed, and a primary cell; the plan must hide
+    frame = persons_of([(3, 0, 0), (18, 0, 1)])
+    frame.columns = ["sector", "sex"]
+    sizes = {"sector": 1, "sex": 2}
+    by_sex = protected(table_from("study#1", ["sex"], frame, sizes, report="study"), 5)
+    count = table_from("study#2", ["sex"], frame, sizes, margins=False, keep=(frame.sex == 0).to_numpy(),
+                       hidden=np.array([True, False]), report="study")
+    release = Release(len(frame), (by_sex, count))
+    plan = protect_release(release)
+    after = plan.apply(release)
+    assert after.table("study#2").hidden[0] and after.table("study#1").hidden[0]
+    assert plan.shown == {} or all(not cells for cells in plan.shown.values())
+    assert not unsafe(oracle(after))
+
+
+def test_a_large_hidden_cell_of_a_frozen_table_that_the_release_pins_is_left_as_published():
+    # last year's count hid its 30 (as a secondary); this year's table by sex has the Total 30.
+    # The old table cannot change and knowing 30 harms nobody: nothing is hidden for it.
+    release = _given_away_release(hide_count=True)
+    plan = protect_release(release, frozen={"study#2": np.array([True])})
+    assert plan.hidden == {} and plan.refused == []
+    after = plan.apply(release)
+    assert after.frozen == {"study#2"}
+    assert found(attack_release(after)) == oracle(after) and not unsafe(oracle(after))
+    # a small frozen cell that the new table pins is still protected (the new table changes)
+    frame = persons_of([(3, 0, 0), (18, 0, 1)])
+    frame.columns = ["sector", "sex"]
+    sizes = {"sector": 1, "sex": 2}
+    by_sex = table_from("study#1", ["sex"], frame, sizes, report="study")
+    old = table_from("old#1", ["sex"], frame, sizes, margins=False, keep=(frame.sex == 0).to_numpy(),
+                     hidden=np.array([True, False]), report="old")
+    release = Release(len(frame), (by_sex, old))
+    plan = protect_release(release, frozen={"old#1": old.hidden})
+    assert "study#1" in plan.hidden and plan.hidden["study#1"][0]
+    assert not unsafe(oracle(plan.apply(release)))
+
+
 def _rounded_release(published_small: int):
     # sector 0..3; an exact table hides the two small sectors, a rounded one publishes them rounded to 3
     frame = persons_of([(2, 0), (3, 1), (50, 2), (60, 3)])
@@ -535,11 +607,21 @@ def test_random_releases_bounds_match_the_oracle_and_the_plan_leaves_nothing_exp
     after = plan.apply(release)
     published_frozen = [members(t, f) for t in release.tables if t.id in frozen_ids
                         for f in np.flatnonzero(~t.hidden.ravel())]
-    for table, before in zip(after.tables, release.tables):
+    for t, (table, before) in enumerate(zip(after.tables, release.tables)):
         for flat in np.flatnonzero((before.hidden & ~table.hidden).ravel()):
-            # a cell is given back only when a table already published shows exactly its persons
+            # a cell is shown only when a frozen table shows exactly its persons, or when it is
+            # not small and the rest of the release pins it: hidden again, the oracle recovers it
             persons = members(table, flat)
-            assert persons and persons in published_frozen, (table.id, table.cell_label(int(flat)))
+            if persons and persons in published_frozen:
+                continue
+            label = table.cell_label(int(flat))
+            assert not release.min_cell > len(persons) >= 1, (table.id, label)
+            hidden = table.hidden.copy()
+            hidden.flat[flat] = True
+            tables = list(after.tables)
+            tables[t] = replace(table, hidden=hidden)
+            count, lo, hi, _ = oracle(replace(after, tables=tuple(tables)))[(table.id, label, "hidden", "")]
+            assert lo == hi == count == len(persons), (table.id, label, lo, hi)
     left = unsafe(oracle(after))
     if not frozen_ids:
         assert plan.refused == [] and not left

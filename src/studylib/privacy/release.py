@@ -17,10 +17,14 @@ person are variables, which only makes the reader stronger) bounds
   against the same without one region; 2015-2024 against 2015-2023): unsafe when narrowed
   into the sensitive range.
 
-:func:`protect_release` hides more cells, where the reader wins, until it finds nothing,
-keeping every table safe on its own (:func:`studylib.privacy.disclosure._suppress_secondary`)
-and never changing a frozen table (one published in an earlier release). What cannot be
-made safe is refused, naming the tables that combine and the cell.
+:func:`protect_release` hides more cells, where the reader wins on a small cell or a
+difference, until it finds nothing, keeping every table safe on its own
+(:func:`studylib.privacy.disclosure._suppress_secondary`) and never changing a frozen table
+(one published in an earlier release); then it shows the hidden cells that are not small
+and that the release pins to one value (hiding them protects nobody and would read as a
+small count). What cannot be made safe is refused, naming the tables that combine and the
+cell. A hidden cell of a frozen table that is not small is no target: it cannot change, and
+knowing it tells nothing about anyone.
 
 Everything here holds true counts: it is for the runner's private state, never a report.
 """
@@ -163,11 +167,17 @@ class Release:
     tables: tuple[CountedTable, ...]
     min_cell: int = 5
     zeros_disclosive: bool = False
+    #: ids of the tables published in earlier releases (they cannot change)
+    frozen: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if problem := min_cell_problem(self.min_cell):
             raise ReleaseError(f"release: {problem}")
         object.__setattr__(self, "tables", tuple(self.tables))
+        object.__setattr__(self, "frozen", frozenset(self.frozen))
+        unknown = sorted(self.frozen - {table.id for table in self.tables})
+        if unknown:
+            raise ReleaseError(f"release: frozen names table(s) {unknown} that the release does not hold")
         seen = set()
         for table in self.tables:
             if table.id in seen:
@@ -203,6 +213,7 @@ class _Target:
     upper: float = 0.0
     safe: bool = True
     support: list = field(default_factory=list)  # groups of (table, flat): published cells its proof uses
+    exact: bool = False        # the reader's programme pins it to one value (before rounding inward)
 
 
 def _profiles(release: Release) -> tuple[np.ndarray, np.ndarray]:
@@ -425,8 +436,18 @@ def _signatures(a: sparse.csr_matrix) -> np.ndarray:
     return out.view(np.int64)
 
 
-def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray, exact: bool) -> list[_Target]:
-    """Every hidden cell, rounded small cell and difference of the component's tables."""
+#: Which targets an attack bounds: every one (the verdict on a release), the ones that guard
+#: persons (small hidden cells, rounded small cells, differences), or the hidden cells that are
+#: not small (whose exact recovery only misleads: they are shown when the release pins them).
+_WHICH = ("all", "small", "large")
+
+
+def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray, exact: bool,
+             which: str = "all", extra: frozenset = frozenset()) -> list[_Target]:
+    """The component's hidden cells, rounded small cells and differences, as ``which`` says
+    (``extra``: keys of cells that are bounded in ``"small"`` too). A hidden cell of a frozen
+    table that is not small is never a target: it cannot change, and knowing it exactly
+    tells nothing about anyone."""
     rule_low = 0 if release.zeros_disclosive else 1
     m = release.min_cell
     targets: list[_Target] = []
@@ -436,8 +457,19 @@ def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np
         cover = _covering(table, matrix[js, t])
         counts = table.counts().ravel()
         hidden = table.hidden.ravel()
-        cells = set(np.flatnonzero(hidden).tolist())
-        if table.rounding is not None:
+        small_cell = (counts >= rule_low) & (counts <= m - 1)
+        frozen = table.id in release.frozen
+        if which == "large":
+            keep = hidden & ~small_cell & (not frozen)
+        elif which == "small":
+            keep = hidden & small_cell
+            for key in extra:
+                if key[0] == t and key[2] == "hidden":
+                    keep[key[1]] = hidden[key[1]]
+        else:
+            keep = hidden & (small_cell | (not frozen))
+        cells = set(np.flatnonzero(keep).tolist())
+        if table.rounding is not None and which != "large":
             shown = np.asarray(table.published).ravel()
             small = np.flatnonzero(~hidden & (shown - (table.rounding - 1) <= m - 1))
             rounded = set(small.tolist())
@@ -455,6 +487,8 @@ def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np
             targets.append(
                 _Target(t, int(flat), kind, -1, int(counts[flat]), kind == "hidden", columns=pair_j[lo_i:hi_i])
             )
+    if which == "large":
+        return targets
     counted = matrix[:, tables] >= 0
     for ia, a in enumerate(tables):
         for ib, b in enumerate(tables):
@@ -507,8 +541,11 @@ def _support(dual: np.ndarray, component: _Component) -> list[tuple[tuple[int, i
     return [tuple(component.row_cells[r]) for r in rows]
 
 
-def _attack_component(release: Release, component: _Component, targets: list[_Target], weight: np.ndarray, exact: bool) -> None:
-    """Bound the component's targets in place (lower, upper, safe, support)."""
+def _attack_component(release: Release, component: _Component, targets: list[_Target], weight: np.ndarray, exact: bool,
+                      pins: bool = False) -> None:
+    """Bound the component's targets in place (lower, upper, safe, support, exact); with
+    ``pins`` a target is unsafe only when recovered exactly, empty cells too (the search for
+    hidden cells the release pins)."""
     rule_low = 0 if release.zeros_disclosive else 1
     m = release.min_cell
     n = len(component.profiles)
@@ -520,7 +557,9 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
         shape=(len(targets), n),
     )
     truth = np.array([t.truth for t in targets], dtype=float)
-    point = np.array([t.point and t.truth > 0 or (t.point and release.zeros_disclosive) for t in targets])
+    point = np.array([pins or t.point and t.truth > 0 or (t.point and release.zeros_disclosive) for t in targets])
+    if pins:
+        rule_low, m = 1, 1  # no range is sensitive: only a single value counts
     empty = np.array(lengths) == 0
     seen_lo, seen_hi = truth.copy(), truth.copy()
     exact_lo = empty.copy()
@@ -586,8 +625,10 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
             supports[k].extend(_support(lo_dual[k], component))
     lower, upper = _inward(seen_lo, seen_hi)
     unsafe = _unsafe(lower, upper, point, rule_low, m)
+    pinned = exact_lo & exact_hi & (seen_hi - seen_lo <= _TOL * np.maximum(1.0, np.abs(truth)))
     for k, target in enumerate(targets):
         target.lower, target.upper, target.safe = float(lower[k]), float(upper[k]), bool(not unsafe[k])
+        target.exact = bool(pinned[k])
         target.support = list(dict.fromkeys(supports[k])) if unsafe[k] else []
 
 
@@ -603,7 +644,7 @@ def _components(release: Release, matrix: np.ndarray) -> list[list[int]]:
     return list(groups.values())
 
 
-def _attack(release: Release, exact: bool) -> list[_Target]:
+def _attack(release: Release, exact: bool, which: str = "all", extra: frozenset = frozenset()) -> list[_Target]:
     matrix, weight = _profiles(release)
     if release.zeros_disclosive:
         matrix, weight = _phantoms(release, matrix, weight)
@@ -613,18 +654,23 @@ def _attack(release: Release, exact: bool) -> list[_Target]:
         local_matrix, local_weight = matrix[mine], weight[mine]
         rows, lo, hi, cells = _rows(release, tables, local_matrix, local_weight)
         component = _Component(tables, mine, rows, lo, hi, cells)
-        found = _targets(release, tables, local_matrix, local_weight, exact)
+        found = _targets(release, tables, local_matrix, local_weight, exact, which, extra)
         for target in found:
             target.component = number
-        _attack_component(release, component, found, local_weight, exact)
+        _attack_component(release, component, found, local_weight, exact, pins=which == "large")
         targets.extend(found)
     # hidden cells of tables that count nobody
     for t, table in enumerate(release.tables):
         if (table.cell >= 0).any():
             continue
         for flat in np.flatnonzero(table.hidden.ravel()):
-            unsafe = release.zeros_disclosive
-            targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=np.zeros(0, dtype=np.int64), safe=not unsafe))
+            nobody = np.zeros(0, dtype=np.int64)
+            if which == "large":  # known empty: shown when zeros are not disclosive
+                if not release.zeros_disclosive and table.id not in release.frozen:
+                    targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=nobody, safe=False, exact=True))
+            elif which == "all" or release.zeros_disclosive:
+                unsafe = release.zeros_disclosive
+                targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=nobody, safe=not unsafe))
     order = {"hidden": 0, "rounded": 0, "difference": 1}
     targets.sort(key=lambda x: (order[x.kind], x.table, x.other, x.flat))
     return targets
@@ -674,37 +720,55 @@ def attack_release(release: Release, exact: bool = False) -> pd.DataFrame:
 
 @dataclass
 class ReleasePlan:
-    """Extra suppressions that make a release safe, found by :func:`protect_release`."""
+    """The masks that make a release safe, found by :func:`protect_release`: cells hidden
+    (``added``) and hidden cells shown because the release pins them (``shown``)."""
 
     hidden: dict[str, np.ndarray]
     added: dict[str, list[tuple]]
     refused: list[str]
     rounds: int
+    shown: dict[str, list[tuple]] = field(default_factory=dict)
+    frozen: frozenset[str] = frozenset()
 
     def apply(self, release: Release) -> Release:
-        """The release with the plan's masks."""
+        """The release with the plan's masks (and its frozen tables marked frozen)."""
         tables = tuple(
             replace(table, hidden=self.hidden[table.id].copy()) if table.id in self.hidden else table
             for table in release.tables
         )
-        return replace(release, tables=tables)
+        return replace(release, tables=tables, frozen=release.frozen | self.frozen)
+
+
+#: Passes of "protect the small cells, then show what the release pins" before what is
+#: still pinned is refused (a second pass is needed only where the reader pins a cell by
+#: rounding fractional bounds inward, which is rare).
+MAX_PASSES = 3
 
 
 def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = None) -> ReleasePlan:
-    """Add suppressions across the release until :func:`attack_release` finds no unsafe target.
+    """Masks across the release such that :func:`attack_release` finds no unsafe target.
 
     ``frozen``: tables already published (earlier releases), by id, with their published
-    masks; they take part in the attack but are never changed. Where the reader wins, the
-    plan hides one published cell per unsafe target and round, among the cells the proof
-    of its bounds uses (else any cell holding its persons): the smallest first, then in
-    the table that shows fewest cells, Totals last; a table changed gets its own secondary
-    suppression again (it stays safe alone; cells hidden for the release are never given
-    back). A target that only frozen tables expose is refused, naming the tables and cell.
+    masks; they take part in the attack but are never changed. The search has two steps:
+
+    1. Protect persons. Where the reader recovers a small hidden cell, narrows a rounded
+       small cell or a difference into the sensitive range, the plan hides one published
+       cell per such target and round, among the cells the proof of its bounds uses (else
+       any cell holding its persons): the smallest first, then in the table that shows
+       fewest cells, Totals last; a table changed gets its own secondary suppression again
+       (it stays safe alone). A target that only frozen tables expose is refused, naming
+       the tables and cell.
+    2. Show what hiding does not protect. A hidden cell that is not small and that the
+       release pins to one value (the reader's programme has a single solution for it) is
+       shown: hiding it protects nobody, it would read as a small count, and showing it
+       changes nothing the reader can work out (the programme's solutions stay the same),
+       so step 1 stays done. A cell the reader pins only by rounding fractional bounds
+       inward is instead protected as in step 1, and the two steps run again.
 
     Example::
 
         plan = protect_release(release)
-        plan.hidden, plan.refused
+        plan.hidden, plan.refused, plan.shown
     """
     frozen = dict(frozen or {})
     ids = [table.id for table in release.tables]
@@ -717,7 +781,8 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
         if mask.shape != table.full_shape:
             raise ReleaseError(f"frozen mask of table {table.where()} has shape {mask.shape}, not {table.full_shape}")
         masks[table.id] = mask.copy()
-    is_frozen = [table.id in frozen for table in release.tables]
+    release = replace(release, frozen=release.frozen | set(frozen))
+    is_frozen = [table.id in release.frozen for table in release.tables]
     pinned = _pinned(release, is_frozen, masks)
     for t, table in enumerate(release.tables):
         if not is_frozen[t] and pinned[t].any() and (masks[table.id] & pinned[t]).any():
@@ -726,17 +791,50 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             mask &= ~(pinned[t] & ~_primary(table, release.min_cell, release.zeros_disclosive))
             _secondary(table, mask, release.min_cell, release.zeros_disclosive, pinned[t])
     refused: dict[tuple, str] = {}
+    extra: set[tuple] = set()
     rounds = 0
+    for _ in range(MAX_PASSES):
+        rounds = _protect_persons(release, masks, is_frozen, pinned, refused, frozenset(extra), rounds)
+        current = _with_masks(release, masks)
+        found = [t for t in _attack(current, exact=False, which="large") if not t.safe and _key(t) not in refused]
+        for target in found:
+            if target.exact:
+                masks[release.tables[target.table].id].flat[target.flat] = False
+        inward = {_key(t) for t in found if not t.exact}
+        if not inward:
+            break
+        extra |= inward
+    else:
+        current = _with_masks(release, masks)
+        for target in _attack(current, exact=False, which="small", extra=frozenset(extra)):
+            if not target.safe and _key(target) not in refused:
+                refused[_key(target)] = _refusal(current, target, f"still exposed after {MAX_PASSES} passes")
+    hidden, added, given = {}, {}, {}
+    for t, table in enumerate(release.tables):
+        mask = masks[table.id]
+        if not np.array_equal(mask, table.hidden):
+            hidden[table.id] = mask
+            added[table.id] = [table.cell_label(int(f)) for f in np.flatnonzero((mask & ~table.hidden).ravel())]
+            given[table.id] = [table.cell_label(int(f)) for f in np.flatnonzero((~mask & table.hidden).ravel())]
+    return ReleasePlan(hidden, added, list(refused.values()), rounds, given, frozenset(frozen))
+
+
+def _protect_persons(release: Release, masks: dict[str, np.ndarray], is_frozen: list[bool], pinned: list[np.ndarray],
+                     refused: dict[tuple, str], extra: frozenset, rounds: int) -> int:
+    """Step 1 of :func:`protect_release` (masks and refusals changed in place): hide cells until
+    no small hidden cell, rounded small cell, difference or ``extra`` cell is exposed. Returns
+    the rounds counted so far."""
     current = _with_masks(release, masks)
     while True:
         rounds += 1
-        targets = [t for t in _attack(current, exact=False) if not t.safe and _key(t) not in refused]
+        targets = [t for t in _attack(current, exact=False, which="small", extra=extra)
+                   if not t.safe and _key(t) not in refused]
         if not targets:
-            break
+            return rounds
         if rounds > MAX_ROUNDS:
             for target in targets:
                 refused[_key(target)] = _refusal(current, target, f"still exposed after {MAX_ROUNDS} rounds")
-            break
+            return rounds
         chosen: dict[int, set[int]] = {}
         for target in targets:
             group = _choose(current, target, is_frozen, chosen, pinned)
@@ -746,20 +844,13 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
             for t, f in group:
                 chosen.setdefault(t, set()).add(f)
         if not chosen:
-            break
+            return rounds
         for t in sorted(chosen):
             table = current.tables[t]
             mask = masks[table.id]
             mask.ravel()[sorted(chosen[t])] = True
             _secondary(table, mask, current.min_cell, current.zeros_disclosive, pinned[t])
         current = _with_masks(release, masks)
-    hidden, added = {}, {}
-    for table in release.tables:
-        mask = masks[table.id]
-        if not np.array_equal(mask, table.hidden):
-            hidden[table.id] = mask
-            added[table.id] = [table.cell_label(int(f)) for f in np.flatnonzero((mask & ~table.hidden).ravel())]
-    return ReleasePlan(hidden, added, list(refused.values()), rounds)
 
 
 def _with_masks(release: Release, masks: Mapping[str, np.ndarray]) -> Release:

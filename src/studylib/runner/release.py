@@ -138,7 +138,9 @@ def build_release(new: list, frozen: list, min_cell: int, zeros_disclosive: bool
         table_id = f"~{index}~{entry.id}" if is_frozen else entry.id
         tables.append(CountedTable(id=table_id, shape=entry.shape, margins=entry.margins, cell=cell, hidden=hidden,
                                    rounding=entry.rounding, published=published, labels=entry.labels, report=entry.report))
-    return Release(persons=len(uniques), tables=tuple(tables), min_cell=min_cell, zeros_disclosive=zeros_disclosive)
+    frozen_ids = frozenset(table.id for table in tables if table.id.startswith("~"))
+    return Release(persons=len(uniques), tables=tuple(tables), min_cell=min_cell, zeros_disclosive=zeros_disclosive,
+                   frozen=frozen_ids)
 
 
 def _factorize(tokens: np.ndarray):
@@ -389,8 +391,12 @@ class ReleaseGate:
             if plan.refused and (arrival.key in refused_reports or not refused_reports):
                 out[arrival.key] = Decision("refuse", message="the release cannot be made safe: " + "; ".join(plan.refused[:3]))
             elif arrival.key in plans and arrival.rounds < MAX_ROUNDS:
-                out[arrival.key] = Decision("rerun", plan=plans[arrival.key],
-                                            message=f"{sum(len(p.hide) for p in plans[arrival.key].values())} cells to hide across the release")
+                mine = plans[arrival.key]
+                added = sum(len(plan.added.get(t, ())) for t in mine)
+                shown = sum(len(plan.shown.get(t, ())) for t in mine)
+                out[arrival.key] = Decision("rerun", plan=mine,
+                                            message=f"{added} more cells to hide and {shown} hidden cells the release "
+                                                    f"gives away to show")
             elif arrival.key in plans:
                 out[arrival.key] = Decision("refuse", message=f"still unsafe after {MAX_ROUNDS} rounds of release protection")
             else:
