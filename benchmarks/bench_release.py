@@ -5,13 +5,16 @@ out, one sector, decided cases only), each table protected alone by protect_tabl
 
 1. national scale stretched: 1,000,000 persons (targets: attack_release and protect_release
    at most 60 s each, peak memory at most 4 GiB);
-2. demo-sized: about 5,000 persons, 6 reports of 5 tables (target: at most 5 s).
+2. demo-sized: about 5,000 persons, 6 reports of 5 tables (target: at most 5 s);
+3. with ``--ledgers STATE``: the real release a runner published (every lineage's published
+   ledgers under STATE, the folder `studylib run --state` names), attacked and planned as
+   one batch (target: the attack at most 5 s). Its floor is the bare read of the ledgers.
 
 Baseline, measured in the same run: the per-table attacker (privacy.disclosure.attack) over
 the same 30 tables, the floor of checking each table alone; the ratio is printed.
 Peak memory is the process's resource.getrusage(RUSAGE_SELF).ru_maxrss.
 
-Run: .venv/bin/python benchmarks/bench_release.py [--only demo|big]
+Run: .venv/bin/python benchmarks/bench_release.py [--only demo|big] [--ledgers STATE]
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import argparse
 import math
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from studylib.privacy.disclosure import attack, protect_table
 from studylib.privacy.release import CountedTable, Release, attack_release, protect_release
+from studylib.runner.release import PUBLISHED, Stored, build_release, entries_of
 
 #: name -> number of categories (the vocabularies of DESIGN section 3, roughly)
 ATTRIBUTES = {"sector": 13, "region": 7, "sex": 4, "age": 8, "year": 10, "decision": 3, "minor": 2, "consent": 3}
@@ -127,10 +132,41 @@ def bench(name: str, n_persons: int, seed: int, target: float) -> None:
           f"(attacked again in {t_check:.2f} s)")
 
 
+def bench_ledgers(state: Path, target: float = 5.0) -> None:
+    """The release a runner published, from its private state: one line per lineage."""
+    lineages = sorted(p for p in state.iterdir() if (p / PUBLISHED).is_dir())
+    if not lineages:
+        raise SystemExit(f"{state}: no lineage folder here (pass the folder `studylib run --state` used)")
+    for folder in lineages:
+        stored = Stored(folder)
+        published = sorted(p for p in (stored.root / PUBLISHED).glob("*") if p.is_dir() and not p.name.startswith("."))
+        entries, t_read = timed(entries_of, published)
+        release = build_release(entries, [], min_cell=max(e.min_cell for e in entries),
+                                zeros_disclosive=any(e.zeros_disclosive for e in entries))
+        reports = sorted({t.report for t in release.tables})
+        hidden = sum(int(t.hidden.sum()) for t in release.tables)
+        print(f"lineage {folder.name}: {len(reports)} reports, {len(release.tables)} tables, {release.persons:,} persons, "
+              f"{hidden} hidden cells; ledgers read in {t_read:.2f} s (the floor)")
+        result, t_attack = timed(attack_release, release)
+        unsafe = int((~result["safe"]).sum())
+        print(f"  attack_release   {t_attack:6.2f} s  ({t_attack / target:.2f} of the {target:g} s target)  "
+              f"{len(result)} targets, {unsafe} unsafe; ratio to the read {t_attack / max(t_read, 1e-9):.1f}")
+        plan, t_plan = timed(protect_release, release)
+        added = sum(len(c) for c in plan.added.values())
+        shown = sum(len(c) for c in plan.shown.values())
+        print(f"  protect_release  {t_plan:6.2f} s  {plan.rounds} rounds, {added} cells added, {shown} shown, "
+              f"{len(plan.refused)} refused; peak memory {peak_gib():.2f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["demo", "big"], help="run one of the two releases")
+    parser.add_argument("--ledgers", type=Path, metavar="STATE",
+                        help="attack the release published under a runner's state folder instead")
     options = parser.parse_args()
+    if options.ledgers is not None:
+        bench_ledgers(options.ledgers)
+        return
     if options.only in (None, "demo"):
         bench("demo-sized release", 5_000, 11, target=5.0)
     if options.only in (None, "big"):
