@@ -494,31 +494,33 @@ def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np
     if which == "large":
         return targets
     counted = matrix[:, tables] >= 0
-    for ia, a in enumerate(tables):
-        for ib, b in enumerate(tables):
-            if a == b:
-                continue
-            in_a, in_b = counted[:, ia], counted[:, ib]
-            if not (in_a & in_b).any() or not (in_a ^ in_b).any():
-                continue
-            only = np.flatnonzero(in_a & ~in_b)
-            if len(only) == 0:
-                continue
-            size = math.prod(release.tables[a].shape)
-            part = np.bincount(matrix[only, a], weights=weight[only], minlength=size)
-            whole = np.bincount(matrix[in_a, a], weights=weight[in_a], minlength=size)
-            chosen = (part > 0) & (part < whole)
-            if not exact:
-                # only a difference in the sensitive range can be narrowed into it
-                chosen &= (part >= rule_low) & (part <= m - 1)
-            if not chosen.any():
-                continue
-            only_cells = matrix[only, a]
-            order = np.argsort(only_cells, kind="stable")
-            sorted_cells = only_cells[order]
-            for flat in np.flatnonzero(chosen):
-                lo_i, hi_i = np.searchsorted(sorted_cells, flat), np.searchsorted(sorted_cells, flat, "right")
-                targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, columns=only[order[lo_i:hi_i]]))
+    # profiles in both tables and in a alone, for every pair at once: a pair is looked at
+    # only when the two overlap and a counts someone b does not
+    as_int = counted.astype(np.int32)
+    both = as_int.T @ as_int
+    alone = np.diag(both)[:, None] - both
+    wholes: dict[int, np.ndarray] = {}
+    for ia, ib in zip(*np.nonzero((both > 0) & (alone > 0))):
+        a, b = tables[ia], tables[ib]
+        in_a, in_b = counted[:, ia], counted[:, ib]
+        only = np.flatnonzero(in_a & ~in_b)
+        size = math.prod(release.tables[a].shape)
+        part = np.bincount(matrix[only, a], weights=weight[only], minlength=size)
+        if a not in wholes:
+            wholes[a] = np.bincount(matrix[in_a, a], weights=weight[in_a], minlength=size)
+        whole = wholes[a]
+        chosen = (part > 0) & (part < whole)
+        if not exact:
+            # only a difference in the sensitive range can be narrowed into it
+            chosen &= (part >= rule_low) & (part <= m - 1)
+        if not chosen.any():
+            continue
+        only_cells = matrix[only, a]
+        order = np.argsort(only_cells, kind="stable")
+        sorted_cells = only_cells[order]
+        for flat in np.flatnonzero(chosen):
+            lo_i, hi_i = np.searchsorted(sorted_cells, flat), np.searchsorted(sorted_cells, flat, "right")
+            targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, columns=only[order[lo_i:hi_i]]))
     return targets
 
 
