@@ -122,6 +122,12 @@ def test_indicator_prevalence_counts_against_sets_of_persons(local_catalogue):
     by_site = perf.indicator_prevalence_counts(INDICATORS, CASES, by="site")
     pd.testing.assert_frame_equal(by_site, _prevalence_oracle(INDICATORS, CASES, "site", [10, 9, "all"], codes), check_dtype=False)
     assert by_site["site"].drop_duplicates().tolist() == [10, 9, "all"]
+    # groups outside the vocabulary come after it, also sorted as text
+    mixed = CASES.assign(sector=["cleaning", 10, "au_pair", 9, "cleaning", "au_pair", 10])
+    got_mixed = perf.indicator_prevalence_counts(INDICATORS, mixed)
+    assert got_mixed["sector"].drop_duplicates().tolist() == ["au_pair", "cleaning", 10, 9, "all"]
+    pd.testing.assert_frame_equal(got_mixed, _prevalence_oracle(INDICATORS, mixed, "sector", ["au_pair", "cleaning", 10, 9, "all"], codes),
+                                  check_dtype=False)
     # the given catalogue is the one used: its codes, its version
     local = perf.indicator_prevalence_counts(INDICATORS[INDICATORS["person_id"] != "p7"], CASES, catalogue=local_catalogue)
     assert local.attrs["catalogue_version"] == "t-1"
@@ -184,8 +190,9 @@ def test_dimension_prevalence_counts_against_groupby():
     with pytest.raises(perf.PerformanceError) as err:
         perf.dimension_prevalence_counts(classification.drop(columns=["presumed_victim"]), cases)
     assert _problems(err) == [Problem(where="classification", column="presumed_victim", rule="missing column")]
-    with pytest.raises(perf.PerformanceError):
+    with pytest.raises(perf.PerformanceError) as err:
         perf.dimension_prevalence_counts(classification, cases.drop(columns=["sector"]))
+    assert _problems(err) == [Problem(where="cases", column="sector", rule="missing column")]
     with pytest.raises(pd.errors.MergeError):  # one row per person
         perf.dimension_prevalence_counts(classification, pd.concat([cases, cases.head(1)]))
 
@@ -193,8 +200,8 @@ def test_dimension_prevalence_counts_against_groupby():
 # -- Wilson rates ---------------------------------------------------------------------------------
 
 def test_wilson_rates_against_proportion_confint():
-    k = [0, 1, 3, 10, 5, None, "<5", 1]
-    n = [10, 1, 10, 10, 0, 8, 8, -1]
+    k = [0, 1, 3, 10, 5, None, "<5", 1, 2]
+    n = [10, 1, 10, 10, 0, 8, 8, -1, "n/a"]
     counts = pd.DataFrame({"k": k, "n": n}, dtype=object)
     counts.attrs = {"source": "hand"}
     before = counts.copy()
@@ -202,7 +209,7 @@ def test_wilson_rates_against_proportion_confint():
     pd.testing.assert_frame_equal(counts, before)  # the input is left alone
     assert list(got.columns) == ["k", "n", "proportion", "ci_low", "ci_high"]
     for i, (ki, ni) in enumerate(zip(k, n)):
-        if isinstance(ki, int) and ni > 0:
+        if isinstance(ki, int) and isinstance(ni, int) and ni > 0:
             low, high = proportion_confint(ki, ni, alpha=0.1, method="wilson")
             assert got.loc[i, ["proportion", "ci_low", "ci_high"]].tolist() == pytest.approx([ki / ni, low, high])
         else:
@@ -279,7 +286,9 @@ def _statistics_oracle(tp, fp, fn, tn, alpha) -> pd.DataFrame:
                           ("negative_predictive_value", tn, tn + fn), ("observed_agreement", tp + tn, tp + fp + fn + tn)]:
         low, high = proportion_confint(k, n, alpha=alpha, method="wilson") if n > 0 else (np.nan, np.nan)
         rows.append((measure, k / n if n > 0 else np.nan, low, high, float(k), float(n)))
-    kappa, low, high = _kappa_oracle(np.array([[tp, fp], [fn, tn]], dtype=float), alpha)
+    with np.errstate(all="ignore"):
+        n = tp + fp + fn + tn
+        kappa, low, high = _kappa_oracle(np.array([[tp, fp], [fn, tn]], dtype=float), alpha) if n > 0 else (np.nan,) * 3
     rows.append(("cohens_kappa", kappa, low, high, np.nan, float(tp + fp + fn + tn)))
     return pd.DataFrame(rows, columns=["measure", "estimate", "ci_low", "ci_high", "numerator", "denominator"])
 
@@ -309,6 +318,15 @@ def test_agreement_statistics_against_formulas():
     assert none.loc["negative_predictive_value", "estimate"] == 1.0
     assert none.loc["positive_predictive_value", "estimate"] == 0.0
     assert none.loc["cohens_kappa", "estimate"] == 0.0  # observed agreement equals chance agreement
+    # degenerate tables (nobody, one person, nobody identified): NaN where undefined, and no floating-point warnings
+    for cells in ([0, 0, 0, 0], [0, 1, 0, 0], [0, 3, 0, 4], [1, 3, 0, 4]):
+        table = pd.DataFrame(np.reshape(cells, (2, 2)), index=confusion.index, columns=confusion.columns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = perf.agreement_statistics(table)
+        pd.testing.assert_frame_equal(got, _statistics_oracle(*cells, 0.05), check_dtype=False)
+    one = perf.agreement_statistics(pd.DataFrame([[0, 1], [0, 0]], index=confusion.index, columns=confusion.columns)).set_index("measure")
+    assert one.loc["cohens_kappa", ["estimate", "ci_low", "ci_high"]].tolist() == [0.0, 0.0, 0.0]
     # a suppressed cell (missing, or a text marker): what needs it is NaN
     hidden = confusion.astype(object)
     hidden.loc["presumed_victim", "identified"] = "<5"
@@ -406,6 +424,23 @@ def test_indicator_accuracy_against_formulas():
     assert got.attrs == {"catalogue_version": "test-1", "excluded_pending": 2, "interval": "90%",
                          "reference": "official identification decision"}
     pd.testing.assert_frame_equal(got[counts.columns], counts)
+    derived = [c for c in got.columns if c not in counts.columns]
+    assert len(derived) == 12 and (got[derived].dtypes == "float64").all()
+    # a text marker of a suppressed count is a missing count
+    marked = counts.astype({"not_identified_without": object})
+    marked.loc[0, "not_identified_without"] = "<5"
+    got_marked = perf.indicator_accuracy(marked, alpha=alpha)
+    assert got_marked.loc[0, ["specificity", "lr_positive", "lr_negative"]].isna().all()
+    assert got_marked.loc[0, "sensitivity"] == pytest.approx(0.8)
+    # nobody identified, or nobody not identified: NaN, and no floating-point warnings
+    empty = pd.DataFrame([(0, 0, 3, 4), (2, 3, 0, 0)], columns=counts.columns[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got_empty = perf.indicator_accuracy(empty)
+    assert got_empty.loc[0, ["sensitivity", "lr_positive", "lr_negative", "lr_positive_low", "lr_negative_high"]].isna().all()
+    assert got_empty.loc[0, "specificity"] == pytest.approx(4 / 7)
+    assert got_empty.loc[1, ["specificity", "lr_positive", "lr_negative", "lr_positive_low", "lr_negative_high"]].isna().all()
+    assert got_empty.loc[1, "sensitivity"] == pytest.approx(2 / 5)
     default = perf.indicator_accuracy(counts)
     se = np.sqrt(1 / 8 - 1 / 10 + 1 / 3 - 1 / 10)
     assert default.loc[0, "lr_positive_high"] == pytest.approx(0.8 / 0.3 * np.exp(stats.norm.ppf(0.975) * se))
@@ -422,7 +457,7 @@ def _model_study(n=240, seed=3):
     rng = np.random.default_rng(seed)
     ids = [f"m{i:03d}" for i in range(n)]
     flags = {dim: rng.random(n) < 0.4 for dim in DIMS}
-    flags["destination_vulnerability"] = np.zeros(n, dtype=bool)  # constant: dropped
+    flags["recruitment_vulnerability"] = np.zeros(n, dtype=bool)  # constant: dropped (not the last dimension)
     classification = _classification(ids, flags["coercion_destination"] & flags["exploitative_conditions"], flags=flags)
     # sex tied among the decided persons (female wins by vocabulary order); cleaning the most frequent sector
     sex = np.array(["male", "female"] * (n // 2))
@@ -450,6 +485,9 @@ def test_model_counts_against_groupby():
     assert got.attrs == {"excluded_pending": 2, "counts": ["persons", "identified"]}
     one = perf.model_counts(classification, cases, covariates=("region",))
     assert one["variable"].tolist() == [*DIMS, "region"] and one["persons"].iloc[-1] == len(data)
+    nothing = classification.copy()
+    nothing.attrs = {"dimensions": []}
+    assert list(perf.model_counts(nothing, cases, covariates=()).columns) == ["variable", "level", "persons", "identified"]
     with pytest.raises(perf.PerformanceError) as err:
         perf.model_counts(classification, cases, covariates=("nationality",))
     assert _problems(err) == [Problem(where="cases", column="nationality", rule="missing column")]
@@ -457,11 +495,11 @@ def test_model_counts_against_groupby():
 
 def test_identification_model_against_a_glm_fitted_here():
     classification, cases = _model_study()
-    got = perf.identification_model(classification, cases, covariates=("sex", "age_band", "sector", "region"), alpha=0.1)
+    got = perf.identification_model(classification, cases, covariates=("sex", "region", "age_band", "sector"), alpha=0.1)
     data = cases[cases["decision"] != "pending"].merge(classification, on="person_id")
     assert (data["sex"] == "female").sum() == (data["sex"] == "male").sum()  # the tie is real
     data["y"] = (data["decision"] == "identified").astype(float)
-    kept = DIMS[:-1]
+    kept = [d for d in DIMS if d != "recruitment_vulnerability"]
     for dim in kept:
         data[dim] = data[dim].astype(float)
     formula = ("y ~ " + " + ".join(kept) + " + C(sex, Treatment('female')) + C(age_band, Treatment('25-34'))"
@@ -487,15 +525,19 @@ def test_identification_model_against_a_glm_fitted_here():
     assert meta.loc["sex[male]"].tolist() == ["sex", "male", "female"]
     assert meta.loc["sector[au_pair]"].tolist() == ["sector", "au_pair", "cleaning"]
     assert got.attrs == {"n": len(data), "identified": int(data["y"].sum()), "excluded_pending": 2,
-                         "dropped": ["destination_vulnerability", "region"], "warnings": [], "interval": "90%",
+                         "dropped": ["recruitment_vulnerability", "region"], "warnings": [], "interval": "90%",
                          "catalogue_version": "test-1"}
     default = perf.identification_model(classification, cases)
     ci95 = fit.conf_int(alpha=0.05)
     assert default.set_index("term").loc["sex[male]", "ci_low"] == pytest.approx(np.exp(ci95.loc[names["sex[male]"], 0]), rel=1e-6)
-    assert default.attrs["interval"] == "95%" and default.attrs["dropped"] == ["destination_vulnerability"]
+    assert default.attrs["interval"] == "95%" and default.attrs["dropped"] == ["recruitment_vulnerability"]
     # the tie broken the other way once male is one person more: male becomes the reference
     more_male = cases.assign(decision=np.where(cases.index == 0, "not_identified", cases["decision"]))
     assert perf.identification_model(classification, more_male, covariates=("sex",)).set_index("term").loc["sex[female]", "reference"] == "male"
+    # a tie between au_pair and agriculture: au_pair comes first in the vocabulary (not in the alphabet)
+    tied = cases.assign(sector=np.where(np.arange(len(cases)) % 2 == 0, "agriculture", "au_pair"))
+    terms = perf.identification_model(classification, tied, covariates=("sector",)).set_index("term")
+    assert terms.loc["sector[agriculture]", "reference"] == "au_pair"
 
 
 def test_identification_model_separation_and_one_outcome():
