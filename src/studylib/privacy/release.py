@@ -320,6 +320,15 @@ class _Programme:
         self.model.changeObjectiveSense(highs.ObjSense.kMaximize if maximise else highs.ObjSense.kMinimize)
         self.model.run()
         status = self.model.getModelStatus()
+        if status not in (highs.HighsModelStatus.kOptimal, highs.HighsModelStatus.kUnbounded,
+                          highs.HighsModelStatus.kUnboundedOrInfeasible):
+            # the warm-started primal simplex can stop without a verdict ("Unknown"): solve
+            # this one again from scratch with HiGHS's default choice, then go back
+            self.model.clearSolver()
+            self.model.setOptionValue("simplex_strategy", 1)
+            self.model.run()
+            status = self.model.getModelStatus()
+            self.model.setOptionValue("simplex_strategy", 4)
         if status in (highs.HighsModelStatus.kUnbounded, highs.HighsModelStatus.kUnboundedOrInfeasible):
             return None
         if status != highs.HighsModelStatus.kOptimal:
