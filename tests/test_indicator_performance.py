@@ -408,18 +408,14 @@ def test_indicator_accuracy_against_formulas():
         lr_neg = (1 - sens) / spec if spec > 0 else np.nan
         assert row["lr_positive"] == pytest.approx(lr_pos, nan_ok=True), i
         assert row["lr_negative"] == pytest.approx(lr_neg, nan_ok=True), i
-        if a > 0 and c > 0:
-            se = np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + d))
-            assert row[["lr_positive_low", "lr_positive_high"]].tolist() == pytest.approx(
-                [lr_pos * np.exp(-z * se), lr_pos * np.exp(z * se)]), i
-        else:
-            assert row[["lr_positive_low", "lr_positive_high"]].isna().all(), i
-        if b > 0 and d > 0:
-            se = np.sqrt(1 / b - 1 / (a + b) + 1 / d - 1 / (c + d))
-            assert row[["lr_negative_low", "lr_negative_high"]].tolist() == pytest.approx(
-                [lr_neg * np.exp(-z * se), lr_neg * np.exp(z * se)]), i
-        else:
-            assert row[["lr_negative_low", "lr_negative_high"]].isna().all(), i
+        # log-method interval of a ratio of two proportions x/(a+b) over y/(c+d)
+        for name, ratio, x, y in (("lr_positive", lr_pos, a, c), ("lr_negative", lr_neg, b, d)):
+            limits = row[[f"{name}_low", f"{name}_high"]]
+            if x > 0 and y > 0:
+                se = np.sqrt(1 / x - 1 / (a + b) + 1 / y - 1 / (c + d))
+                assert limits.tolist() == pytest.approx([ratio * np.exp(-z * se), ratio * np.exp(z * se)]), (name, i)
+            else:
+                assert limits.isna().all(), (name, i)
     assert got.iloc[1]["lr_positive"] == 0.0 and got.iloc[3]["lr_negative"] == 0.0  # a ratio of 0 is kept, its interval is not
     assert got.attrs == {"catalogue_version": "test-1", "excluded_pending": 2, "interval": "90%",
                          "reference": "official identification decision"}
