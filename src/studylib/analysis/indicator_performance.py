@@ -293,14 +293,16 @@ def indicator_accuracy(counts: pd.DataFrame, alpha: float = 0.05) -> pd.DataFram
         lr_neg = (1 - se_sens) / sp
         se_pos = np.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + d))
         se_neg = np.sqrt(1 / b - 1 / (a + b) + 1 / d - 1 / (c + d))
-    finite_pos = (a > 0) & (c > 0)
-    finite_neg = (b > 0) & (d > 0)
-    out["lr_positive"] = np.where(np.isfinite(lr_pos), lr_pos, np.nan)
-    out["lr_positive_low"] = np.where(finite_pos, np.exp(np.log(lr_pos) - z * se_pos), np.nan)
-    out["lr_positive_high"] = np.where(finite_pos, np.exp(np.log(lr_pos) + z * se_pos), np.nan)
-    out["lr_negative"] = np.where(np.isfinite(lr_neg), lr_neg, np.nan)
-    out["lr_negative_low"] = np.where(finite_neg, np.exp(np.log(lr_neg) - z * se_neg), np.nan)
-    out["lr_negative_high"] = np.where(finite_neg, np.exp(np.log(lr_neg) + z * se_neg), np.nan)
+        # both branches of np.where are computed: the logs of 0 or inf ratios stay quiet here
+        log_pos, log_neg = np.log(lr_pos), np.log(lr_neg)
+        finite_pos = (a > 0) & (c > 0)
+        finite_neg = (b > 0) & (d > 0)
+        out["lr_positive"] = np.where(np.isfinite(lr_pos), lr_pos, np.nan)
+        out["lr_positive_low"] = np.where(finite_pos, np.exp(log_pos - z * se_pos), np.nan)
+        out["lr_positive_high"] = np.where(finite_pos, np.exp(log_pos + z * se_pos), np.nan)
+        out["lr_negative"] = np.where(np.isfinite(lr_neg), lr_neg, np.nan)
+        out["lr_negative_low"] = np.where(finite_neg, np.exp(log_neg - z * se_neg), np.nan)
+        out["lr_negative_high"] = np.where(finite_neg, np.exp(log_neg + z * se_neg), np.nan)
     out.attrs = {**counts.attrs, "interval": f"{1 - alpha:.0%}", "reference": "official identification decision"}
     return out
 
