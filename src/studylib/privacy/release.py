@@ -497,9 +497,15 @@ _WHICH = ("all", "small", "large")
 def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray, exact: bool,
              which: str = "all", extra: frozenset = frozenset()) -> list[_Target]:
     """The component's hidden cells, rounded small cells and differences, as ``which`` says
-    (``extra``: keys of cells that are bounded in ``"small"`` too). A hidden cell of a frozen
-    table that is not small is never a target: it cannot change, and knowing it exactly
-    tells nothing about anyone."""
+    (``extra``: keys of cells that are bounded in ``"small"`` too)."""
+    cells = _cell_targets(release, tables, matrix, which, extra)
+    return cells if which == "large" else cells + _difference_targets(release, tables, matrix, weight, exact)
+
+
+def _cell_targets(release: Release, tables: list[int], matrix: np.ndarray, which: str, extra: frozenset) -> list[_Target]:
+    """Hidden cells and rounded small cells of the component's tables, as ``which`` says. A
+    hidden cell of a frozen table that is not small is never a target: it cannot change, and
+    knowing it exactly tells nothing about anyone."""
     rule_low = 0 if release.zeros_disclosive else 1
     m = release.min_cell
     targets: list[_Target] = []
@@ -539,8 +545,17 @@ def _targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np
             targets.append(
                 _Target(t, int(flat), kind, -1, int(counts[flat]), kind == "hidden", columns=pair_j[lo_i:hi_i])
             )
-    if which == "large":
-        return targets
+    return targets
+
+
+def _difference_targets(release: Release, tables: list[int], matrix: np.ndarray, weight: np.ndarray,
+                        exact: bool) -> list[_Target]:
+    """For tables a and b whose populations overlap, the persons of each inner cell of a that b
+    does not count (when some are and not all; with ``exact=False`` only those in the
+    sensitive range, the only ones a reader could narrow into it)."""
+    rule_low = 0 if release.zeros_disclosive else 1
+    m = release.min_cell
+    targets: list[_Target] = []
     counted = matrix[:, tables] >= 0
     # profiles in both tables and in a alone, for every pair at once: a pair is looked at
     # only when the two overlap and a counts someone b does not
