@@ -280,7 +280,8 @@ def poisson_glm(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) 
     Starts as R's glm does (``mu = y + 0.1``, one weighted least-squares step), then takes
     Newton steps (halved while the deviance would grow) until no coefficient moves by more
     than :data:`NEWTON_TOLERANCE` relative to its size. ``converged`` is False when that
-    takes more than :data:`NEWTON_MAX_STEPS` steps or a fitted mean leaves the floats.
+    takes more than :data:`NEWTON_MAX_STEPS` steps, a fitted mean leaves the floats, or the
+    information of a design of full rank becomes singular (fitted means run to 0: no MLE).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -292,6 +293,7 @@ def poisson_glm(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) 
     beta = np.linalg.lstsq(x * sw[:, None], z * sw, rcond=None)[0]
     dev = _poisson_deviance(y, np.exp(off + x @ beta))
     converged, steps = False, 0
+    full_rank = np.linalg.matrix_rank(x) == x.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         for steps in range(1, NEWTON_MAX_STEPS + 1):
             mu = np.exp(off + x @ beta)
@@ -301,6 +303,10 @@ def poisson_glm(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) 
             try:
                 step = np.linalg.solve(info, x.T @ (y - mu))
             except np.linalg.LinAlgError:
+                if full_rank:
+                    # the design is not singular, the information is: fitted means have run to 0
+                    # on the boundary (no MLE); a least-squares step of ~0 there is no convergence
+                    break
                 step = np.linalg.lstsq(info, x.T @ (y - mu), rcond=None)[0]
             new_dev = _poisson_deviance(y, np.exp(off + x @ (beta + step)))
             shrink = 0
