@@ -789,7 +789,10 @@ def _components(release: Release, matrix: np.ndarray) -> list[list[int]]:
     return list(groups.values())
 
 
-def _attack(release: Release, exact: bool, which: str = "all", extra: frozenset = frozenset()) -> list[_Target]:
+def _attack(release: Release, exact: bool, which: str = "all", extra: frozenset = frozenset(),
+            settled: frozenset = frozenset()) -> list[_Target]:
+    """Every target ``which`` names, bounded; those whose key is in ``settled`` (proved safe
+    on a release that hid no more cells) are left out."""
     matrix, weight = _profiles(release)
     if release.zeros_disclosive:
         matrix, weight = _phantoms(release, matrix, weight)
@@ -799,7 +802,8 @@ def _attack(release: Release, exact: bool, which: str = "all", extra: frozenset 
         local_matrix, local_weight = matrix[mine], weight[mine]
         rows, lo, hi, cells = _rows(release, tables, local_matrix, local_weight)
         component = _Component(tables, mine, rows, lo, hi, cells)
-        found = _targets(release, tables, local_matrix, local_weight, exact, which, extra)
+        found = [t for t in _targets(release, tables, local_matrix, local_weight, exact, which, extra)
+                 if _key(t) not in settled]
         for target in found:
             target.component = number
         _attack_component(release, component, found, local_weight, exact, pins=which == "large")
@@ -970,10 +974,14 @@ def _protect_persons(release: Release, masks: dict[str, np.ndarray], is_frozen: 
     no small hidden cell, rounded small cell, difference or ``extra`` cell is exposed. Returns
     the rounds counted so far."""
     current = _with_masks(release, masks)
+    # masks only grow here, so the reader's programme only loses rows: a target proved safe
+    # stays safe and is not bounded again
+    settled: set[tuple] = set()
     while True:
         rounds += 1
-        targets = [t for t in _attack(current, exact=False, which="small", extra=extra)
-                   if not t.safe and _key(t) not in refused]
+        found = _attack(current, exact=False, which="small", extra=extra, settled=frozenset(settled))
+        settled |= {_key(t) for t in found if t.safe}
+        targets = [t for t in found if not t.safe and _key(t) not in refused]
         if not targets:
             return rounds
         if rounds > MAX_ROUNDS:
