@@ -18,13 +18,14 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "studylib"
 
 #: Modules at the bottom that every package may use.
-FOUNDATION = frozenset({"studylib", "errors", "paths", "lazy_exports", "inputs", "config"})
+FOUNDATION = frozenset({"studylib", "errors", "paths", "lazy_exports", "inputs", "config", "machine"})
 
 #: Which unit may import which, directly (the intended graph; acyclic).
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "studylib": frozenset(),
     "errors": frozenset(),
     "paths": frozenset(),
+    "machine": frozenset(),
     "lazy_exports": frozenset(),
     "inputs": frozenset(),
     "config": frozenset({"errors", "inputs"}),

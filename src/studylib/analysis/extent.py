@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from studylib.analysis.loglinear import (
     select,
 )
 from studylib.errors import Problem, StudylibError, ValidationError
+from studylib.machine import usable_cores
 
 COUNT = "count"
 LIST_PREFIX = "list_"
@@ -434,10 +434,7 @@ def _estimates_for(job: tuple) -> np.ndarray:
 def _usable_workers(workers: int | None) -> int:
     if workers is not None:
         return max(1, int(workers))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 def _estimates_many(data: CaptureData, count_rows: np.ndarray, method: str, pthresh: float, pairs, workers: int) -> np.ndarray:

@@ -293,7 +293,7 @@ def poisson_glm(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) 
     beta = np.linalg.lstsq(x * sw[:, None], z * sw, rcond=None)[0]
     dev = _poisson_deviance(y, np.exp(off + x @ beta))
     converged, steps = False, 0
-    full_rank = np.linalg.matrix_rank(x) == x.shape[1]
+    full_rank = None  # of the design: looked at only when the information turns singular
     with np.errstate(over="ignore", invalid="ignore"):
         for steps in range(1, NEWTON_MAX_STEPS + 1):
             mu = np.exp(off + x @ beta)
@@ -303,6 +303,8 @@ def poisson_glm(x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) 
             try:
                 step = np.linalg.solve(info, x.T @ (y - mu))
             except np.linalg.LinAlgError:
+                if full_rank is None:
+                    full_rank = np.linalg.matrix_rank(x) == x.shape[1]
                 if full_rank:
                     # the design is not singular, the information is: fitted means have run to 0
                     # on the boundary (no MLE); a least-squares step of ~0 there is no convergence

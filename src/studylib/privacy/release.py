@@ -32,7 +32,6 @@ Everything here holds true counts: it is for the runner's private state, never a
 from __future__ import annotations
 
 import math
-import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -43,6 +42,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
+from studylib.machine import usable_cores
 from studylib.privacy.disclosure import TOTAL, DisclosureError, DisclosureSettings, _suppress_secondary
 from studylib.privacy.marker import min_cell_problem
 from studylib.privacy.rounding import BASES
@@ -278,7 +278,7 @@ class _Programme:
     """
 
     def __init__(self, a: sparse.csr_matrix, lo: np.ndarray, hi: np.ndarray, scale: float) -> None:
-        self.a, self.lo, self.hi = a, lo, hi
+        self.a, self.lo, self.hi, self.scale = a, lo, hi, scale
         self.n = a.shape[1]
         self.cap = max(2.0 * scale, 1.0) + 1.0
         try:
@@ -327,6 +327,10 @@ class _Programme:
         used = np.abs(row_dual) > 1e-9
         return bool(np.all(self.lo[used] == self.hi[used]))
 
+    def twin(self) -> "_Programme":
+        """A model of its own of the same programme (for another thread)."""
+        return _Programme(self.a, self.lo, self.hi, self.scale)
+
     def basis(self):
         """The current basis (None without HiGHS's bindings), for :meth:`restart`."""
         return None if self._highs is None else self.model.getBasis()
@@ -353,21 +357,14 @@ class _Programme:
             self.model.changeColsCost(len(changed), changed, objective[changed])
             self._cost = objective
         self.model.changeObjectiveSense(highs.ObjSense.kMaximize if maximise else highs.ObjSense.kMinimize)
-        if cold:  # the first solve, from no basis: the dual simplex gets there faster (1M persons: 6-9 s -> 2 s)
-            self.model.setOptionValue("simplex_strategy", 1)
-        self.model.run()
-        if cold:
-            self.model.setOptionValue("simplex_strategy", 4)
-        status = self.model.getModelStatus()
+        # the first solve, from no basis: the dual simplex gets there faster (1M persons: 6-9 s -> 2 s)
+        status = self._run_dual() if cold else self._run()
         if status not in (highs.HighsModelStatus.kOptimal, highs.HighsModelStatus.kUnbounded,
                           highs.HighsModelStatus.kUnboundedOrInfeasible):
             # the warm-started primal simplex can stop without a verdict ("Unknown"): solve
-            # this one again from scratch with HiGHS's default choice, then go back
+            # this one again from scratch with the dual simplex
             self.model.clearSolver()
-            self.model.setOptionValue("simplex_strategy", 1)
-            self.model.run()
-            status = self.model.getModelStatus()
-            self.model.setOptionValue("simplex_strategy", 4)
+            status = self._run_dual()
         if status in (highs.HighsModelStatus.kUnbounded, highs.HighsModelStatus.kUnboundedOrInfeasible):
             return None
         if status != highs.HighsModelStatus.kOptimal:
@@ -377,6 +374,18 @@ class _Programme:
             )
         solution = self.model.getSolution()
         return np.asarray(solution.col_value), np.asarray(solution.row_dual), np.asarray(solution.col_dual)
+
+    def _run(self):
+        self.model.run()
+        return self.model.getModelStatus()
+
+    def _run_dual(self):
+        """One run with HiGHS's dual simplex, then back to the primal one of the warm starts."""
+        self.model.setOptionValue("simplex_strategy", 1)
+        try:
+            return self._run()
+        finally:
+            self.model.setOptionValue("simplex_strategy", 4)
 
     def _linprog(self, objective, maximise, capped):  # pragma: no cover - fallback
         from scipy.optimize import linprog
@@ -647,7 +656,7 @@ class _Bounds:
 #: whatever the number of threads and the order they finish in.
 _BLOCK = 32
 #: Threads solving blocks at once (HiGHS releases the GIL while it solves); each has a model.
-_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_THREADS = min(4, usable_cores())
 
 
 def _attack_component(release: Release, component: _Component, targets: list[_Target], weight: np.ndarray, exact: bool,
@@ -700,7 +709,7 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
     if blocks:
         start = programme.basis()
         done = _run_blocks(blocks, lambda block, p: _bound_block(block, p, start, bounds.copy(), exact, component),
-                           programme, component, float(weight.sum()))
+                           programme)
         for block, (mine, found) in zip(blocks, done):
             np.minimum(bounds.lo, mine.lo, out=bounds.lo)
             np.maximum(bounds.hi, mine.hi, out=bounds.hi)
@@ -709,7 +718,7 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
             for k in block:
                 supports[k] = found.get(k, [])
     lower, upper = _inward(bounds.lo, bounds.hi)
-    unsafe = _unsafe(lower, upper, point, rule_low, m)
+    unsafe = bounds.unsafe()
     pinned = bounds.exact_lo & bounds.exact_hi & (bounds.hi - bounds.lo <= _TOL * np.maximum(1.0, np.abs(truth)))
     for k, target in enumerate(targets):
         target.lower, target.upper, target.safe = float(lower[k]), float(upper[k]), bool(not unsafe[k])
@@ -717,7 +726,7 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
         target.support = list(dict.fromkeys(supports[k])) if unsafe[k] else []
 
 
-def _run_blocks(blocks: list[list[int]], work, programme: "_Programme", component: _Component, scale: float) -> list:
+def _run_blocks(blocks: list[list[int]], work, programme: "_Programme") -> list:
     """``work(block, programme)`` for every block, on up to ``_THREADS`` threads with a
     model each (the first one is ``programme``); results in the order of ``blocks``."""
     threads = min(_THREADS, len(blocks))
@@ -726,7 +735,7 @@ def _run_blocks(blocks: list[list[int]], work, programme: "_Programme", componen
     free = queue.SimpleQueue()
     free.put(programme)
     for _ in range(threads - 1):
-        free.put(_Programme(component.rows, component.row_lo, component.row_hi, scale))
+        free.put(programme.twin())
 
     def run(block):
         mine = free.get()
