@@ -24,6 +24,12 @@ every such file under a folder, and returns an :class:`AuditResult` with one
 
 PDF text has no markup, so only the text rules apply to PDF; the HTML it was printed from
 carries the structure and is audited too. Cells are counted from 1.
+
+A report's downloads (:mod:`studylib.runner.downloads`: CSV and XLSX tables, PNG and SVG
+figures) are audited against the ``datapackage.json`` beside them, which gives each file's
+safe marker: a data file it does not describe is ``unmarked-table`` or ``unmarked-figure``;
+every value cell of a table is checked as a ``<td>`` is (``small-count``), and every text
+(labels, titles, notes, SVG text, the package itself) by the text rules.
 """
 
 from __future__ import annotations
@@ -44,7 +50,10 @@ from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, Marke
 from studylib.privacy.personal_data import RULES as TEXT_RULES
 from studylib.privacy.personal_data import TextScanner, strip_data_uris
 
-SUFFIXES = (".ipynb", ".html", ".htm", ".pdf")
+#: A report's downloads, audited against its data package (PACKAGE_FILE).
+DATA_SUFFIXES = (".csv", ".xlsx", ".svg", ".png")
+SUFFIXES = (".ipynb", ".html", ".htm", ".pdf", *DATA_SUFFIXES)
+PACKAGE_FILE = "datapackage.json"
 
 RULES = {
     "unmarked-table": "table without the safe marker",
@@ -139,11 +148,11 @@ class Auditor:
     def path(self, path: str | os.PathLike) -> AuditResult:
         path = Path(path)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _auditable(p))
             if not files:
                 raise AuditError(f"{path}: no .ipynb, .html or .pdf file to audit")
         elif path.is_file():
-            if path.suffix.lower() not in SUFFIXES:
+            if not _auditable(path):
                 raise AuditError(f"{path}: cannot audit a {path.suffix or 'suffix-less'} file (only {', '.join(SUFFIXES)})")
             files = [path]
         else:
@@ -160,6 +169,10 @@ class Auditor:
         suffix = path.suffix.lower()
         if suffix == ".pdf":
             return self.pdf(path, name)
+        if suffix in DATA_SUFFIXES:
+            return self.download(path, name)
+        if path.name == PACKAGE_FILE:
+            return self._text(name, "data package", _read_text(path))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
@@ -281,6 +294,90 @@ class Auditor:
         except (OSError, PdfReadError, ValueError) as err:
             raise AuditError(f"{path}: cannot read the PDF ({err})") from None
         return out
+
+    # ---------------------------------------------------------------- downloads
+
+    def download(self, path: Path, name: str) -> list[Finding]:
+        """A CSV or XLSX table or a PNG or SVG figure of a report, with the marker its data package gives."""
+        suffix = path.suffix.lower()
+        package = _package_of(path)
+        if suffix == ".xlsx":
+            return self.workbook(path, name, package)
+        resource = package.get(path.resolve())
+        kind = "table" if suffix == ".csv" else "figure"
+        out: list[Finding] = []
+        marker = None
+        if resource is not None:
+            marker, problems = self._read_marker(resource.get("marker"))
+            out += [Finding(name, "data package", rule, detail) for rule, detail in problems]
+        if resource is None or resource.get("kind") != kind or marker is _INVALID:
+            out.append(Finding(name, "file", f"unmarked-{kind}", f"no {kind} of the report's {PACKAGE_FILE} describes this file"))
+        if suffix == ".png":
+            return out
+        text = _read_text(path)
+        out += self._text(name, "text", text)
+        if suffix == ".csv" and marker not in (None, _INVALID):
+            import csv
+
+            labels = int(resource.get("labels") or 0)
+            for number, row in enumerate(csv.reader(text.splitlines()), 1):
+                if number == 1:
+                    continue  # the header
+                for column, value in enumerate(row[labels:], labels + 1):
+                    if detail := self._small_count(value, marker):
+                        out.append(Finding(name, f"row {number} column {column}", "small-count", detail))
+        return out
+
+    def workbook(self, path: Path, name: str, package: dict) -> list[Finding]:
+        """Every sheet's text, and the value cells of each table sheet against its marker."""
+        try:
+            from openpyxl import load_workbook
+
+            book = load_workbook(path, read_only=True, data_only=True)
+        except Exception as err:  # noqa: BLE001 - a file openpyxl cannot read cannot be audited
+            raise AuditError(f"{path}: cannot read the workbook ({type(err).__name__}: {err})") from None
+        resource = package.get(path.resolve()) or {}
+        sheets = {s.get("sheet"): s for s in resource.get("sheets") or [] if isinstance(s, dict)}
+        out: list[Finding] = []
+        try:
+            for sheet in book.worksheets:
+                rows = [[_shown(cell) for cell in row] for row in sheet.iter_rows()]
+                where = f"sheet {sheet.title!r}"
+                out += self._text(name, where, "\n".join("\t".join(row) for row in rows))
+                spec = sheets.get(sheet.title)
+                if spec is None:
+                    if sheet.title != "Contents" or not resource:
+                        out.append(Finding(name, where, "unmarked-table", f"no sheet of the report's {PACKAGE_FILE} describes it"))
+                    continue
+                marker, problems = self._read_marker(spec.get("marker"))
+                out += [Finding(name, f"{where} (data package)", rule, detail) for rule, detail in problems]
+                if marker is _INVALID:
+                    out.append(Finding(name, where, "unmarked-table", "its marker cannot be read"))
+                    continue
+                header, labels = spec.get("header_row"), int(spec.get("labels") or 0)
+                for number, row in enumerate(rows, 1):
+                    if header is None or number <= int(header):
+                        continue
+                    for column, value in enumerate(row[labels:], labels + 1):
+                        if detail := self._small_count(value, marker):
+                            out.append(Finding(name, f"{where} row {number} column {column}", "small-count", detail))
+        finally:
+            book.close()
+        return out
+
+    def _small_count(self, text: str, marker: dict) -> str | None:
+        """Why a shown value is a small count under ``marker`` (None if it is not)."""
+        text = text.strip()  # a whole number held as a float (1.0) is a statistic, as on the page
+        if not _INTEGER.fullmatch(text):
+            return None
+        value = int(text) if text.isdigit() else int(re.sub(r"\D", "", text))
+        minimum = max(self.min_cell, marker.get("min_cell", 0))
+        if not 1 <= value <= minimum - 1:
+            return None
+        base = marker.get("rounding") if marker.get("rule") in ("rounding", "statistics") else None
+        if base and value % base == 0:
+            return None
+        return f"{value} (minimum cell {minimum})"
 
     # ---------------------------------------------------------------- shared
 
@@ -446,15 +543,55 @@ class _Page:
     def _check_count(self, text: str) -> None:
         if not _INTEGER.fullmatch(text):
             return
-        value = int(text) if text.isdigit() else int(re.sub(r"\D", "", text))
-        marker = self.tables[-1]
-        minimum = max(self.auditor.min_cell, marker.get("min_cell", 0))
-        if not 1 <= value <= minimum - 1:
-            return
-        base = marker.get("rounding") if marker.get("rule") in ("rounding", "statistics") else None
-        if base and value % base == 0:
-            return
-        self.findings.append((self.line(self.cell_at), " <td>", "small-count", f"{value} (minimum cell {minimum})"))
+        if detail := self.auditor._small_count(text, self.tables[-1]):
+            self.findings.append((self.line(self.cell_at), " <td>", "small-count", detail))
+
+
+def _shown(cell) -> str:
+    """A workbook cell as a reader sees it: a number with the decimals its format shows (``1.00``, ``3``)."""
+    value = getattr(cell, "value", None)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    fmt = str(getattr(cell, "number_format", "") or "")
+    decimals = len(fmt.split(".", 1)[1].rstrip("%")) if "." in fmt else 0
+    if decimals:
+        return f"{value:.{decimals}f}"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _auditable(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES or path.name == PACKAGE_FILE
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise AuditError(f"{path}: cannot read ({err})") from None
+
+
+def _package_of(path: Path) -> dict[Path, dict]:
+    """The resources of the data package of a download (beside it or one folder up): file -> its entry.
+
+    A table's or figure's entry is its ``studylib`` part (kind, marker, labels); the workbook's
+    holds its ``sheets``. No package, or one that cannot be read: no entry (every file is unmarked).
+    """
+    for folder in (path.parent, path.parent.parent):
+        package = folder / PACKAGE_FILE
+        if not package.is_file():
+            continue
+        try:
+            resources = json.loads(package.read_text(encoding="utf-8")).get("resources") or []
+        except (OSError, ValueError, AttributeError):
+            return {}
+        out = {}
+        for resource in resources:
+            if isinstance(resource, dict) and isinstance(resource.get("path"), str) and isinstance(resource.get("studylib"), dict):
+                out[(folder / resource["path"]).resolve()] = resource["studylib"]
+        return out
+    return {}
 
 
 def _text_tables(text: str) -> list[tuple[int, str]]:

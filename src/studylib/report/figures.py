@@ -84,6 +84,19 @@ class SafeFigure(Exhibit):
     def to_text(self) -> str:
         return "\n".join(x for x in (heading("Figure", self.number, self.caption), self.alt, self.note) if x)
 
+    def svg(self) -> str | None:
+        """The chart as SVG (the same drawing as the PNG), for the report's downloads; None if not drawn."""
+        if self.png is None or self.figure is None:
+            return None
+        return _svg(self.figure)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data, metadata = super()._repr_mimebundle_(include, exclude)
+        svg = self.svg()
+        if svg is not None:  # the page shows the HTML (PNG); the runner saves the SVG beside the report
+            data["image/svg+xml"] = svg
+        return data, metadata
+
 
 def safe_figure(
     data,
@@ -274,6 +287,16 @@ def _hidden_labels(hidden, rows, columns) -> list[str]:
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _svg(figure: Figure) -> str:
+    """SVG text of a figure, the same bytes for the same drawing (no date, fixed ids)."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "studylib", "svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", dpi=_DPI, metadata={"Date": None, "Creator": None})
     return buffer.getvalue()
 
 

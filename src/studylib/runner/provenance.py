@@ -88,6 +88,7 @@ def data_identity(folder: Path) -> dict[str, Any]:
         "content_hash": meta.get("content_hash"),
         "schema_version": meta.get("schema_version"),
         "synthetic": bool(synthetic),
+        "as_at": str(meta.get("created") or "")[:10] or None,  # the day the dataset was written
     }
 
 
@@ -121,6 +122,14 @@ def inputs_identity(paths) -> dict[str, str | None]:
     return out
 
 
+def release_facts(study_file: Path) -> dict | None:
+    """The project's release file (:mod:`studylib.runner.publisher`) as data, for the fingerprint."""
+    from studylib.runner.publisher import read_release_info
+
+    info = read_release_info(study_file)
+    return None if info is None else info.model_dump()
+
+
 def fingerprint(report: Report, template_sha256: str, data_hash: str) -> str:
     """The hash that decides whether a report must run again."""
     spec = report.study.spec
@@ -131,6 +140,7 @@ def fingerprint(report: Report, template_sha256: str, data_hash: str) -> str:
         "parameters": parameters,
         "disclosure": spec.disclosure.model_dump(),
         "formats": sorted(spec.formats),
+        "release": release_facts(report.study.file),
         "title": report.title,
         "subtitle": spec.subtitle,
         "look": look_hash(),

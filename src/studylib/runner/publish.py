@@ -44,6 +44,8 @@ STAFF_MODE = 0o700
 STAGING = ".staging"
 INDEX = "index.html"
 REPORT_FILES = {"html": "report.html", "pdf": "report.pdf"}
+#: The downloads the index links to (the data package lists every CSV and figure file).
+DOWNLOAD_LINKS = {"tables.xlsx": "XLSX", "datapackage.json": "data package"}
 
 @contextmanager
 def staging(reports: Path, key: str) -> Iterator[Path]:
@@ -289,6 +291,10 @@ def index_html(states: list[tuple[str, str, list[ReportState]]], css: str, gener
             for fmt, name in REPORT_FILES.items():
                 if state.manifest and name in state.manifest.get("files", {}):
                     links.append(f'<a href="{html.escape(state.key)}/{name}">{fmt.upper()}</a>')
+            published = state.manifest.get("files", {}) if state.manifest else {}
+            for name, label in DOWNLOAD_LINKS.items():
+                if name in published:
+                    links.append(f'<a href="{html.escape(state.key)}/{name}">{label}</a>')
             if state.manifest:
                 links.append(f'<a href="{html.escape(state.key)}/{MANIFEST}">manifest</a>')
             status = "orphaned" if state.orphan else state.status

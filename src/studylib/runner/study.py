@@ -79,7 +79,8 @@ class StudyFile(BaseModel):
     data: str = Field(min_length=1, description="dataset folder, relative to the study file, or 'demo'")
     parameters: dict[str, Value] = Field(default_factory=dict)
     disclosure: Disclosure
-    formats: list[Literal["html", "pdf"]] = Field(min_length=1)
+    formats: list[Literal["html", "pdf", "xlsx", "csv", "png", "svg"]] = Field(
+        min_length=1, description="html and pdf: the report; xlsx and csv: its tables as data; png and svg: its figures")
     matrix: dict[str, list[Scalar]] | None = None
     timeout: Timeouts = Field(default_factory=Timeouts)
 
@@ -401,7 +402,7 @@ def new_study_text(study_id: str, title: str, template: str, data: str, declared
         "disclosure:",
         "  min_cell: 5  # counts 1..4 are protected",
         "  rounding: null  # or 3 / 5: controlled rounding instead of suppression",
-        "formats: [html, pdf]",
+        "formats: [html, pdf, xlsx, csv, png, svg]  # the report, its tables as data, its figures",
         "",
     ]
     return "\n".join(lines)
