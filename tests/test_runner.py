@@ -56,7 +56,8 @@ def test_default_studies_publish_html_pdf_and_manifest(project):
     assert result.ok
     for key in DEFAULT:
         folder = root / "reports" / key
-        assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "report.html", "report.pdf"]
+        assert sorted(p.name for p in folder.iterdir()) == ["data", "datapackage.json", "figures", "manifest.json",
+                                                            "report.html", "report.pdf", "tables.xlsx"]
     assert list((root / "reports" / ".staging").iterdir()) == []
     assert list(tmp.glob("studylib-kernel-*")) == [], "kernel folders (IPC sockets, connection files) are removed"
 
@@ -125,7 +126,9 @@ def test_manifest_records_parameters_hashes_timings_audit_and_no_personal_data(p
         assert manifest["data"]["content_hash"] == json.loads((dataset / "dataset.json").read_text())["content_hash"]
         assert set(manifest["timings"]) >= {"execute", "html", "pdf", "total"} and manifest["timings"]["total"] > 0
         assert manifest["audit"]["status"] == "passed" and manifest["audit"]["key_checked"] is True
-        assert manifest["audit"]["files"] == ["notebook.ipynb", "report.html", "report.pdf"]
+        downloads = sorted(name for name in manifest["files"] if name not in ("report.html", "report.pdf"))
+        assert "tables.xlsx" in downloads and "datapackage.json" in downloads
+        assert sorted(manifest["audit"]["files"]) == sorted(["notebook.ipynb", "report.html", "report.pdf", *downloads])
         for name, entry in manifest["files"].items():
             assert entry["sha256"] == hashlib.sha256((root / "reports" / key / name).read_bytes()).hexdigest()
         html_text = _html(root, key)

@@ -48,6 +48,8 @@ def test_every_study_publishes_html_and_pdf_that_pass_the_audit(published):
         assert manifest["audit"]["status"] == "passed"
         assert manifest["audit"]["key_checked"] and manifest["audit"]["deny_list_checked"]
         assert (reports / study / "report.pdf").stat().st_size > 10_000
+        root = PdfReader(reports / study / "report.pdf").trailer["/Root"]  # tagged PDF: structure for screen readers
+        assert bool(root["/MarkInfo"]["/Marked"]) and "/StructTreeRoot" in root and root["/Lang"] == "en"
         # audited again here, independently of the runner: no finding, with the key and deny list
         found = audit_path(reports / study, min_cell=5, deny_list=deny, key=key)
         assert found.findings == [], [str(f) for f in found.findings]
@@ -105,3 +107,51 @@ def test_the_indicator_review_compares_two_catalogue_versions(published):
     assert "ilo-2009-r1" in text and "centre-adjusted-2026-1" in text
     assert "cohens kappa" in text and "Odds of identification" in text
     assert "provisional" in text  # the sexual lists' grades are flagged
+
+
+def _page_tables(page_html: str) -> dict[int, list[list[str]]]:
+    """Each numbered table of a report page: its body rows' cell texts (th and td), read with regular expressions."""
+    out = {}
+    for number, table in re.findall(r'<table[^>]*data-studylib-number="(\d+)"[^>]*>(.*?)</table>', page_html, re.S):
+        body = re.search(r"<tbody>(.*?)</tbody>", table, re.S)
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body.group(1), re.S) if body else []
+        out[int(number)] = [[html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
+                            for r in rows]
+    return out
+
+
+def test_every_report_publishes_its_tables_and_figures_as_the_page_shows_them(published):
+    import csv
+    import xml.etree.ElementTree as ET
+
+    import yaml
+    from openpyxl import load_workbook
+
+    reports, _ = published
+    release = yaml.safe_load((ROOT / "release.yaml").read_text())
+    for study in sorted(p.stem for p in find_studies(ROOT / "studies")):
+        folder = reports / study
+        page = (folder / "report.html").read_text()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        package = json.loads((folder / "datapackage.json").read_text())
+        assert {r["path"] for r in package["resources"]} | {"datapackage.json"} <= set(manifest["files"])
+        tables = _page_tables(page)
+        csvs = {r["studylib"]["number"]: r["path"] for r in package["resources"] if r["path"].endswith(".csv")}
+        assert set(csvs) == {n for n, rows in tables.items() if rows}, study  # every table the page shows, no other
+        book = load_workbook(folder / "tables.xlsx")
+        for number, path in csvs.items():
+            rows = list(csv.reader((folder / path).open(newline="", encoding="utf-8")))[1:]
+            shown = [[c.replace(",", "") if re.fullmatch(r"-?[\d,]+(\.\d+)?", c) else c for c in row] for row in tables[number]]
+            assert rows == shown, (study, path)
+            sheet = [r for r in book[f"Table {number}"].iter_rows(values_only=True)]
+            assert len([r for r in sheet if r[0] is not None]) >= len(rows) + 2, (study, number)  # title, header, rows
+        figures = re.findall(r'<figure[^>]*data-studylib-number="(\d+)"[^>]*><img src="data:image/png;base64,([^"]+)"', page)
+        for number, data in figures:
+            import base64
+
+            assert (folder / f"figures/figure-{int(number):02d}.png").read_bytes() == base64.b64decode(data)
+            ET.parse(folder / f"figures/figure-{int(number):02d}.svg")  # well-formed
+        text = _text(reports, study)
+        assert release["publisher"] in text and release["next_release"] in text, study
+        contents = [r for r in book["Contents"].iter_rows(values_only=True)]
+        assert ("Publisher", release["publisher"]) in contents

@@ -4,7 +4,7 @@
 cells tagged ``remove-cell``), reads the template's front matter, renders it with our
 nbconvert template (:mod:`studylib.report.look`), adds the table of contents and removes
 anything active (scripts, external links to fetch). :func:`to_pdf` renders that same HTML
-with WeasyPrint; the PDF's dates and identifier come from the page itself, so the same
+with WeasyPrint as tagged PDF (PDF/UA-1); the PDF's dates and identifier come from the page itself, so the same
 HTML always gives the same PDF bytes.
 """
 
@@ -189,6 +189,9 @@ def strip_active_content(page_html: str) -> str:
     return _EXTERNAL_SRC.sub("", page_html)
 
 
+#: WeasyPrint's tagged variant (structure tree, marked content, XMP metadata).
+PDF_VARIANT = "pdf/ua-1"
+
 #: The fixed time stamped into embedded fonts (2020-01-01), so that the same HTML gives the same PDF bytes.
 _FONT_EPOCH = "1577836800"
 
@@ -204,5 +207,6 @@ def to_pdf(page_html: str) -> bytes:
     identifier = hashlib.sha256(page_html.encode()).hexdigest()[:32].encode()
     data_only = URLFetcher(allowed_protocols={"data"})  # a report fetches nothing from outside the page
     document = HTML(string=page_html, base_url=None, url_fetcher=data_only)
-    return document.write_pdf(pdf_identifier=identifier)
+    # tagged (PDF/UA-1): headings, tables and figures' alt texts reach screen readers, as public bodies must offer
+    return document.write_pdf(pdf_identifier=identifier, pdf_variant=PDF_VARIANT)
 
