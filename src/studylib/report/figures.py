@@ -52,6 +52,10 @@ KINDS = ("bar", "barh", "line")
 _DPI = 110
 _SIZE = (6.4, 3.6)
 _LISTED = 12
+#: Bars are labelled with their values up to this many bars (more would overlap).
+_LABELLED = 40
+#: The Okabe-Ito colours, told apart with every common colour-vision deficiency.
+COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
 @dataclass(repr=False)
@@ -163,7 +167,7 @@ def safe_figure(
         ylabel = "percent"
     figure = Figure(figsize=_SIZE, dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
-    _draw(axes, kind, values, hidden, row_labels, column_labels, symbol)
+    _draw(axes, kind, values, hidden, row_labels, column_labels, symbol, percent=shares is not None)
     if title:
         axes.set_title(title)
     if xlabel:
@@ -240,8 +244,14 @@ def _drawable(protected: ProtectedTable, shares):
     return shown, hidden, rows, columns
 
 
-def _draw(axes, kind: str, values, hidden, rows, columns, symbol: str) -> None:
+def _draw(axes, kind: str, values, hidden, rows, columns, symbol: str, percent: bool = False) -> None:
+    """Draw the published values: bars carry their value (the companion table in the picture),
+    a count axis has whole-number ticks, colours are the Okabe-Ito colour-blind safe set."""
+    from matplotlib.ticker import MaxNLocator
+
     n_rows, n_cols = values.shape
+    axes.set_prop_cycle(color=COLOURS)
+    text = (lambda v: f"{v:.1f} %") if percent else (lambda v: f"{v:,.0f}")
     positions = np.arange(n_rows, dtype=float)
     width = 0.8 / n_cols
     for j in range(n_cols):
@@ -253,9 +263,11 @@ def _draw(axes, kind: str, values, hidden, rows, columns, symbol: str) -> None:
         else:
             offset = positions + (j - (n_cols - 1) / 2) * width
             if kind == "bar":
-                axes.bar(offset[published], values[published, j], width=width, label=label)
+                bars = axes.bar(offset[published], values[published, j], width=width, label=label)
             else:
-                axes.barh(offset[published], values[published, j], height=width, label=label)
+                bars = axes.barh(offset[published], values[published, j], height=width, label=label)
+            if n_rows * n_cols <= _LABELLED:
+                axes.bar_label(bars, labels=[text(v) for v in values[published, j]], padding=2, fontsize=7)
             spots = offset[hidden[:, j]]
         for spot in spots:  # the symbol at the axis, never a value
             if kind == "barh":
@@ -272,6 +284,11 @@ def _draw(axes, kind: str, values, hidden, rows, columns, symbol: str) -> None:
         axes.set_xticks(positions, rows, rotation=30 if rotate else 0, ha="right" if rotate else "center")
         axes.set_xlim(*edge)
         axes.set_ylim(bottom=0)
+    if not percent:  # persons come whole: no tick at 2.5
+        (axes.xaxis if kind == "barh" else axes.yaxis).set_major_locator(MaxNLocator(integer=True))
+    if kind != "line":  # room above the longest bar for its value label
+        top = float(np.nanmax(np.where(hidden, 0, values), initial=0)) * 1.15 or 1.0
+        (axes.set_xlim if kind == "barh" else axes.set_ylim)(0, top)
     if n_cols > 1:
         axes.legend(fontsize=8, frameon=False)
     axes.spines[["top", "right"]].set_visible(False)
