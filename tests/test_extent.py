@@ -361,3 +361,14 @@ def test_sensitivity_table_across_methods():
     assert np.isnan(every["total"]) and "does not exist" in every["note"]
     six = sensitivity(reference("uk_2013_6lists"), pthresholds=(0.02,))
     assert "limited to 5 lists" in six.set_index("method").loc["bic", "note"]
+
+
+def test_interaction_terms_are_named_in_words_for_readers():
+    from studylib.analysis.extent import interaction_words
+    from studylib.data import vocabularies as v
+
+    terms = ["centre_outreach:hotline", "police:health_clinic"]
+    words = interaction_words(terms)
+    assert words == f"{v.label('centre_outreach')} × {v.label('hotline')}, {v.label('police')} × {v.label('health_clinic')}"
+    assert "_" not in words and ":" not in words
+    assert interaction_words([]) == ""

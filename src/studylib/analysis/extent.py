@@ -299,6 +299,13 @@ def overlap_table(cases: pd.DataFrame, lists=None) -> pd.DataFrame:
 # ---------------------------------------------------------------- results
 
 
+def interaction_words(terms) -> str:
+    """Two-list interaction terms for readers: ``centre_outreach:hotline`` is ``centre outreach × hotline``."""
+    from studylib.data import vocabularies as v
+
+    return ", ".join(" × ".join(v.label(name) for name in str(term).split(":")) for term in terms)
+
+
 @dataclass(frozen=True, eq=False)
 class BootstrapSummary:
     """What the BCa bootstrap did: resamples, failures, bias correction and acceleration."""
@@ -357,7 +364,7 @@ class PopulationEstimate:
             "bic": "lowest BIC among all models",
             "fixed": "a model fixed in advance",
         }[self.method]
-        inter = "two-list interactions " + ", ".join(self.terms) if self.terms else "no two-list interactions"
+        inter = "two-list interactions " + interaction_words(self.terms) if self.terms else "no two-list interactions"
         drop = f"; never overlapping, left out: {', '.join(self.dropped)}" if self.dropped else ""
         return f"{rule}; {inter}{drop}"
 

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from studylib.analysis.extent import ExtentWarning, _as_data, estimate_population
+from studylib.analysis.extent import ExtentWarning, _as_data, estimate_population, interaction_words
 from studylib.analysis.heterogeneity import closed_population_models
 from studylib.analysis.latent_class import estimate_latent_class
 from studylib.analysis.loglinear import EstimationError
@@ -60,7 +60,7 @@ def compare_families(table, level: float = 0.95, seed: int | None = None, latent
     rows = []
     try:
         est = estimate_population(data, "stepwise", level=level, **(stepwise or {}))
-        rows.append(_row("list dependence", "stepwise: " + (", ".join(est.terms) or "main effects"), est.total, est.lower, est.upper,
+        rows.append(_row("list dependence", "stepwise: " + (interaction_words(est.terms) or "main effects"), est.total, est.lower, est.upper,
                          "lists may depend on each other in pairs; persons alike otherwise", True,
                          "always shown: the established method"))
     except EstimationError as err:
