@@ -299,20 +299,14 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
         ("Run", f"{started_at.isoformat(timespec='seconds')} · executed in {timings['execute']:.1f} s"),
         ("Parameters", ", ".join(f"{k}={v!r}" for k, v in report.parameters.items() if k != DATA_PARAMETER) or "defaults"),
     ]
-    from studylib.runner.downloads import DOWNLOAD_FORMATS, exhibits_of, write_downloads
     from studylib.runner.publisher import read_release_info
 
     info = read_release_info(report.study.file)
     release = info.shown(data.get("as_at")) if info is not None else {}
     provenance[1:1] = list(release.items())
-    downloads = []
-    if any(f in spec.formats for f in DOWNLOAD_FORMATS):
-        t = time.monotonic()
-        downloads = write_downloads(stage, exhibits_of(nb), spec.formats, report.title, report.key, release,
-                                    symbol_note=_symbol_note(spec))
-        timings["downloads"] = time.monotonic() - t
-        provenance.append(("Downloads", ", ".join(d for d in downloads if "/" not in d) + (
-            f" and {sum('/' in d for d in downloads)} files in data/ and figures/" if any("/" in d for d in downloads) else "")))
+    downloads = _downloads(report, nb, stage, release, timings)
+    if downloads:
+        provenance.append(("Downloads", _downloads_line(downloads)))
     page = ReportPage(
         study_id=report.study.id, title=report.title, subtitle=spec.subtitle,
         date=started_at.date().isoformat(), created=started_at.isoformat(timespec="seconds"),
@@ -342,8 +336,25 @@ def _export(report: Report, nb, stage: Path, data: dict, template_sha: str, star
     return files
 
 
-def _symbol_note(spec) -> str:
-    return f"{spec.disclosure.symbol}: confidential (too few persons to show, or hidden so that another cell cannot be worked out); –: no value"
+def _downloads(report: Report, nb, stage: Path, release: dict[str, str], timings: dict) -> list[str]:
+    """The report's tables and figures as files beside it (:mod:`studylib.runner.downloads`), if its formats ask."""
+    from studylib.runner.downloads import DOWNLOAD_FORMATS, exhibits_of, write_downloads
+
+    spec = report.study.spec
+    if not any(f in spec.formats for f in DOWNLOAD_FORMATS):
+        return []
+    t = time.monotonic()
+    symbols = (f"{spec.disclosure.symbol}: confidential (too few persons to show, or hidden so that another cell "
+               "cannot be worked out); –: no value")
+    written = write_downloads(stage, exhibits_of(nb), spec.formats, report.title, report.key, release, symbols)
+    timings["downloads"] = time.monotonic() - t
+    return written
+
+
+def _downloads_line(downloads: list[str]) -> str:
+    """The provenance line: the files beside the report, and how many in its folders."""
+    inside = sum("/" in d for d in downloads)
+    return ", ".join(d for d in downloads if "/" not in d) + (f" and {inside} files in data/ and figures/" if inside else "")
 
 
 def _audit(report: Report, stage: Path, finisher: Finisher):
