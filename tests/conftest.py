@@ -42,3 +42,15 @@ def audit_key(tmp_path_factory):
         os.environ.pop("STUDYLIB_KEY_FILE", None)
     else:
         os.environ["STUDYLIB_KEY_FILE"] = previous
+
+
+@pytest.fixture
+def fresh_report(monkeypatch):
+    """An interactive session with no study run: no disclosure, report, ledger or plan variable, numbering from 1."""
+    from studylib.report import settings as report_settings
+
+    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_REPORT", "STUDYLIB_LEDGER", "STUDYLIB_RELEASE_PLAN"):
+        monkeypatch.delenv(name, raising=False)
+    report_settings.reset()
+    yield
+    report_settings.reset()

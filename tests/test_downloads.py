@@ -24,20 +24,13 @@ from studylib.errors import ConfigError
 from studylib.privacy.audit import audit_path
 from studylib.privacy.marker import marker_for
 from studylib.report import safe_figure, safe_statistics, safe_table
-from studylib.report import settings as report_settings
 from studylib.runner.downloads import PACKAGE, cell_value, exhibits_of, number_format, write_downloads
 from studylib.runner.publisher import read_release_info
 
 FORMATS = ("xlsx", "csv", "png", "svg")
 
 
-@pytest.fixture(autouse=True)
-def fresh(monkeypatch):
-    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_REPORT", "STUDYLIB_LEDGER", "STUDYLIB_RELEASE_PLAN"):
-        monkeypatch.delenv(name, raising=False)
-    report_settings.reset()
-    yield
-    report_settings.reset()
+pytestmark = pytest.mark.usefixtures("fresh_report")
 
 
 def _persons() -> pd.DataFrame:
@@ -257,3 +250,4 @@ def test_the_release_file_is_read_beside_the_studies_folder(tmp_path):
     (tmp_path / "release.yaml").write_text("publisher: The centre\ncontact: x\nnext: soon\n")
     with pytest.raises(ConfigError, match=r"release.yaml: next: Extra inputs"):
         read_release_info(study)
+

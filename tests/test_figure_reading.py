@@ -9,19 +9,12 @@ import pytest
 from matplotlib.colors import to_hex
 
 from studylib.report import safe_figure
-from studylib.report import settings as report_settings
 
 # Okabe & Ito (2008), "Color Universal Design": blue, orange, bluish green, reddish purple, ...
 OKABE_ITO = {"#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#000000"}
 
 
-@pytest.fixture(autouse=True)
-def fresh(monkeypatch):
-    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_REPORT", "STUDYLIB_LEDGER", "STUDYLIB_RELEASE_PLAN"):
-        monkeypatch.delenv(name, raising=False)
-    report_settings.reset()
-    yield
-    report_settings.reset()
+pytestmark = pytest.mark.usefixtures("fresh_report")
 
 
 def _persons(**counts) -> pd.DataFrame:

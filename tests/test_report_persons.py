@@ -20,13 +20,7 @@ from studylib.report import CountsRefused, period, safe_figure, safe_table, sent
 from studylib.report import settings as report_settings
 
 
-@pytest.fixture(autouse=True)
-def fresh(monkeypatch):
-    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_REPORT", "STUDYLIB_LEDGER", "STUDYLIB_RELEASE_PLAN"):
-        monkeypatch.delenv(name, raising=False)
-    report_settings.reset()
-    yield
-    report_settings.reset()
+pytestmark = pytest.mark.usefixtures("fresh_report")
 
 
 def persons_of(**groups) -> pd.DataFrame:

@@ -173,10 +173,7 @@ class Auditor:
             return self.download(path, name)
         if path.name == PACKAGE_FILE:
             return self._text(name, "data package", _read_text(path))
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise AuditError(f"{path}: cannot read ({err})") from None
+        text = _read_text(path)
         if suffix == ".ipynb":
             try:
                 notebook = json.loads(text)
