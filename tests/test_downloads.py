@@ -251,3 +251,13 @@ def test_the_release_file_is_read_beside_the_studies_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"release.yaml: next: Extra inputs"):
         read_release_info(study)
 
+
+def test_row_labels_that_are_small_numbers_are_not_counts(tmp_path):
+    # persons by the number of lists that registered them: the labels 1, 2, 3 are categories, not cells
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/table-01.csv").write_text("lists,persons\n1,40\n2,12\n3,4\n")
+    marker = marker_for("suppression", 5, None, False, False)
+    (tmp_path / PACKAGE).write_text(json.dumps({"resources": [
+        {"path": "data/table-01.csv", "studylib": {"kind": "table", "marker": marker, "labels": 1}}]}))
+    findings = audit_path(tmp_path, min_cell=5).findings
+    assert [(f.where, f.rule) for f in findings] == [("row 4 column 2", "small-count")]  # the 4, not the labels
