@@ -24,6 +24,8 @@ import yaml
 from runner_fixtures import make_dataset, write_study
 from studylib.runner.batch import BatchSettings, run_batch
 from studylib.runner.lock import report_lock
+from studylib.runner.planning import plan_batch
+from studylib.runner.scheduling import longest_first
 from studylib.runner.study import find_studies
 
 pytestmark = pytest.mark.slow
@@ -281,6 +283,26 @@ def test_a_report_another_run_is_writing_does_not_hold_back_the_rest_of_the_batc
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
     assert len(re.findall(r"│ s\d\s+│ published", out)) == 3, out  # s3 too, once its lock was free
+
+
+def test_a_report_another_run_is_writing_gives_its_kernel_turn_to_the_next(sleepers):
+    """With one kernel at a time, the report queued first waits for another run's lock: the reports
+    queued after it run meanwhile (kept in the queue, they would wait for it, and two batches at
+    once, each waiting for a report the other writes, would wait on each other for ever)."""
+    root, settings = sleepers
+    reports = root / "reports-queue"
+    queued = longest_first(plan_batch(find_studies(root / "studies"), BatchSettings(reports=reports)).run, reports)
+    first, rest = queued[0].key, [r.key for r in queued[1:]]
+    with report_lock(reports, first, wait=1):  # another run is writing the first report
+        proc = _cli("--all", "--workers", "1", "--studies", str(root / "studies"), "--reports", str(reports))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all((reports / k / "manifest.json").is_file() for k in rest):
+            time.sleep(0.2)
+        assert all((reports / k / "manifest.json").is_file() for k in rest), f"{rest} waited for {first}'s kernel turn"
+        assert not (reports / first / "manifest.json").exists() and proc.poll() is None
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert len(re.findall(r"│ s\d\s+│ published", out)) == 3, out
 
 
 def test_a_full_disk_fails_the_report_and_keeps_the_last_good_one(sleepers):

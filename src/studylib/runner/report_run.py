@@ -78,9 +78,10 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
 
     try:
         # while it waits for another run to finish this report, the batch's other reports are
-        # not held for it at the release gate (two batches at once would otherwise wait on each other)
+        # held for it neither at the release gate nor in the kernel queue (two batches at once
+        # would otherwise wait on each other)
         with report_lock(settings.reports, report.key, settings.lock_wait, cancel,
-                         on_wait=lambda: gate.leave(report.key)) as waited:
+                         on_wait=lambda: _step_aside(report.key, gate, kernels)) as waited:
             if waited:
                 gate.expect([report.key])
             recover(settings.reports / report.key)
@@ -95,6 +96,15 @@ def run_report(report: Report, settings: BatchSettings, cancel: threading.Event 
         return outcome("failed", f"{report.key}: {type(err).__name__}: {err}", "internal")
     finally:
         gate.leave(report.key)
+
+
+def _step_aside(key: str, gate: Gate, kernels: tuple[KernelSlots, int] | None) -> None:
+    """A report that waits for another run's lock leaves the release gate and gives up its kernel
+    turn; it joins both again once it holds the lock (:meth:`KernelSlots.slot` queues it in its turn)."""
+    gate.leave(key)
+    if kernels is not None:
+        slots, turn = kernels
+        slots.withdraw(turn)
 
 
 @dataclass
