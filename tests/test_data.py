@@ -22,7 +22,8 @@ def _token(i: int) -> str:
 
 def small_tables(n: int = 4) -> dict[str, pd.DataFrame]:
     ids = [_token(i + 1) for i in range(n)]
-    persons = pd.DataFrame({"person_id": ids, "sex": ["female", "male"] * (n // 2), "birth_year": [1990 + i for i in range(n)], "nationality": ["PH"] * n})
+    persons = pd.DataFrame({"person_id": ids, "sex": ["female", "male"] * (n // 2), "birth_year": [1990 + i for i in range(n)], "nationality": ["PH"] * n,
+                            "record_key": [(i + 0.5) / n for i in range(n)]})
     events = pd.DataFrame(
         {
             "event_id": [f"e{i}" for i in range(n)],
@@ -37,7 +38,8 @@ def small_tables(n: int = 4) -> dict[str, pd.DataFrame]:
     indicators = pd.DataFrame({"person_id": ids[:2], "indicator": ["dr_deceived_job", "ec_excessive_hours"], "event_id": ["e0", "e1"]})
     cases = pd.DataFrame({c: None for c in CASE_COLUMNS}, index=range(n))
     cases = cases.assign(
-        person_id=ids, sex=persons.sex, birth_year=persons.birth_year, nationality="PH", region="hovedstaden",
+        person_id=ids, sex=persons.sex, birth_year=persons.birth_year, nationality="PH", record_key=persons.record_key,
+        region="hovedstaden",
         first_contact_date=pd.Timestamp("2020-01-02"), first_contact_year=2020, age_at_first_contact=[30, 29, 16, 27][:n],
         age_band=["25-34", "25-34", "15-17", "25-34"][:n], minor=[False, False, True, False][:n], sector="au_pair",
         exploitation="labour", recruitment_channel="agency", referral_source="ngo", n_lists=1,

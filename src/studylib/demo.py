@@ -29,7 +29,8 @@ def _file_hashes(folder: Path, pattern: str) -> dict[str, str]:
 
 
 def demo_inputs() -> dict:
-    """What the demo dataset depends on: the library version, the sector profiles and the catalogues."""
+    """What the demo dataset depends on: the library version, the sector profiles, the catalogues
+    and the data contract's columns."""
     from importlib.resources import files
 
     package = Path(str(files("studylib")))
@@ -41,7 +42,15 @@ def demo_inputs() -> dict:
             str(p.relative_to(package)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(package.rglob("*.yaml"))
         },
+        # the data contract: a dataset made before a column was added (record_key, say) is made again
+        "contract": _contract(),
     }
+
+
+def _contract() -> dict[str, list[str]]:
+    from studylib.data import schemas
+
+    return {name: sorted(schema.columns) for name, schema in schemas.TABLES.items()}
 
 
 def demo_is_current() -> bool:

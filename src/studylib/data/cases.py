@@ -182,7 +182,7 @@ def derive_cases(
         cases[f"service_{service}"] = ev.any(ev.of_forms(forms))
 
     cases = cases[ev.any(is_contact)]  # a person without a contact form is not a case
-    return cases[list(CASE_COLUMNS)].reset_index(drop=True)
+    return cases[[c for c in CASE_COLUMNS if c in cases.columns]].reset_index(drop=True)  # record_key: when persons have it
 
 
 def first_contact_in(cases: pd.DataFrame, year_from: int | None = None, year_to: int | None = None) -> tuple[pd.DataFrame, int, int]:

@@ -39,6 +39,8 @@ def _kind(column) -> str:
         return "whole number"
     if name in ("bool", "boolean"):
         return "yes/no"
+    if name in ("float64", "Float64"):
+        return "number"
     return "text"
 
 
@@ -53,13 +55,16 @@ def _rule(column) -> str:
             pattern = str(stats.get("pattern", ""))
             parts.append("keyed token (64 hex digits, HMAC-SHA256)" if "{64}" in pattern else f"matches `{pattern}`")
         elif name == "in_range":
-            parts.append(f"{stats.get('min_value')} to {stats.get('max_value')}")
+            below = "" if stats.get("include_max", True) else ", less than the upper end"
+            parts.append(f"{stats.get('min_value')} to {stats.get('max_value')}{below}")
         elif name == "greater_than_or_equal_to":
             parts.append(f"at least {stats.get('min_value')}")
         else:
             parts.append(name)
     if column.unique:
         parts.append("unique")
+    if not column.required:
+        parts.append("absent in datasets ingested before it existed")
     return "; ".join(parts) or "–"
 
 

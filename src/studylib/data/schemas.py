@@ -24,12 +24,20 @@ def _token(unique: bool = False) -> pa.Column:
     return pa.Column(str, pa.Check.str_matches(TOKEN_PATTERN), unique=unique)
 
 
+def _record_key() -> pa.Column:
+    """Each person's record key for the cell key method, uniform in [0, 1), made at ingest
+    from the key (:meth:`studylib.privacy.pseudonymiser.Pseudonymiser.record_keys`); a
+    dataset ingested before it existed has none."""
+    return pa.Column(float, pa.Check.in_range(0, 1, include_max=False), required=False)
+
+
 PERSONS = pa.DataFrameSchema(
     {
         "person_id": _token(unique=True),
         "sex": _codes(v.SEX),
         "birth_year": pa.Column("Int64", pa.Check.in_range(1900, 2100), nullable=True),
         "nationality": _codes(v.NATIONALITY),
+        "record_key": _record_key(),
     },
     name="persons",
     strict=True,
@@ -67,6 +75,7 @@ _CASE_COLUMNS: dict[str, pa.Column] = {
     "sex": _codes(v.SEX),
     "birth_year": pa.Column("Int64", nullable=True),
     "nationality": _codes(v.NATIONALITY),
+    "record_key": _record_key(),
     "region": _codes(v.REGION),
     "first_contact_date": pa.Column("datetime64[ns]"),
     "first_contact_year": pa.Column("Int64", pa.Check.in_range(1990, 2100)),

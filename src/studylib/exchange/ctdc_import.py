@@ -211,7 +211,8 @@ def cases_tables(values: dict[str, np.ndarray], n: int, source: str, key) -> dic
     unknown = np.full(n, "unknown", dtype=object)
     persons = pd.DataFrame({"person_id": person, "sex": values.get("sex", unknown),
                             "birth_year": _no_numbers(n),
-                            "nationality": values.get("nationality", np.full(n, "XX", dtype=object))})
+                            "nationality": values.get("nationality", np.full(n, "XX", dtype=object)),
+                            "record_key": key.record_keys(person)})
     region = values.get("region", unknown)
     form = pd.Series([spec["form"]] * n)
     events = pd.DataFrame({"event_id": key.event_tokens(form, "import:" + source + ":" + rows).to_numpy(dtype=object),
@@ -221,6 +222,7 @@ def cases_tables(values: dict[str, np.ndarray], n: int, source: str, key) -> dic
                                "event_id": pd.Series([], dtype=str)})
     cases = pd.DataFrame({
         "person_id": person, "sex": persons["sex"], "birth_year": persons["birth_year"], "nationality": persons["nationality"],
+        "record_key": persons["record_key"],
         "region": region, "first_contact_date": date.to_numpy(), "first_contact_year": year,
         "age_at_first_contact": _no_numbers(n), "age_band": age_band,
         "minor": pd.array(minor, dtype="boolean"), "sector": values.get("sector", unknown),

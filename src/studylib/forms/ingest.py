@@ -318,6 +318,7 @@ def _finish(run: _Run, new: _Records, previous: dict | None, deny: DenyListJob, 
 
     step("pseudonymising", 0, 1)
     tables, links = _pseudonymised_tables(combined, linkage, catalogue)
+    tables["persons"]["record_key"] = key.record_keys(tables["persons"]["person_id"])
     deny.add_tokens(tables["persons"]["person_id"], tables["events"]["event_id"])  # hashed while the cases are derived
     step("pseudonymising", 1, 1)
     step("deriving cases", 0, 1)

@@ -12,7 +12,8 @@ every such file under a folder, and returns an :class:`AuditResult` with one
   output, a Markdown pipe table) is ``unmarked-text-table``; a marker that cannot be read
   is ``bad-marker``, one with a lower minimum cell than the study's ``weak-marker``;
 - small counts: a ``<td>`` of a marked table holding a whole number from 1 to
-  ``min_cell - 1`` (in a rounded table: one that is not a multiple of the base);
+  ``min_cell - 1`` (in a rounded table: one that is not a multiple of the base; in a
+  perturbed one, cell key method: a count 1..no_small, which perturbation never publishes);
 - text anywhere (cell sources, outputs, tracebacks, captions, alt and title texts,
   notebook and cell metadata, PDF text and document info): personal data, the key,
   person tokens and deny-listed names (:mod:`studylib.privacy.personal_data`).
@@ -368,6 +369,10 @@ class Auditor:
         if not _INTEGER.fullmatch(text):
             return None
         value = int(text) if text.isdigit() else int(re.sub(r"\D", "", text))
+        if marker.get("rule") in ("cell_key", "statistics") and isinstance(marker.get("cell_key"), dict):
+            # perturbed counts: small ones are noise, but 1..no_small never appear
+            small = int(marker.get("cell_key", {}).get("no_small", 0))
+            return f"{value} (a perturbed count is never 1 to {small})" if 1 <= value <= small else None
         minimum = max(self.min_cell, marker.get("min_cell", 0))
         if not 1 <= value <= minimum - 1:
             return None

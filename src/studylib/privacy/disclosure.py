@@ -34,6 +34,9 @@ from studylib.privacy.suppression import Rule, add_hypercubes, cell_costs, prote
 TOTAL = "Total"
 #: The one neutral symbol a hidden cell shows by default, whatever the reason (UK GSS guidance).
 HIDDEN_SYMBOL = "[c]"
+#: The cell key method's settings unless a study says otherwise: counts move by at most 3,
+#: with variance 2, and no 1 or 2 is ever published (as the ABS and the ONS 2021 census do).
+CELL_KEY_DEFAULTS = {"max_deviation": 3, "variance": 2.0, "no_small": 2}
 #: Labels that mean a table already carries margins (ours, and pandas' crosstab/pivot_table).
 MARGIN_LABELS = (TOTAL, "All")
 
@@ -55,9 +58,14 @@ class DisclosureSettings:
     #: category merges a study allows before cells are hidden: column -> rule
     #: (``other_or_unknown``, ``adjacent`` or ``{"top": N}``; see :mod:`studylib.report.counting`)
     merge: Mapping[str, Any] = field(default_factory=dict)
+    #: the cell key method instead of suppression: ``max_deviation``, ``variance``, ``no_small``
+    #: (missing ones take :data:`CELL_KEY_DEFAULTS`; see :mod:`studylib.privacy.cell_key`)
+    cell_key: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = []
+        if self.cell_key is not None:
+            problems += self._check_cell_key()
         if not isinstance(self.symbol, str) or not self.symbol.strip() or any(ch.isdigit() for ch in self.symbol):
             problems.append(f"the hidden-cell symbol must be a short text without digits, not {self.symbol!r}")
         if not isinstance(self.merge, Mapping):
@@ -77,19 +85,44 @@ class DisclosureSettings:
         if problems:
             raise DisclosureError("invalid disclosure settings: " + "; ".join(problems))
 
+    def _check_cell_key(self) -> list[str]:
+        if not isinstance(self.cell_key, Mapping):
+            return [f"cell_key must map {', '.join(CELL_KEY_DEFAULTS)} to numbers, not {self.cell_key!r}"]
+        unknown = sorted(set(self.cell_key) - set(CELL_KEY_DEFAULTS))
+        if unknown:
+            return [f"cell_key: unknown setting(s) {', '.join(map(str, unknown))} (known: {', '.join(CELL_KEY_DEFAULTS)})"]
+        chosen = {**CELL_KEY_DEFAULTS, **self.cell_key}
+        object.__setattr__(self, "cell_key", chosen)
+        problems = []
+        if self.rounding is not None:
+            problems.append("the cell key method and rounding exclude each other; choose one")
+        if self.zeros_disclosive:
+            problems.append("the cell key method publishes zeros as zero, so it cannot protect disclosive zeros; use suppression")
+        try:
+            from studylib.privacy.cell_key import perturbation_table
+
+            perturbation_table(**chosen)
+        except (TypeError, ValueError) as err:
+            problems.append(f"cell_key: {err}")
+        return problems
+
     @property
     def rule(self) -> str:
+        if self.cell_key is not None:
+            return "cell_key"
         return "suppression" if self.rounding is None else "rounding"
 
     def marker(self) -> dict[str, Any]:
         """The machine marker that safe tables and figures carry (see :mod:`studylib.privacy.marker`)."""
-        return marker_for(self.rule, self.min_cell, self.rounding, self.margins, self.zeros_disclosive)
+        return marker_for(self.rule, self.min_cell, self.rounding, self.margins, self.zeros_disclosive,
+                          cell_key=None if self.cell_key is None else dict(self.cell_key))
 
     def to_json(self) -> str:
         """The settings as one JSON text: how the runner hands them to a report's kernel."""
         return json.dumps({"min_cell": self.min_cell, "rounding": self.rounding, "margins": self.margins,
                            "zeros_disclosive": self.zeros_disclosive, "symbol": self.symbol,
-                           "merge": dict(self.merge)}, sort_keys=True)
+                           "merge": dict(self.merge),
+                           "cell_key": None if self.cell_key is None else dict(self.cell_key)}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, where: str = "disclosure settings") -> "DisclosureSettings":

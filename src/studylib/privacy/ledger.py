@@ -41,7 +41,9 @@ class LedgerEntry:
 
     ``labels`` are the category codes per dimension (the data's codes, not display labels);
     ``hidden`` and ``published`` are flat (row-major) over the full layout, Totals last on
-    every axis when ``margins``; ``published`` is None when the true counts are published.
+    every axis when ``margins``; ``published`` is None when the true counts are published
+    (it holds the rounded or perturbed values otherwise; ``deviation`` says how far a
+    perturbed value may be from its count).
     """
 
     id: str
@@ -54,6 +56,8 @@ class LedgerEntry:
     hidden: tuple[bool, ...]
     rounding: int | None = None
     published: tuple[int, ...] | None = None
+    #: a perturbed table's largest difference between a published value and its count (cell key method)
+    deviation: int | None = None
     min_cell: int = 5
     zeros_disclosive: bool = False
     persons: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object), repr=False, compare=False)

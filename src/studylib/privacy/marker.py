@@ -7,7 +7,9 @@ figure's ``<img>``)::
                                 "rounding": null, "margins": true, "zeros_disclosive": false}'>
 
 In a notebook the same object sits in the output's metadata under ``studylib_safe``.
-``rule`` is ``suppression``, ``rounding``, ``statistics`` (estimates and rates whose
+``rule`` is ``suppression``, ``rounding``, ``cell_key`` (counts perturbed by the cell key
+method; the marker's ``cell_key`` object holds ``max_deviation``, ``variance`` and
+``no_small``: no count 1..no_small is ever shown), ``statistics`` (estimates and rates whose
 count columns follow the minimum cell: :func:`studylib.report.safe_statistics`), ``sentence``
 (a finding in words whose numbers are published cells: :mod:`studylib.report.sentences`) or
 ``front-matter`` (the title block's fields); ``min_cell`` is the minimum cell applied;
@@ -27,7 +29,9 @@ from studylib.privacy.rounding import BASES
 MARKER_ATTRIBUTE = "data-studylib-safe"
 MARKER_METADATA_KEY = "studylib_safe"
 MARKER_VERSION = 1
-RULES = ("suppression", "rounding", "statistics", "sentence", "front-matter")
+RULES = ("suppression", "rounding", "cell_key", "statistics", "sentence", "front-matter")
+#: what the marker of a ``cell_key`` table says of its perturbation
+CELL_KEY_FIELDS = ("max_deviation", "variance", "no_small")
 
 
 class MarkerError(ValueError):
@@ -44,9 +48,10 @@ def min_cell_problem(value: Any, name: str = "min_cell") -> str | None:
     return None
 
 
-def marker_for(rule: str, min_cell: int, rounding: int | None, margins: bool, zeros_disclosive: bool) -> dict[str, Any]:
+def marker_for(rule: str, min_cell: int, rounding: int | None, margins: bool, zeros_disclosive: bool,
+               cell_key: dict[str, Any] | None = None) -> dict[str, Any]:
     """The marker object for a table or figure protected with these settings."""
-    return {
+    out = {
         "version": MARKER_VERSION,
         "rule": rule,
         "min_cell": int(min_cell),
@@ -54,6 +59,9 @@ def marker_for(rule: str, min_cell: int, rounding: int | None, margins: bool, ze
         "margins": bool(margins),
         "zeros_disclosive": bool(zeros_disclosive),
     }
+    if cell_key is not None:
+        out["cell_key"] = {name: cell_key[name] for name in CELL_KEY_FIELDS}
+    return out
 
 
 def marker_attribute(marker: dict[str, Any]) -> str:
@@ -86,4 +94,11 @@ def parse_marker(value: str | dict) -> dict[str, Any]:
     rounding = value.get("rounding")
     if rule == "rounding" and rounding not in BASES:
         raise MarkerError(f"marker of rule 'rounding' needs base {' or '.join(map(str, BASES))}, not {rounding!r}")
+    if rule == "cell_key" or (rule == "statistics" and "cell_key" in value):
+        perturbation = value.get("cell_key")
+        if not isinstance(perturbation, dict) or any(
+                isinstance(perturbation.get(name), bool) or not isinstance(perturbation.get(name), numbers.Real)
+                for name in CELL_KEY_FIELDS):
+            raise MarkerError(f"marker of rule 'cell_key' needs a cell_key object with {', '.join(CELL_KEY_FIELDS)}, "
+                              f"not {perturbation!r}")
     return value

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from studylib.errors import StudylibError
 from studylib.privacy.denylist import DenyList, make_deny_list, make_token_list
-from studylib.privacy.tokens import KeyFileError, is_demo_key, key_fingerprint, keyed_token, read_key
+from studylib.privacy.tokens import KeyFileError, is_demo_key, key_fingerprint, keyed_digests, keyed_token, read_key
 
 #: Hex digits of an event token (80 bits).
 EVENT_TOKEN_HEX = 20
@@ -83,6 +84,14 @@ class Pseudonymiser:
     def person_tokens(self, keys: pd.Series) -> pd.Series:
         """Person tokens (64 hex digits) of linkage keys such as ``cpr:0101901234`` (missing stays missing)."""
         return keyed_token(keys, self._key, purpose="person")
+
+    def record_keys(self, person_ids) -> np.ndarray:
+        """Each person's record key for the cell key method: a number in [0, 1) from a keyed
+        digest of the person token (purpose ``record``), the same in every period and re-run."""
+        from studylib.privacy.cell_key import record_key_of
+
+        digests = keyed_digests([str(p) for p in person_ids], self._key, purpose="record")
+        return np.fromiter((record_key_of(bytes.fromhex(d)) for d in digests), dtype=float, count=len(digests))
 
     def event_tokens(self, forms: pd.Series, record_ids: pd.Series) -> pd.Series:
         """``<form>-`` and 20 hex digits of a keyed token of form and record id, per record."""

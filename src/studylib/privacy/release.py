@@ -10,8 +10,10 @@ person are variables, which only makes the reader stronger) bounds
 
 - every hidden cell (inner or Total): unsafe when recovered exactly, or narrowed into
   ``1..min_cell-1`` (``0..min_cell-1`` when zeros are disclosive);
-- every cell of a rounded table whose rounding interval reaches below ``min_cell``
-  (kind ``"rounded"``): unsafe when narrowed into the sensitive range;
+- every cell of a rounded or perturbed table whose interval (``published`` less and plus
+  its ``spread``) reaches below ``min_cell`` (kind ``"rounded"``): unsafe when narrowed into
+  the sensitive range (a perturbed count of persons is 0 only if at most ``deviation``, and
+  never 0 when it is published above 0: zeros are never perturbed);
 - every *difference*: for tables A and B whose populations overlap but differ, the
   persons of an inner cell of A that B does not count (persons by sector for the nation
   against the same without one region; 2015-2024 against 2015-2023): unsafe when narrowed
@@ -66,7 +68,8 @@ class CountedTable:
     inner cell in ``shape``, or ``-1`` when the table does not count them. ``hidden`` has
     the shape of the published table (one more on every axis when ``margins``: the Total is
     the last index of each axis). ``published`` holds the rounded values of a rounded
-    table; None means the true counts are published.
+    table, or the perturbed values of a perturbed one (``deviation``: by at most how much);
+    None means the true counts are published.
     """
 
     id: str
@@ -78,6 +81,8 @@ class CountedTable:
     published: np.ndarray | None = None
     labels: tuple[tuple, ...] | None = None
     report: str = ""
+    #: a perturbed table (cell key method): ``published`` is at most this far from each count
+    deviation: int | None = None
 
     def __post_init__(self) -> None:
         where = f"table {self.id!r}" + (f" of report {self.report!r}" if self.report else "")
@@ -103,20 +108,35 @@ class CountedTable:
                 raise ReleaseError(f"{where}: rounding must be one of {BASES} or None, not {self.rounding!r}")
             if self.published is None:
                 raise ReleaseError(f"{where}: a rounded table needs its published (rounded) values")
+        if self.deviation is not None:
+            if self.rounding is not None or isinstance(self.deviation, bool) or not isinstance(self.deviation, int) \
+                    or self.deviation < 1:
+                raise ReleaseError(f"{where}: deviation must be a whole number of at least 1 and excludes rounding, not {self.deviation!r}")
+            if self.published is None:
+                raise ReleaseError(f"{where}: a perturbed table needs its published (perturbed) values")
         if self.published is not None:
             published = np.asarray(self.published)
             if published.shape != self.full_shape:
                 raise ReleaseError(f"{where}: published must have shape {self.full_shape}, not {published.shape}")
-            if self.rounding is not None:
+            if self.spread is not None:
                 counts = self.counts()
-                off = np.flatnonzero((np.abs(published - counts) > self.rounding - 1).ravel() & ~hidden.ravel())
+                off = np.flatnonzero((np.abs(published - counts) > self.spread).ravel() & ~hidden.ravel())
                 if len(off):
+                    what = f"a rounding to base {self.rounding}" if self.rounding else f"a perturbation by at most {self.deviation}"
                     raise ReleaseError(
                         f"{where}: published cell {self.cell_label(int(off[0]))!r} is {int(published.flat[off[0]])}, more "
-                        f"than {self.rounding - 1} from its count: not a rounding to base {self.rounding}"
+                        f"than {self.spread} from its count: not {what}"
                     )
         if self.labels is not None and tuple(len(level) for level in self.labels) != shape:
             raise ReleaseError(f"{where}: labels have {[len(level) for level in self.labels]} categories, shape is {shape}")
+
+    @property
+    def spread(self) -> int | None:
+        """How far a published value may be from its count: ``rounding - 1``, the perturbation's
+        ``deviation``, or None when the counts are published exactly."""
+        if self.rounding is not None:
+            return self.rounding - 1
+        return self.deviation
 
     @property
     def full_shape(self) -> tuple[int, ...]:
@@ -439,11 +459,11 @@ def _rows(release: Release, tables: list[int], matrix: np.ndarray, weight: np.nd
         cover = _covering(table, matrix[js, t])
         hidden = table.hidden.ravel()
         inner_hidden = hidden[cover[:, 0]]
-        published = None if table.rounding is None else np.asarray(table.published).ravel()
+        published = None if table.spread is None else np.asarray(table.published).ravel()
         for s in range(cover.shape[1]):
             f = cover[:, s]
             keep = ~hidden[f]
-            if table.rounding is None and s > 0:
+            if table.spread is None and s > 0:
                 keep &= inner_hidden
             if not keep.any():
                 continue
@@ -456,9 +476,9 @@ def _rows(release: Release, tables: list[int], matrix: np.ndarray, weight: np.nd
                 lo.append(value)
                 hi.append(value)
             else:
-                base = table.rounding
-                lo.append(np.maximum(published[cells] - (base - 1), 0).astype(float))
-                hi.append((published[cells] + (base - 1)).astype(float))
+                shown = published[cells]
+                lo.append(np.maximum(shown - table.spread, 0 if table.deviation is None else np.minimum(shown, 1)).astype(float))
+                hi.append((shown + table.spread).astype(float))
             n_rows += len(cells)
     n = matrix.shape[0]
     if n_rows == 0:
@@ -536,9 +556,9 @@ def _cell_targets(release: Release, tables: list[int], matrix: np.ndarray, which
         else:
             keep = hidden & (small_cell | (not frozen))
         cells = set(np.flatnonzero(keep).tolist())
-        if table.rounding is not None and which != "large":
+        if table.spread is not None and which != "large":
             shown = np.asarray(table.published).ravel()
-            small = np.flatnonzero(~hidden & (shown - (table.rounding - 1) <= m - 1))
+            small = np.flatnonzero(~hidden & (shown - table.spread <= m - 1))
             rounded = set(small.tolist())
         else:
             rounded = set()
@@ -1028,7 +1048,7 @@ def _secondary(table: CountedTable, mask: np.ndarray, min_cell: int, zeros_discl
     """Keep a changed table safe on its own: its secondary suppression again, never giving
     back a cell that is already hidden (in place); ``pinned`` cells (given away by tables
     already published) are used only where nothing else protects."""
-    if table.rounding is not None or not table.margins:
+    if table.spread is not None or not table.margins:
         return
     settings = DisclosureSettings(min_cell, None, True, zeros_disclosive)
     extra = None if pinned is None else np.where(pinned, _PINNED_COST, 0.0)

@@ -29,6 +29,8 @@ from studylib.data import vocabularies as v
 from studylib.privacy.disclosure import DisclosureError
 
 PERSON = "person_id"
+#: each person's record key, made at ingest (:mod:`studylib.privacy.cell_key`)
+RECORD_KEY = "record_key"
 OTHER = "other"
 UNKNOWN = "unknown"
 #: codes that mean "not known" in some vocabulary (``XX``: nationality unknown)
@@ -46,6 +48,7 @@ class PersonCount:
     labels: tuple[tuple, ...]  # the codes of each dimension, in order
     persons: np.ndarray  # person_id of every person counted
     cells: np.ndarray  # flat (row-major) cell of each of them
+    record_keys: np.ndarray | None = None  # their record keys (the cell key method), when the frame has them
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -102,7 +105,8 @@ def count_persons(
     if not keep_empty:
         counts, labels, cells = _drop_empty(counts, labels, cells)
     table = _labelled(counts, list(by), labels)
-    return PersonCount(table, tuple(by), tuple(labels), frame[PERSON].to_numpy(dtype=object), cells.astype(np.int64))
+    keys = frame[RECORD_KEY].to_numpy(dtype=float) if RECORD_KEY in frame.columns else None
+    return PersonCount(table, tuple(by), tuple(labels), frame[PERSON].to_numpy(dtype=object), cells.astype(np.int64), keys)
 
 
 def _checked(persons, by: Sequence[str]) -> pd.DataFrame:

@@ -51,7 +51,8 @@ def record_table(table_id: str, kind: str, caption: str | None, count: PersonCou
     folder = os.environ.get(LEDGER_VARIABLE)
     if not folder:
         return
-    rounded = protected.rounding is not None
+    rounded = protected.rounding is not None or protected.settings.cell_key is not None
+    perturbation = protected.settings.cell_key
     entry = LedgerEntry(
         id=table_id, report=report_key(), kind=kind, caption=caption or "",
         dims=tuple(str(d) for d in (dims or count.dims)),
@@ -60,6 +61,7 @@ def record_table(table_id: str, kind: str, caption: str | None, count: PersonCou
         hidden=tuple(bool(x) for x in protected._hidden.ravel()),
         rounding=protected.rounding,
         published=tuple(int(x) for x in protected._published.ravel()) if rounded else None,
+        deviation=None if perturbation is None else int(perturbation["max_deviation"]),
         min_cell=protected.min_cell, zeros_disclosive=protected.zeros_disclosive,
         persons=count.persons if persons is None else persons,
         cells=count.cells if cells is None else cells,

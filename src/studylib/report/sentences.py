@@ -238,7 +238,8 @@ def sentence(text: str, **values) -> SafeSentence:
                 "(table.value(...)), share(...), year(...), period(...) and words without digits can go into a sentence"
             )
     settings = current_settings()
-    return SafeSentence(text.format(**shown), marker_for("sentence", settings.min_cell, settings.rounding, False, settings.zeros_disclosive))
+    return SafeSentence(text.format(**shown), marker_for("sentence", settings.min_cell, settings.rounding, False, settings.zeros_disclosive,
+                                                         cell_key=None if settings.cell_key is None else dict(settings.cell_key)))
 
 
 def _key(published, labels: tuple):

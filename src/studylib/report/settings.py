@@ -73,7 +73,8 @@ def current_settings() -> DisclosureSettings:
     return _current
 
 
-def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=None, symbol=None, merge=None) -> DisclosureSettings:
+def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=None, symbol=None, merge=None,
+              cell_key=_UNSET) -> DisclosureSettings:
     """Set the study's disclosure settings for this kernel; unnamed ones keep their value.
 
     ``rounding`` is ``None`` (or ``"none"``) for suppression, or the base ``3`` or ``5``;
@@ -81,11 +82,15 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
     In a study run the settings may only get stricter than the study's.
 
     ``min_cell``: the smallest count shown; ``margins``: tables get Totals;
-    ``zeros_disclosive``: zero cells are hidden like small ones.
+    ``zeros_disclosive``: zero cells are hidden like small ones; ``cell_key``: ``True`` (or
+    a dict of ``max_deviation``, ``variance``, ``no_small``) perturbs every count by the cell
+    key method instead of hiding cells, ``None`` goes back to suppression (in a study run the
+    method stays the study's).
 
     Example::
 
         configure(min_cell=10, rounding=5, symbol="..")
+        configure(cell_key={"max_deviation": 3})
     """
     base = current_settings()
     changes = {}
@@ -101,6 +106,10 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
         changes["symbol"] = symbol
     if merge is not None:
         changes["merge"] = dict(merge)
+    if cell_key is not _UNSET:
+        changes["cell_key"] = {} if cell_key is True else (None if cell_key in (None, False) else dict(cell_key))
+        if in_study_run() and (changes["cell_key"] is None) != (base.cell_key is None):
+            raise ConfigError(f"configure(): the study's method is {base.rule}; a report may not change it")
     if in_study_run() and "min_cell" in changes and changes["min_cell"] < base.min_cell:
         raise ConfigError(f"configure(): the study's minimum cell is {base.min_cell}; a report may not lower it")
     global _current

@@ -159,9 +159,12 @@ def safe_statistics(
             shown = shown.mask(pd.Series(small, index=frame.index), symbol)
         cells[col] = shown
     cells.index = display_labels(cells.index)
-    # counted columns are rounded when the study rounds: the audit then accepts their multiples
-    rounded = settings.rounding if isinstance(counts, Mapping) and counts else None
-    marker = marker_for("statistics", m, rounded, False, False)
+    # counted columns are rounded (perturbed) when the study rounds (perturbs): the audit then accepts
+    # their multiples (any count but 1..no_small)
+    computed = isinstance(counts, Mapping) and bool(counts)
+    rounded = settings.rounding if computed else None
+    perturbed = dict(settings.cell_key) if computed and settings.cell_key is not None else None
+    marker = marker_for("statistics", m, rounded, False, False, cell_key=perturbed)
     return SafeStatistics(cells, m, int(small.sum()), caption, next_number("table"), note, marker, symbol)
 
 
@@ -196,7 +199,7 @@ def _counted_column(frame: pd.DataFrame, column: str, spec, by: str | None, m: i
 
 
 def _shown(protected) -> pd.Series:
-    """What a count column shows of a protected count: its rounded values when the study
-    rounds, else the counts (hidden cells are masked by the caller)."""
-    values = protected.published if protected.rounding is not None else protected.counts
+    """What a count column shows of a protected count: its rounded or perturbed values when the
+    study rounds or perturbs, else the counts (hidden cells are masked by the caller)."""
+    values = protected.published if protected.rule != "suppression" else protected.counts
     return values.fillna(0).astype(int)

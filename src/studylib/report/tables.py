@@ -87,7 +87,13 @@ def protect_for_report(data, settings: DisclosureSettings | dict | None = None, 
             )
         if settings.zeros_disclosive and not data.zeros_disclosive:
             raise DisclosureError("the study treats zeros as disclosive, but the table was protected without")
+        if data.rule != settings.rule and settings.cell_key is not None:
+            raise DisclosureError(f"the study perturbs its counts by the cell key method; this table was protected by {data.rule}")
         return data
+    if settings.cell_key is not None:
+        from studylib.privacy.perturbed import NEEDS_RECORD_KEYS
+
+        raise DisclosureError("counts cannot be perturbed without their persons: " + NEEDS_RECORD_KEYS)
     extra = {} if hide is None else {"hide": hide}
     protected = protect_table(
         data,
@@ -109,13 +115,18 @@ def protect_count(count: PersonCount, settings: DisclosureSettings, kind: str, c
     table_id = next_table_id()
     full = tuple(n + (1 if settings.margins else 0) for n in count.shape)
     hide = planned_hide(table_id, count.dims, count.labels, settings.margins, full)
-    if hide_small and settings.rounding is not None and not settings.margins:
+    if hide_small and settings.rule != "suppression" and not settings.margins:
         small = Rule(settings.min_cell, settings.zeros_disclosive).is_sensitive(np.asarray(count.counts).reshape(full))
         hide = small if hide is None else (hide | small)
     hide_frame = None
     if hide is not None:
         hide_frame = mask_frame(count.counts, settings.margins, hide)
-    protected = protect_for_report(count.counts, settings, hide=hide_frame)
+    if settings.cell_key is not None:
+        from studylib.privacy.perturbed import perturb_table
+
+        protected = perturb_table(count.counts, count.cells, count.record_keys, settings, hide=hide_frame)
+    else:
+        protected = protect_for_report(count.counts, settings, hide=hide_frame)
     record_table(table_id, kind, caption, count, protected)
     return table_id, protected
 
@@ -127,6 +138,16 @@ def hidden_symbol(protected: ProtectedTable) -> str:
 
 def disclosure_note(protected: ProtectedTable, hidden_shown: bool) -> str | None:
     """The note under a table or figure that says how it was protected (None if nothing to say)."""
+    if protected.settings.cell_key is not None:
+        perturbation = protected.settings.cell_key
+        small = perturbation["no_small"]
+        never = {0: "", 1: " (never to 1)", 2: " (never to 1 or 2)"}.get(small, f" (never to a number from 1 to {small})")
+        return (
+            f"Counts are perturbed by the cell key method: each is changed by at most {perturbation['max_deviation']}"
+            f"{never}, and the same persons get the same number in every table. Totals are perturbed on their own, "
+            "so rows and columns need not add up."
+            + (f" {hidden_symbol(protected)}: confidential, not shown." if hidden_shown else "")
+        )
     if protected.rounding is not None:
         return (
             f"Counts and totals are rounded to a multiple of {protected.rounding} (controlled rounding: "

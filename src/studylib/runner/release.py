@@ -137,7 +137,8 @@ def build_release(new: list, frozen: list, min_cell: int, zeros_disclosive: bool
         published = None if entry.published is None else np.asarray(entry.published, dtype=np.int64).reshape(entry.full_shape)
         table_id = f"~{index}~{entry.id}" if is_frozen else entry.id
         tables.append(CountedTable(id=table_id, shape=entry.shape, margins=entry.margins, cell=cell, hidden=hidden,
-                                   rounding=entry.rounding, published=published, labels=entry.labels, report=entry.report))
+                                   rounding=entry.rounding, published=published, deviation=entry.deviation,
+                                   labels=entry.labels, report=entry.report))
     frozen_ids = frozenset(table.id for table in tables if table.id.startswith("~"))
     return Release(persons=len(uniques), tables=tuple(tables), min_cell=min_cell, zeros_disclosive=zeros_disclosive,
                    frozen=frozen_ids)

@@ -40,7 +40,8 @@ def disclosure_settings(report: Report):
 
     d = report.study.spec.disclosure
     return DisclosureSettings(min_cell=d.min_cell, rounding=d.rounding, zeros_disclosive=d.zeros_disclosive,
-                              symbol=d.symbol, merge={k: (r.model_dump() if hasattr(r, 'model_dump') else r) for k, r in d.merge.items()})
+                              symbol=d.symbol, merge={k: (r.model_dump() if hasattr(r, 'model_dump') else r) for k, r in d.merge.items()},
+                              cell_key=d.cell_key.model_dump() if d.method == "cell_key" else None)
 
 
 def kernel_variables(report: Report, ledger: Path | None = None, plan: Path | None = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, field_validator, model_validator
 
 from studylib import paths
 from studylib.data.meta import META_FILE, is_dataset
@@ -48,16 +48,39 @@ class TopMerge(BaseModel):
 MergeRule = Literal["other_or_unknown", "adjacent"] | TopMerge
 
 
+class CellKey(BaseModel):
+    """The cell key method's perturbation (see :mod:`studylib.privacy.cell_key`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    max_deviation: int = Field(3, ge=1, le=10, description="a published count differs from the true one by at most this")
+    variance: float = Field(2.0, gt=0, description="the variance of the perturbation")
+    no_small: int = Field(2, ge=1, description="counts 1..no_small are never published")
+
+
 class Disclosure(BaseModel):
     """Disclosure control of every table in the report (DESIGN section 4)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    method: Literal["suppression", "cell_key"] = Field(
+        "suppression", description="suppression (or rounding, with rounding:), or cell_key: every count perturbed "
+                                   "the same way wherever the same persons are counted")
+    cell_key: CellKey = Field(default_factory=CellKey, description="the perturbation of method cell_key")
     min_cell: int = Field(ge=2, description="smallest count shown; smaller cells are protected")
     #: the bases of :data:`studylib.privacy.rounding.BASES` (not imported: scipy is slow to load)
     rounding: Literal[3, 5] | None = Field(None, description="controlled rounding to this base; none: cell suppression")
     zeros_disclosive: bool = Field(False, description="treat zero counts as disclosive too (hide them)")
     symbol: str = Field("[c]", min_length=1, max_length=8, pattern=r"^\D+$", description="what every hidden cell shows")
     merge: dict[str, MergeRule] = Field(default_factory=dict, description="category merges allowed before cells are hidden: column -> other_or_unknown | adjacent | {top: N}")
+
+    @model_validator(mode="after")
+    def _one_method(self) -> "Disclosure":
+        if self.method == "cell_key" and self.rounding is not None:
+            raise ValueError("method cell_key perturbs the counts; it cannot be combined with rounding")
+        if self.method == "cell_key" and self.zeros_disclosive:
+            raise ValueError("method cell_key publishes zeros as zero; it cannot protect disclosive zeros")
+        if self.method == "cell_key" and self.cell_key.max_deviation < self.cell_key.no_small:
+            raise ValueError("cell_key: max_deviation must be at least no_small (a count of 1 must be able to move past it)")
+        return self
 
 
 class Timeouts(BaseModel):
