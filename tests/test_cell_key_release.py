@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,44 @@ def test_a_study_with_the_cell_key_method_publishes_the_same_numbers_on_every_ru
     ledger = default_state(reports) / lineage(data) / "published"
     entries = [e for folder in ledger.iterdir() for e in read_ledger(folder)]
     assert entries and all(e.deviation == 3 and e.published is not None for e in entries)
+    from studylib.exchange.aggregates import published_values, release_tables
+
+    exported = release_tables(reports, default_state(reports), "overview_ck")
+    assert exported and all("cell key method" in t.method() for t in exported)
+    for table in exported:
+        meta = table.metadata()
+        assert meta["settings"]["max_deviation"] == 3 and meta["settings"]["cell_key"]["no_small"] == 2
+        assert any("need not add up" in note for note in meta["notes"])
+    exported_values = [np.asarray(published_values(t.entry), dtype=float) for t in exported]  # nan: hidden
+    true_counts = [t.entry.counts() for t in exported]
+    assert all(not np.isin(v, [1, 2]).any() and np.nanmax(np.abs(v - c)) <= 3 for v, c in zip(exported_values, true_counts))
+    assert any((np.nan_to_num(v, nan=-1) != c).any() for v, c in zip(exported_values, true_counts)), "the export holds the true counts"
+
+
+def test_the_attacker_knows_a_count_published_above_zero_holds_someone():
+    """A perturbed 3 over one person, beside an exact 4 over the same person and three others:
+    zero is never perturbed, so the perturbed cell holds 1 to 4 persons, a small count the
+    reader has narrowed (read as 0 to 6, it would not be)."""
+    one = CountedTable("perturbed", (1,), False, np.array([0, -1, -1, -1]), np.zeros(1, dtype=bool),
+                       published=np.array([3]), deviation=3)
+    four = CountedTable("exact", (1,), False, np.array([0, 0, 0, 0]), np.zeros(1, dtype=bool))
+    verdict = attack_release(Release(persons=4, tables=(one, four), min_cell=5))
+    unsafe = verdict[~verdict["safe"]]
+    assert list(unsafe["table"]) == ["perturbed"], verdict
+    assert (unsafe["lower"].iloc[0], unsafe["upper"].iloc[0]) == (1, 4)
+    published_zero = replace(one, published=np.array([0]))  # a published 0 may hide 0 to 3 persons: safe
+    zero = attack_release(Release(persons=4, tables=(published_zero, four), min_cell=5)).set_index("table")
+    assert zero.loc["perturbed", "safe"] and (zero.loc["perturbed", "lower"], zero.loc["perturbed", "upper"]) == (0, 3)
+
+
+def test_a_statistics_table_shows_the_same_perturbed_counts_as_the_tables(perturbing):
+    from studylib.report import safe_statistics
+
+    cases = _cases()
+    table = safe_table(cases, rows="sector", caption="Persons by sector")
+    means = cases.groupby("sector")["reflection_days"].mean().to_frame("mean days")
+    shown = safe_statistics(means, "Days of reflection", counts={"persons": cases}, by="sector")
+    perturbed = table.protected.published.drop("Total")
+    cells = dict(re.findall(r"<th>([^<]+)</th><td>[^<]*</td><td>(\d+)</td>", shown.to_html()))
+    assert cells and {k.replace(" ", "_"): int(v) for k, v in cells.items()} == perturbed.astype(int).to_dict()
+    assert perturbed.astype(int).to_dict() != table.protected.counts.drop("Total").astype(int).to_dict()

@@ -54,6 +54,8 @@ class PublishedTable:
         return str(self.disclosure.get("symbol") or "[c]")
 
     def method(self) -> str:
+        if self.entry.deviation:
+            return f"cell key method, every count perturbed by at most {self.entry.deviation}, Totals on their own"
         if self.entry.rounding:
             return f"controlled rounding to base {self.entry.rounding}, cells hidden where needed"
         return f"cell suppression (primary: counts 1 to {self.entry.min_cell - 1}"\
@@ -65,6 +67,9 @@ class PublishedTable:
                  "protected together with every table of the release."]
         if self.entry.rounding:
             notes.append(f"Counts are rounded to base {self.entry.rounding} as published.")
+        if self.entry.deviation:
+            notes.append("Counts are perturbed as published: the same persons get the same number in every table, "
+                         "and rows and columns need not add up.")
         return notes
 
     def metadata(self) -> dict:
@@ -72,6 +77,7 @@ class PublishedTable:
         return {"table": self.number, "report": e.report, "study": self.study, "title": self.title, "caption": e.caption,
                 "kind": e.kind, "dimensions": list(e.dims), "margins": e.margins, "method": self.method(),
                 "settings": {"min_cell": e.min_cell, "rounding": e.rounding, "zeros_disclosive": e.zeros_disclosive,
+                             **({"max_deviation": e.deviation, "cell_key": self.disclosure.get("cell_key")} if e.deviation else {}),
                              **{k: self.disclosure[k] for k in ("margins", "merge") if k in self.disclosure}},
                 "symbol": self.symbol, "notes": self.notes(), "csv": f"csv/{self.number}.csv", "sheet": sheet_name(self.number)}
 
