@@ -41,12 +41,17 @@ classify(indicators, persons)[["person_id", "rule", "list", "presumed_victim", "
 # %% [markdown]
 # ## The child protection notification (F13)
 #
-# Every minor met should have an F13 notification. In the demo data:
+# Every minor met should have an F13 notification. In the demo data (a count of persons goes
+# through `safe_table`, even in a lesson: a printed count of minors is a habit that one day
+# reaches a report):
 
 # %%
-minors = dataset.cases[dataset.cases["minor"]]
+from studylib.report import safe_table
+
+minors = dataset.cases[dataset.cases["minor"].fillna(False)]
 notified = set(dataset.events.loc[dataset.events["form"] == "F13", "person_id"])
-print(f"minors registered: {len(minors)}")
+safe_table(dataset.cases.assign(minor=dataset.cases["minor"].map({True: "minor", False: "adult"}).fillna("unknown")),
+           rows="minor", caption="Persons registered, minors and adults at first contact")
 
 # %% [markdown]
 # ### Exercise 1

@@ -119,10 +119,10 @@ class DisclosureSettings:
 
     def to_json(self) -> str:
         """The settings as one JSON text: how the runner hands them to a report's kernel."""
+        perturbation = {} if self.cell_key is None else {"cell_key": dict(self.cell_key)}
         return json.dumps({"min_cell": self.min_cell, "rounding": self.rounding, "margins": self.margins,
                            "zeros_disclosive": self.zeros_disclosive, "symbol": self.symbol,
-                           "merge": dict(self.merge),
-                           "cell_key": None if self.cell_key is None else dict(self.cell_key)}, sort_keys=True)
+                           "merge": dict(self.merge), **perturbation}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str, where: str = "disclosure settings") -> "DisclosureSettings":

@@ -425,6 +425,7 @@ def new_study_text(study_id: str, title: str, template: str, data: str, declared
         "disclosure:",
         "  min_cell: 5  # counts 1..4 are protected",
         "  rounding: null  # or 3 / 5: controlled rounding instead of suppression",
+        "  method: suppression  # or cell_key: perturb every count instead (docs/disclosure.md, section 6)",
         "formats: [html, pdf, xlsx, csv, png, svg]  # the report, its tables as data, its figures",
         "",
     ]
