@@ -40,7 +40,7 @@ from studylib.runner.study import find_studies, read_study
 
 @pytest.fixture
 def perturbing(monkeypatch):
-    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_STUDY_ID", "STUDYLIB_LEDGER", "STUDYLIB_REPORT_KEY"):
+    for name in ("STUDYLIB_DISCLOSURE", "STUDYLIB_STUDY_ID", "STUDYLIB_LEDGER", "STUDYLIB_REPORT"):
         monkeypatch.delenv(name, raising=False)
     reset()
     configure(cell_key=True)
@@ -185,7 +185,6 @@ def test_a_difference_of_two_perturbed_tables_is_only_noise_to_the_release_attac
     small = cases[~without]["sector"].value_counts()
     assert ((small >= 1) & (small <= 4)).any(), "the case needs a sector with 1 to 4 persons in the region"
     monkeypatch.setenv("STUDYLIB_LEDGER", str(tmp_path / "ledger"))
-    monkeypatch.setenv("STUDYLIB_REPORT_KEY", "pair")
     safe_table(cases, rows="sector", caption="Nation")
     safe_table(cases, rows="sector", where=without, caption="Nation without one region")
     entries = read_ledger(tmp_path / "ledger")
@@ -299,8 +298,8 @@ def test_any_release_of_perturbed_tables_holds_its_true_counts_and_is_read_witho
     reset()
     configure(cell_key=True)
     with tempfile.TemporaryDirectory() as ledger:
-        old = {k: os.environ.get(k) for k in ("STUDYLIB_LEDGER", "STUDYLIB_REPORT_KEY")}
-        os.environ.update(STUDYLIB_LEDGER=ledger, STUDYLIB_REPORT_KEY="random")
+        old = {"STUDYLIB_LEDGER": os.environ.get("STUDYLIB_LEDGER")}
+        os.environ["STUDYLIB_LEDGER"] = ledger
         try:
             for i, dims in enumerate(layouts):
                 where = None if i % 2 == 0 else (cases["region"] != "sjaelland")
@@ -316,4 +315,22 @@ def test_any_release_of_perturbed_tables_holds_its_true_counts_and_is_read_witho
         shown = np.asarray(table.published)
         assert np.abs(shown - table.counts()).max() <= 3 and not np.isin(shown, [1, 2]).any()
     verdict = attack_release(release)
-    assert len(verdict) > 0 and verdict["lower"].notna().all()
+    assert verdict["lower"].notna().all() and verdict["upper"].notna().all()
+
+
+def test_a_study_run_keeps_the_method_its_study_file_chose(monkeypatch):
+    from studylib.errors import ConfigError
+
+    monkeypatch.setenv("STUDYLIB_REPORT", "overview")
+    monkeypatch.setenv("STUDYLIB_DISCLOSURE", DisclosureSettings().to_json())
+    reset()
+    try:
+        with pytest.raises(ConfigError, match="method is suppression"):
+            configure(cell_key=True)
+        monkeypatch.setenv("STUDYLIB_DISCLOSURE", DisclosureSettings(cell_key={}).to_json())
+        reset()
+        with pytest.raises(ConfigError, match="method is cell_key"):
+            configure(cell_key=None)
+        assert configure(cell_key={"max_deviation": 4}).cell_key["max_deviation"] == 4  # stays the method
+    finally:
+        reset()

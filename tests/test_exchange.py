@@ -193,6 +193,7 @@ def test_the_import_round_trips_a_file_made_from_our_export(tmp_path):
     columns = ["sex", "age_band", "nationality", "region", "first_contact_year", "sector", "exploitation", "decision"]
     assert Counter(map(tuple, back[columns].astype(str).to_numpy())) == Counter(map(tuple, consenting[columns].astype(str).to_numpy()))
     assert not set(back.person_id) & set(cases.person_id)
+    assert np.array_equal(back.record_key.to_numpy(), _key().record_keys(back.person_id))  # the cell key method works on it
 
 
 def test_the_import_reads_a_k_anonymous_export_with_generalised_values_as_unknown(tmp_path):
