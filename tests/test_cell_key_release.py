@@ -332,5 +332,7 @@ def test_a_study_run_keeps_the_method_its_study_file_chose(monkeypatch):
         with pytest.raises(ConfigError, match="method is cell_key"):
             configure(cell_key=None)
         assert configure(cell_key={"max_deviation": 4}).cell_key["max_deviation"] == 4  # stays the method
+        with pytest.raises(ConfigError, match="max_deviation is 4; a report may not lower it"):
+            configure(cell_key={"max_deviation": 3})
     finally:
         reset()

@@ -107,9 +107,7 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
     if merge is not None:
         changes["merge"] = dict(merge)
     if cell_key is not _UNSET:
-        changes["cell_key"] = {} if cell_key is True else (None if cell_key in (None, False) else dict(cell_key))
-        if in_study_run() and (changes["cell_key"] is None) != (base.cell_key is None):
-            raise ConfigError(f"configure(): the study's method is {base.rule}; a report may not change it")
+        changes["cell_key"] = _read_cell_key(cell_key, base)
     if in_study_run() and "min_cell" in changes and changes["min_cell"] < base.min_cell:
         raise ConfigError(f"configure(): the study's minimum cell is {base.min_cell}; a report may not lower it")
     global _current
@@ -118,6 +116,20 @@ def configure(min_cell=None, rounding=_UNSET, margins=None, zeros_disclosive=Non
     except DisclosureError as err:
         raise ConfigError(f"configure(): {err}") from None
     return _current
+
+
+def _read_cell_key(value, base: DisclosureSettings) -> dict | None:
+    """``configure(cell_key=...)``: None (suppression), or the perturbation over the current one;
+    in a study run the method stays the study's and the perturbation may only grow."""
+    chosen = None if value in (None, False) else {**(base.cell_key or {}), **({} if value is True else dict(value))}
+    if in_study_run() and (chosen is None) != (base.cell_key is None):
+        raise ConfigError(f"configure(): the study's method is {base.rule}; a report may not change it")
+    if in_study_run() and chosen is not None:
+        weaker = sorted(k for k, v in chosen.items() if k in base.cell_key and v < base.cell_key[k])
+        if weaker:
+            raise ConfigError(f"configure(): the study's cell_key {', '.join(f'{k} is {base.cell_key[k]}' for k in weaker)}; "
+                              "a report may not lower it")
+    return chosen
 
 
 def reset() -> None:
