@@ -71,9 +71,15 @@ def _label(table, full: int) -> tuple:
     return tuple(out)
 
 
+def _own_min_cell(release: Release, table) -> int:
+    """The minimum cell a table is judged by: its own, else the release's."""
+    return release.min_cell if table.min_cell is None else table.min_cell
+
+
 def oracle(release: Release) -> dict:
-    """(table, cell, kind, other) -> (count, lower, upper, safe), from the ledger alone."""
-    tables, persons, m = release.tables, release.persons, release.min_cell
+    """(table, cell, kind, other) -> (count, lower, upper, safe), from the ledger alone. Each
+    table's cells are judged by its own minimum cell, a difference by the stricter table's."""
+    tables, persons = release.tables, release.persons
     low = 0 if release.zeros_disclosive else 1
     profiles: dict[tuple, int] = {}
     for i in range(persons):
@@ -117,6 +123,7 @@ def oracle(release: Release) -> dict:
 
     out = {}
     for t, table in enumerate(tables):
+        m = _own_min_cell(release, table)
         counts = _oracle_counts(table, persons)
         for full in range(math.prod(_full_shape(table))):
             hidden = bool(table.hidden.flat[full])
@@ -142,6 +149,7 @@ def oracle(release: Release) -> dict:
             in_b = np.array([k[b] >= 0 for k in keys])
             if not (in_a & in_b).any() or not (in_a ^ in_b).any():
                 continue
+            m = max(_own_min_cell(release, ta), _own_min_cell(release, tb))
             for inner in range(math.prod(ta.shape)):
                 cell = np.array([k[a] == inner for k in keys])
                 form = (cell & ~in_b).astype(float)
@@ -171,8 +179,8 @@ def unsafe(bounds: dict) -> set:
 
 
 def table_from(id, dims, persons_frame, sizes, *, keep=None, margins=True, hidden=None, rounding=None,
-               published=None, report=""):
-    """A CountedTable of the persons in ``keep`` by the columns ``dims``."""
+               published=None, report="", min_cell=None):
+    """A CountedTable of the persons in ``keep`` by the columns ``dims`` (``min_cell``: its own)."""
     shape = tuple(sizes[d] for d in dims)
     cell = np.ravel_multi_index([persons_frame[d].to_numpy() for d in dims], shape).astype(np.int64)
     if keep is not None:
@@ -181,7 +189,8 @@ def table_from(id, dims, persons_frame, sizes, *, keep=None, margins=True, hidde
     if hidden is None:
         hidden = np.zeros(full, dtype=bool)
     labels = tuple(tuple(f"{d}{i}" for i in range(sizes[d])) for d in dims)
-    return CountedTable(id, shape, margins, cell, np.asarray(hidden, dtype=bool), rounding, published, labels, report)
+    return CountedTable(id, shape, margins, cell, np.asarray(hidden, dtype=bool), rounding, published, labels, report,
+                        min_cell=min_cell)
 
 
 def protected(table: CountedTable, min_cell: int, rounding: int | None = None) -> CountedTable:
@@ -196,7 +205,7 @@ def protected(table: CountedTable, min_cell: int, rounding: int | None = None) -
     hidden = result._hidden.reshape(table.full_shape)
     published = result._published.reshape(table.full_shape) if rounding else None
     return CountedTable(table.id, table.shape, table.margins, table.cell, hidden, rounding, published,
-                        table.labels, table.report)
+                        table.labels, table.report, min_cell=table.min_cell)
 
 
 def persons_of(rows: list[tuple]) -> pd.DataFrame:
@@ -542,6 +551,164 @@ def test_tables_that_share_no_person_are_attacked_apart_and_a_table_of_nobody_is
 
 
 # --------------------------------------------------------------------------------------
+# every table judged by its own minimum cell: regional briefs at 10 beside national reports at 5
+
+
+def _brief_beside_nation(brief: int | None, nation: int | None, rounded: int | None = 5, default: int = 5) -> Release:
+    """7 and 20 persons in two sectors. A brief and a national table both hide the two sectors
+    (the Total 27 shown); a national table rounded to 3 shows 8 and 21: the reader gets 6..8 for
+    sector 0 and 19..21 for sector 1 in both. The arguments are the tables' own minimum cells."""
+    frame = persons_of([(3, 0, 0), (4, 0, 1), (9, 1, 0), (11, 1, 1)])
+    frame.columns = ["sector", "sex"]
+    sizes = {"sector": 2, "sex": 2}
+    both = np.array([1, 1, 0], bool)
+    tables = (
+        table_from("brief#1", ["sector"], frame, sizes, hidden=both, report="brief", min_cell=brief),
+        table_from("nation#1", ["sector"], frame, sizes, hidden=both, report="nation", min_cell=nation),
+        table_from("nation#2", ["sector"], frame, sizes, rounding=3, published=np.array([8, 21, 27]), report="nation",
+                   min_cell=rounded),
+    )
+    return Release(len(frame), tables, min_cell=default)
+
+
+def test_a_hidden_cell_narrowed_to_6_8_is_unsafe_in_a_table_of_10_and_safe_in_one_of_5():
+    release = _brief_beside_nation(brief=10, nation=5)
+    verdict = attack_release(release, exact=True)
+    bounds = found(verdict)
+    assert bounds == oracle(release)
+    brief, nation = ("brief#1", ("sector0",), "hidden", ""), ("nation#1", ("sector0",), "hidden", "")
+    assert bounds[brief] == (7, 6.0, 8.0, False)  # 6..8 is inside 1..9
+    assert bounds[nation] == (7, 6.0, 8.0, True)  # and not inside 1..4
+    assert unsafe(bounds) == {brief}
+    rule = {(r.table, tuple(r.cell)): r.min_cell for r in verdict.itertuples()}
+    assert rule[("brief#1", ("sector0",))] == 10 and rule[("nation#1", ("sector0",))] == 5
+    # the rounded table at 5 has no small cell (8 - 2 > 4); at 10 its 8 is one (6..8), and exposed
+    assert not any(kind == "rounded" for _, _, kind, _ in bounds)
+    strict = _brief_beside_nation(brief=10, nation=5, rounded=10)
+    assert unsafe(found(attack_release(strict))) == unsafe(oracle(strict)) == {brief, ("nation#2", ("sector0",), "rounded", "")}
+
+
+def test_a_national_table_of_5_beside_a_brief_of_10_is_judged_at_5_not_the_release_s_10():
+    # the runner builds the release with the batch's strictest minimum cell as the default
+    release = _brief_beside_nation(brief=None, nation=5, rounded=5, default=10)
+    verdict = attack_release(release)
+    judged = {(r.table, tuple(r.cell)): (r.min_cell, r.safe) for r in verdict.itertuples()}
+    assert judged[("nation#1", ("sector0",))] == (5, True)
+    assert judged[("brief#1", ("sector0",))] == (10, False)  # the brief takes the release's
+    assert unsafe(found(verdict)) == unsafe(oracle(release))
+    # a table that gives no minimum cell of its own is judged by the release's
+    by_default = attack_release(_brief_beside_nation(brief=None, nation=None, rounded=5, default=10))
+    assert not by_default[by_default["table"] == "nation#1"]["safe"].all()
+
+
+def test_a_table_s_own_minimum_cell_is_checked_naming_the_table():
+    with pytest.raises(ReleaseError, match=r"table 'brief#1' \(brief\): min_cell must be a whole number of at least 2"):
+        CountedTable("brief#1", (2,), True, np.array([0, 1]), np.zeros(3, bool), report="brief", min_cell=1)
+    table = CountedTable("t", (2,), True, np.array([0, 1]), np.zeros(3, bool))
+    release = Release(2, (table, replace(table, id="u", min_cell=10)), min_cell=5)
+    assert [release.min_cell_of(t) for t in release.tables] == [5, 10]
+
+
+def test_a_difference_of_a_table_of_5_and_one_of_10_is_judged_at_10():
+    # region 1 holds 9, 7 and 6 of the three sectors: the nation less the rest gives them exactly
+    key = ("nation#1", ("sector1",), "difference", "rest#1")
+    national = _nation_release(7)
+    assert not unsafe(oracle(national)) and not unsafe(found(attack_release(national)))  # 7 is not under 5
+    for nation, rest in ((5, 10), (10, 5)):  # whichever of the two is the stricter
+        nation_table, rest_table = national.tables
+        release = replace(national, tables=(replace(nation_table, min_cell=nation), replace(rest_table, min_cell=rest)))
+        verdict = attack_release(release)
+        bounds = found(verdict)
+        assert bounds[key] == (7, 7.0, 7.0, False), (nation, rest)
+        assert unsafe(bounds) == unsafe(oracle(release))
+        assert set(verdict[verdict["kind"] == "difference"]["min_cell"]) == {10}
+
+
+def _regions_release(nation: int | None, rest: int | None, brief: int | None, default: int = 5) -> Release:
+    """The nation and the nation without region 1 by sector (their difference: region 1's 9, 3
+    and 6), and a brief of region 1 by sex (7 and 11) protected alone at 10."""
+    frame = persons_of([(40, 0, 0, 0), (4, 0, 1, 0), (5, 0, 1, 1), (30, 1, 0, 1), (1, 1, 1, 0), (2, 1, 1, 1),
+                        (25, 2, 0, 0), (2, 2, 1, 0), (4, 2, 1, 1)])
+    frame.columns = ["sector", "region", "sex"]
+    sizes = {"sector": 3, "region": 2, "sex": 2}
+    in_region = (frame.region == 1).to_numpy()
+    tables = (
+        table_from("nation#1", ["sector"], frame, sizes, report="nation", min_cell=nation),
+        table_from("rest#1", ["sector"], frame, sizes, keep=~in_region, report="rest", min_cell=rest),
+        protected(table_from("brief#1", ["sex"], frame, sizes, keep=in_region, report="brief", min_cell=brief), 10),
+    )
+    return Release(len(frame), tables, min_cell=default)
+
+
+def test_protecting_a_mixed_release_hides_in_the_tables_of_5_only_what_a_release_of_5_would():
+    mixed = _regions_release(nation=5, rest=5, brief=10)
+    assert mixed.table("brief#1").hidden[:2].all()  # 7 and 11 hidden by its own rule
+    plan = protect_release(mixed)
+    assert plan.refused == []
+    after = plan.apply(mixed)
+    assert bool(attack_release(after, exact=True)["safe"].all()) and not unsafe(oracle(after))
+    national = ("nation#1", "rest#1")
+    at_5 = protect_release(_regions_release(nation=5, rest=5, brief=5))
+    for table_id in national:
+        assert np.array_equal(after.table(table_id).hidden, at_5.apply(mixed).table(table_id).hidden), table_id
+    assert plan.added == at_5.added == {"rest#1": [("sector1",), ("sector2",)]}
+    # judged at the release's 10, as when one minimum cell held for every table, the national
+    # tables would hide region 1's 9 too
+    at_10 = protect_release(_regions_release(nation=None, rest=None, brief=None, default=10))
+    assert at_10.added == {"rest#1": [("sector0",), ("sector1",), ("sector2",)]}
+
+
+def test_a_table_of_5_the_plan_changes_gets_its_secondary_suppression_at_5_not_the_release_s_10():
+    # sector by sex for the nation and for region 0 alone (6 persons, nearly all hidden): the
+    # two give the nation's 2 in (sector1, sex2) exactly. The runner's release has the batch's
+    # strictest minimum cell, 10, as its default; both tables are judged and protected at 5.
+    frame = persons_of([(1, 0, 1, 0), (1, 0, 2, 0), (3, 1, 0, 0), (1, 1, 2, 0),
+                        (11, 0, 0, 1), (1, 0, 1, 1), (1, 0, 2, 1), (17, 1, 0, 1), (1, 1, 2, 1)])
+    frame.columns = ["sector", "sex", "region"]
+    sizes = {"sector": 2, "sex": 3, "region": 2}
+    nation = protected(table_from("nation#1", ["sector", "sex"], frame, sizes, report="nation", min_cell=5), 5)
+    rest = protected(table_from("rest#1", ["sector", "sex"], frame, sizes, keep=(frame.region == 0).to_numpy(),
+                                report="rest", min_cell=5), 5)
+    release = Release(len(frame), (nation, rest), min_cell=10)
+    assert unsafe(found(attack_release(release))) == {("nation#1", ("sector1", "sex2"), "hidden", "")}
+    plan = protect_release(release)
+    assert plan.refused == []
+    # its row Totals only: its secondary suppression redone at 10 would hide 4 cells
+    assert plan.added == {"nation#1": [("sector0", "Total"), ("sector1", "Total")]}
+    at_5 = protect_release(replace(release, min_cell=5))
+    assert (plan.added, plan.shown) == (at_5.added, at_5.shown)
+    after = plan.apply(release)
+    assert not unsafe(oracle(after))
+    alone = after.table("nation#1")
+    assert bool(attack_release(Release(release.persons, (alone,)), exact=True)["safe"].all())
+
+
+def _entry(id: str, report: str, min_cell: int, **published):
+    """A ledger entry by hand: 7 and 20 persons (tokens p0..p26) in two sectors, with a Total."""
+    from studylib.privacy.ledger import LedgerEntry
+
+    return LedgerEntry(id=id, report=report, kind="table", caption="Persons by sector", dims=("sector",),
+                       labels=(("s0", "s1"),), margins=True, min_cell=min_cell,
+                       persons=np.array([f"p{i}" for i in range(27)], dtype=object),
+                       cells=np.array([0] * 7 + [1] * 20, dtype=np.int64), **published)
+
+
+def test_the_runner_s_release_keeps_each_ledger_entry_s_own_minimum_cell():
+    from studylib.runner.release import build_release
+
+    both = (True, True, False)
+    new = [_entry("brief#1", "brief", 10, hidden=both), _entry("nation#1", "nation", 5, hidden=both),
+           _entry("nation#2", "nation", 5, hidden=(False,) * 3, rounding=3, published=(8, 21, 27))]
+    earlier = [_entry("nation#1", "nation", 5, hidden=both)]
+    release = build_release(new, earlier, 10, False)  # the batch's strictest: the release's default
+    assert release.min_cell == 10
+    assert {t.id: t.min_cell for t in release.tables} == {"brief#1": 10, "nation#1": 5, "nation#2": 5, "~3~nation#1": 5}
+    bounds = found(attack_release(release, exact=True))
+    assert bounds == oracle(release)
+    assert unsafe(bounds) == {("brief#1", ("s0",), "hidden", "")}  # 6..8: the brief's 10, not the nation's 5
+
+
+# --------------------------------------------------------------------------------------
 # random releases: the planner's result never loses to the oracle
 
 
@@ -622,6 +789,39 @@ def test_random_releases_bounds_match_the_oracle_and_the_plan_leaves_nothing_exp
             tables[t] = replace(table, hidden=hidden)
             count, lo, hi, _ = oracle(replace(after, tables=tuple(tables)))[(table.id, label, "hidden", "")]
             assert lo == hi == count == len(persons), (table.id, label, lo, hi)
+    left = unsafe(oracle(after))
+    if not frozen_ids:
+        assert plan.refused == [] and not left
+    for table_id, cell, kind, other in left:
+        assert any(table_id in message and repr(cell) in message for message in plan.refused), (table_id, cell)
+
+
+@st.composite
+def mixed_releases(draw):
+    """Random releases where some tables are briefs: protected alone at 10, and judged at 10."""
+    release, frozen_ids = draw(releases())
+    tables = tuple(
+        replace(protected(table, 10), min_cell=10) if draw(st.booleans()) else table for table in release.tables
+    )
+    return replace(release, tables=tables), frozen_ids
+
+
+@settings(max_examples=5, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_releases())
+def test_random_releases_of_mixed_minimum_cells_match_the_oracle_and_the_plan_leaves_nothing_exposed(case):
+    release, frozen_ids = case
+    reference = oracle(release)
+    assert found(attack_release(release, exact=True)) == reference
+    assert unsafe(found(attack_release(release))) == unsafe(reference)
+    frozen = {t.id: t.hidden for t in release.tables if t.id in frozen_ids}
+    plan = protect_release(release, frozen=frozen)
+    after = plan.apply(release)
+    published_frozen = [members(t, f) for t in release.tables if t.id in frozen_ids
+                        for f in np.flatnonzero(~t.hidden.ravel())]
+    for table, before in zip(after.tables, release.tables):
+        for flat in np.flatnonzero((before.hidden & ~table.hidden).ravel()):
+            persons = members(table, flat)  # a cell shown is never small by its own table's rule
+            assert persons in published_frozen or not _own_min_cell(release, table) > len(persons) >= 1
     left = unsafe(oracle(after))
     if not frozen_ids:
         assert plan.refused == [] and not left

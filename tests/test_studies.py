@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from pypdf import PdfReader
 
 from studylib import paths
@@ -36,14 +37,26 @@ def _text(reports: Path, study: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", (reports / study / "report.html").read_text())))
 
 
+def _keys(result) -> list[str]:
+    """Every report the batch made: a study's id, or ``<id>/<combination>`` for each of a matrix's."""
+    return sorted(o.key for o in result.outcomes)
+
+
+def _min_cell(key: str) -> int:
+    study = yaml.safe_load((ROOT / "studies" / f"{key.split('/')[0]}.yaml").read_text())
+    return study["disclosure"]["min_cell"]
+
+
 def test_every_study_publishes_html_and_pdf_that_pass_the_audit(published):
     reports, result = published
     studies = sorted(p.stem for p in find_studies(ROOT / "studies"))
-    assert {"au_pair", "agriculture", "cleaning", "overview", "extent", "indicator_review"} <= set(studies)
+    assert {"au_pair", "agriculture", "cleaning", "overview", "extent", "indicator_review", "regional_brief"} <= set(studies)
     assert {o.study: o.status for o in result.outcomes} == {s: "published" for s in studies}, [o.message for o in result.outcomes]
+    assert {o.status for o in result.outcomes} == {"published"}
+    assert len(result.outcomes) == len(studies) - 1 + 5  # the regional brief: one report per region
     key = read_key(paths.demo_key_file())
     deny = DenyList.read(deny_list_path(paths.demo_dataset_dir()))
-    for study in studies:
+    for study in _keys(result):
         manifest = json.loads((reports / study / "manifest.json").read_text())
         assert manifest["audit"]["status"] == "passed"
         assert manifest["audit"]["key_checked"] and manifest["audit"]["deny_list_checked"]
@@ -51,7 +64,7 @@ def test_every_study_publishes_html_and_pdf_that_pass_the_audit(published):
         root = PdfReader(reports / study / "report.pdf").trailer["/Root"]  # tagged PDF: structure for screen readers
         assert bool(root["/MarkInfo"]["/Marked"]) and "/StructTreeRoot" in root and root["/Lang"] == "en"
         # audited again here, independently of the runner: no finding, with the key and deny list
-        found = audit_path(reports / study, min_cell=5, deny_list=deny, key=key)
+        found = audit_path(reports / study, min_cell=_min_cell(study), deny_list=deny, key=key)
         assert found.findings == [], [str(f) for f in found.findings]
 
 
@@ -124,12 +137,11 @@ def test_every_report_publishes_its_tables_and_figures_as_the_page_shows_them(pu
     import csv
     import xml.etree.ElementTree as ET
 
-    import yaml
     from openpyxl import load_workbook
 
-    reports, _ = published
+    reports, result = published
     release = yaml.safe_load((ROOT / "release.yaml").read_text())
-    for study in sorted(p.stem for p in find_studies(ROOT / "studies")):
+    for study in _keys(result):
         folder = reports / study
         page = (folder / "report.html").read_text()
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -155,3 +167,58 @@ def test_every_report_publishes_its_tables_and_figures_as_the_page_shows_them(pu
         assert release["publisher"] in text and release["next_release"] in text, study
         contents = [r for r in book["Contents"].iter_rows(values_only=True)]
         assert ("Publisher", release["publisher"]) in contents
+
+
+# ---------------------------------------------------------------- regional briefs (issue 18, item 1)
+
+REGIONS = ("hovedstaden", "sjaelland", "syddanmark", "midtjylland", "nordjylland")
+
+
+def _first_contacts(region: str):
+    from studylib.demo import load_dataset
+
+    cases = load_dataset(str(paths.demo_dataset_dir())).cases
+    return cases[cases.region == region]
+
+
+def test_a_brief_per_region_fits_two_pages_and_combines_years_where_a_year_is_too_small(published):
+    reports, _ = published
+    for region in REGIONS:
+        key = f"regional_brief/region-{region}"
+        assert len(PdfReader(reports / key / "report.pdf").pages) <= 2, key
+        text = _text(reports, key)
+        manifest = json.loads((reports / key / "manifest.json").read_text())
+        assert manifest["audit"]["status"] == "passed"
+        assert "Signs to look for" in text and "Debt bondage" in text and "Who: police, NGO, municipality" in text
+        # the span the brief names: its last year is the data's last; its first is where every region
+        # table by identification and by form holds no count 1-9 (the test's own count, with pandas)
+        span = re.search(r"Persons registered in the region by identification, (\d{4})(?:–(\d{4}))?", text)
+        first, last = int(span.group(1)), int(span.group(2) or span.group(1))
+        persons = _first_contacts(region)
+        assert last == int(persons.first_contact_year.max())
+        forms = persons.exploitation.map({"sexual": "sexual", "labour": "labour"}).fillna("other")
+
+        def small(start: int) -> bool:
+            chosen = persons.first_contact_year.between(start, last)
+            return any(((c >= 1) & (c <= 9)).any() for c in (persons[chosen].decision.value_counts(), forms[chosen].value_counts()))
+
+        assert not small(first) or last - first + 1 == 5, region
+        assert first == last or small(first + 1), region  # no shorter span would do
+        assert ("the figures combine the years" in text) == (first < last), region
+    combined = [r for r in REGIONS if "the figures combine the years" in _text(reports, f"regional_brief/region-{r}")]
+    assert "nordjylland" in combined and "hovedstaden" not in combined
+
+
+def test_the_release_attacker_finds_nothing_across_the_briefs_and_the_national_reports(published):
+    from studylib.privacy.release import attack_release
+    from studylib.runner.release import PUBLISHED, Stored, build_release, default_state, entries_of
+
+    reports, _ = published
+    (lineage,) = [p for p in default_state(reports).iterdir() if (p / PUBLISHED).is_dir()]
+    folders = sorted(p for p in (Stored(lineage).root / PUBLISHED).iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = entries_of(folders)
+    assert {e.report for e in entries} >= {"overview", *(f"regional_brief/region-{r}" for r in REGIONS)}
+    assert {e.min_cell for e in entries if e.report.startswith("regional_brief/")} == {10}
+    release = build_release(entries, [], min_cell=5, zeros_disclosive=False)
+    verdict = attack_release(release)
+    assert len(verdict) > 0 and verdict["safe"].all(), verdict[~verdict["safe"]].head().to_string()

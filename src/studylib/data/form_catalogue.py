@@ -98,14 +98,23 @@ class ExportDialect(_Strict):
     missing: tuple[str, ...]
 
 
+class ReferralStep(_Strict):
+    """One step of the referral procedure: what happens, and the forms that record it."""
+
+    step: str = Field(min_length=1)
+    forms: tuple[str, ...] = Field(min_length=1)
+    text: str = Field(min_length=1)
+
+
 class FormCatalogue(_Strict):
-    """The whole catalogue: version, export dialect, shared fields and the 14 forms."""
+    """The whole catalogue: version, export dialect, shared fields, the 14 forms and the referral procedure."""
 
     version: str
     export: ExportDialect
     common_fields: tuple[FormField, ...]
     person_fields: tuple[FormField, ...]
     forms: tuple[Form, ...]
+    referral: tuple[ReferralStep, ...] = ()
 
     @model_validator(mode="after")
     def _fourteen_unique_forms(self) -> "FormCatalogue":
@@ -117,6 +126,10 @@ class FormCatalogue(_Strict):
             dup = {n for n in names if names.count(n) > 1}
             if dup:
                 raise ValueError(f"form {form.code}: duplicate field names {sorted(dup)}")
+        for number, step in enumerate(self.referral, 1):
+            unknown = sorted(set(step.forms) - set(codes))
+            if unknown:
+                raise ValueError(f"referral step {number} ({step.step!r}) names unknown forms {unknown}")
         return self
 
     # -- lookups ---------------------------------------------------------------------------
@@ -147,6 +160,15 @@ class FormCatalogue(_Strict):
     def file_name(self, code: str, fmt: str = "csv") -> str:
         """The raw export file name of a form, e.g. ``F01_outreach.csv``."""
         return f"{code}_{self.form(code).slug}.{fmt}"
+
+    def referral_steps(self) -> list[tuple[ReferralStep, tuple[Form, ...], tuple[str, ...]]]:
+        """Each referral step with its forms and who may do it (the forms' ``submitted_by``, in order, once each)."""
+        out = []
+        for step in self.referral:
+            forms = tuple(self.form(code) for code in step.forms)
+            who = tuple(dict.fromkeys(org for form in forms for org in form.submitted_by))
+            out.append((step, forms, who))
+        return out
 
     @property
     def contact_forms(self) -> tuple[str, ...]:
@@ -191,6 +213,10 @@ def catalogue_markdown(catalogue: FormCatalogue | None = None) -> str:
                    + (" Counts as a registration list for extent estimation." if form.contact else "")
                    + (" Minors only." if form.minors_only else ""))
         out += ["", *_field_table(form.fields)]
+    if cat.referral:
+        out += ["", "## Referral procedure", "", "What a referral group's brief prints as the procedure (the steps of `referral`).", ""]
+        for number, (step, forms, who) in enumerate(cat.referral_steps(), 1):
+            out.append(f"{number}. **{step.step}** ({', '.join(f.code for f in forms)}; {', '.join(who)}): {step.text}")
     out += ["", "## Common fields", "", *_field_table(cat.common_fields)]
     out += ["", "## Person fields (linkage; personal data is dropped at ingest)", "", *_field_table(cat.person_fields)]
     return "\n".join(out) + "\n"

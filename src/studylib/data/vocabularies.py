@@ -26,6 +26,15 @@ REGION: tuple[str, ...] = (
     "unknown",
 )
 
+#: The five Danish regions, each with a referral group, and their English names.
+REGION_NAMES: dict[str, str] = {
+    "hovedstaden": "Capital Region of Denmark",
+    "sjaelland": "Region Zealand",
+    "syddanmark": "Region of Southern Denmark",
+    "midtjylland": "Central Denmark Region",
+    "nordjylland": "North Denmark Region",
+}
+
 SECTOR: tuple[str, ...] = (
     "au_pair",
     "agriculture",

@@ -21,7 +21,9 @@ every such file under a folder, and returns an :class:`AuditResult` with one
 - strict content (study runs, ``strict=True``): a published report holds only the
   template's markdown and marked outputs. Any other output of a code cell (``print``, a
   plain display, Markdown, HTML or an image shown by hand, an error), whatever the numbers
-  look like, is ``unmarked-output``, naming the cell and the output's first line.
+  look like, is ``unmarked-output``, naming the cell and the output's first line. Catalogue
+  text (rule ``catalogue``: a brief's checklist and referral steps) holding a number is
+  ``unmarked-output`` too, in any run.
 
 PDF text has no markup, so only the text rules apply to PDF; the HTML it was printed from
 carries the structure and is audited too. Cells are counted from 1.
@@ -47,7 +49,8 @@ from typing import Any
 
 from studylib.errors import StudylibError
 from studylib.privacy.denylist import DenyList
-from studylib.privacy.marker import MARKER_ATTRIBUTE, MARKER_METADATA_KEY, MarkerError, min_cell_problem, parse_marker
+from studylib.privacy.marker import (MARKER_ATTRIBUTE, MARKER_METADATA_KEY, STANDALONE_NUMBER, MarkerError, min_cell_problem,
+                                    parse_marker)
 from studylib.privacy.personal_data import RULES as TEXT_RULES
 from studylib.privacy.personal_data import TextScanner, strip_data_uris
 
@@ -221,6 +224,10 @@ class Auditor:
             out += [Finding(name, f"{where} metadata", rule, detail) for rule, detail in problems]
         if self.strict and (marker is None or marker is _INVALID or kind not in ("display_data", "execute_result")):
             out.append(Finding(name, where, "unmarked-output", _first_line(output)))
+        elif isinstance(marker, dict) and marker.get("rule") == "catalogue":
+            text = _joined((output.get("data") or {}).get("text/plain", ""))
+            if found := STANDALONE_NUMBER.search(text):
+                out.append(Finding(name, where, "unmarked-output", f"catalogue text holding a number ({found.group()})"))
         if kind == "stream":
             text = _joined(output.get("text", ""))
             out += self._text(name, f"{where} ({output.get('name', 'stream')})", text)
@@ -537,6 +544,9 @@ class _Page:
         text = html.unescape(raw) if "&" in raw else raw
         if not text.isspace():
             self.chunks.append((offset, text))
+            context = self._context()
+            if isinstance(context, dict) and context.get("rule") == "catalogue" and (found := STANDALONE_NUMBER.search(text)):
+                self.findings.append((self.line(offset), "", "unmarked-output", f"catalogue text holding a number ({found.group()})"))
         if self.cell is not None:
             self.cell.append(text)
         if self.pre is not None:

@@ -11,8 +11,9 @@ In a notebook the same object sits in the output's metadata under ``studylib_saf
 method; the marker's ``cell_key`` object holds ``max_deviation``, ``variance`` and
 ``no_small``: no count 1..no_small is ever shown), ``statistics`` (estimates and rates whose
 count columns follow the minimum cell: :func:`studylib.report.safe_statistics`), ``sentence``
-(a finding in words whose numbers are published cells: :mod:`studylib.report.sentences`) or
-``front-matter`` (the title block's fields); ``min_cell`` is the minimum cell applied;
+(a finding in words whose numbers are published cells: :mod:`studylib.report.sentences`),
+``catalogue`` (text printed from the project's catalogues, which holds no number:
+:mod:`studylib.report.guidance`) or ``front-matter`` (the title block's fields); ``min_cell`` is the minimum cell applied;
 ``rounding`` the base (3 or 5) or null. :func:`studylib.report.safe_table` and
 :func:`studylib.report.safe_figure` write it; :mod:`studylib.privacy.audit` reads it.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import html
 import json
 import numbers
+import re
 from typing import Any
 
 from studylib.privacy.rounding import BASES
@@ -29,7 +31,10 @@ from studylib.privacy.rounding import BASES
 MARKER_ATTRIBUTE = "data-studylib-safe"
 MARKER_METADATA_KEY = "studylib_safe"
 MARKER_VERSION = 1
-RULES = ("suppression", "rounding", "cell_key", "statistics", "sentence", "front-matter")
+RULES = ("suppression", "rounding", "cell_key", "statistics", "sentence", "catalogue", "front-matter")
+#: a number standing alone in a text (``12``, ``3.5``, ``2024``), not part of a name such as ``F03`` or ``ilo-2009-r1``:
+#: what catalogue text (rule ``catalogue``) may not hold
+STANDALONE_NUMBER = re.compile(r"(?<![A-Za-z0-9.\-])\d+(?![A-Za-z0-9])")
 #: what the marker of a ``cell_key`` table says of its perturbation
 CELL_KEY_FIELDS = ("max_deviation", "variance", "no_small")
 

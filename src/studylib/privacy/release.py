@@ -9,19 +9,24 @@ cell the table counts them in (or ``-1``), which cells it hides and what it publ
 person are variables, which only makes the reader stronger) bounds
 
 - every hidden cell (inner or Total): unsafe when recovered exactly, or narrowed into
-  ``1..min_cell-1`` (``0..min_cell-1`` when zeros are disclosive);
+  ``1..min_cell-1`` of its table's own ``min_cell`` (``0..min_cell-1`` when zeros are
+  disclosive);
 - every cell of a rounded or perturbed table whose interval (``published`` less and plus
-  its ``spread``) reaches below ``min_cell`` (kind ``"rounded"``): unsafe when narrowed into
-  the sensitive range (a perturbed count of persons is 0 only if at most ``deviation``, and
-  never 0 when it is published above 0: zeros are never perturbed);
+  its ``spread``) reaches below its table's ``min_cell`` (kind ``"rounded"``): unsafe when
+  narrowed into the sensitive range (a perturbed count of persons is 0 only if at most
+  ``deviation``, and never 0 when it is published above 0: zeros are never perturbed);
 - every *difference*: for tables A and B whose populations overlap but differ, the
   persons of an inner cell of A that B does not count (persons by sector for the nation
   against the same without one region; 2015-2024 against 2015-2023): unsafe when narrowed
-  into the sensitive range.
+  into the sensitive range of the stricter of the two tables' ``min_cell``.
+
+Each table keeps the minimum cell its report was protected with (``CountedTable.min_cell``;
+None: the release's): a regional brief at 10 beside national reports at 5 protects its own
+cells at 10 without making the national tables hide more than their own rule needs.
 
 :func:`protect_release` hides more cells, where the reader wins on a small cell or a
-difference, until it finds nothing, keeping every table safe on its own
-(:func:`studylib.privacy.disclosure._suppress_secondary`) and never changing a frozen table
+difference, until it finds nothing, keeping every table safe on its own at its own minimum
+cell (:func:`studylib.privacy.disclosure._suppress_secondary`) and never changing a frozen table
 (one published in an earlier release); then it shows the hidden cells that are not small
 and that the release pins to one value (hiding them protects nobody and would read as a
 small count). What cannot be made safe is refused, naming the tables that combine and the
@@ -83,6 +88,8 @@ class CountedTable:
     report: str = ""
     #: a perturbed table (cell key method): ``published`` is at most this far from each count
     deviation: int | None = None
+    #: the minimum cell this table is judged by (its report's); None: the release's ``min_cell``
+    min_cell: int | None = None
 
     def __post_init__(self) -> None:
         where = f"table {self.id!r}" + (f" of report {self.report!r}" if self.report else "")
@@ -129,6 +136,8 @@ class CountedTable:
                     )
         if self.labels is not None and tuple(len(level) for level in self.labels) != shape:
             raise ReleaseError(f"{where}: labels have {[len(level) for level in self.labels]} categories, shape is {shape}")
+        if self.min_cell is not None and (problem := min_cell_problem(self.min_cell)):
+            raise ReleaseError(f"table {self.where()}: {problem}")
 
     @property
     def spread(self) -> int | None:
@@ -217,6 +226,10 @@ class Release:
                 return table
         raise KeyError(id)
 
+    def min_cell_of(self, table: CountedTable) -> int:
+        """The minimum cell a table is judged by: its own, else the release's."""
+        return self.min_cell if table.min_cell is None else table.min_cell
+
 
 # --------------------------------------------------------------------------------------
 # the reader's model: profiles, rows (published cells) and targets
@@ -230,6 +243,7 @@ class _Target:
     other: int                 # the other table of a difference, else -1
     truth: int
     point: bool                # exact recovery is unsafe too (hidden cells of persons)
+    min_cell: int              # its table's (a difference: the stricter of its two tables')
     component: int = -1
     columns: np.ndarray | None = None   # the profiles (local to the component) it sums
     lower: float = 0.0
@@ -536,10 +550,10 @@ def _cell_targets(release: Release, tables: list[int], matrix: np.ndarray, which
     hidden cell of a frozen table that is not small is never a target: it cannot change, and
     knowing it exactly tells nothing about anyone."""
     rule_low = 0 if release.zeros_disclosive else 1
-    m = release.min_cell
     targets: list[_Target] = []
     for t in tables:
         table = release.tables[t]
+        m = release.min_cell_of(table)
         js = np.flatnonzero(matrix[:, t] >= 0)
         cover = _covering(table, matrix[js, t])
         counts = table.counts().ravel()
@@ -572,7 +586,7 @@ def _cell_targets(release: Release, tables: list[int], matrix: np.ndarray, which
             kind = "hidden" if flat in cells else "rounded"
             lo_i, hi_i = np.searchsorted(pair_f, flat), np.searchsorted(pair_f, flat, "right")
             targets.append(
-                _Target(t, int(flat), kind, -1, int(counts[flat]), kind == "hidden", columns=pair_j[lo_i:hi_i])
+                _Target(t, int(flat), kind, -1, int(counts[flat]), kind == "hidden", m, columns=pair_j[lo_i:hi_i])
             )
     return targets
 
@@ -581,9 +595,9 @@ def _difference_targets(release: Release, tables: list[int], matrix: np.ndarray,
                         exact: bool) -> list[_Target]:
     """For tables a and b whose populations overlap, the persons of each inner cell of a that b
     does not count (when some are and not all; with ``exact=False`` only those in the
-    sensitive range, the only ones a reader could narrow into it)."""
+    sensitive range, the only ones a reader could narrow into it). The sensitive range is
+    that of the stricter table: the persons a leaves out of b are protected by both rules."""
     rule_low = 0 if release.zeros_disclosive else 1
-    m = release.min_cell
     targets: list[_Target] = []
     counted = matrix[:, tables] >= 0
     # profiles in both tables and in a alone, for every pair at once: a pair is looked at
@@ -594,6 +608,7 @@ def _difference_targets(release: Release, tables: list[int], matrix: np.ndarray,
     wholes: dict[int, np.ndarray] = {}
     for ia, ib in zip(*np.nonzero((both > 0) & (alone > 0))):
         a, b = tables[ia], tables[ib]
+        m = _stricter_min_cell(release, a, b)
         in_a, in_b = counted[:, ia], counted[:, ib]
         only = np.flatnonzero(in_a & ~in_b)
         size = math.prod(release.tables[a].shape)
@@ -612,19 +627,26 @@ def _difference_targets(release: Release, tables: list[int], matrix: np.ndarray,
         sorted_cells = only_cells[order]
         for flat in np.flatnonzero(chosen):
             lo_i, hi_i = np.searchsorted(sorted_cells, flat), np.searchsorted(sorted_cells, flat, "right")
-            targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, columns=only[order[lo_i:hi_i]]))
+            targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, m,
+                                   columns=only[order[lo_i:hi_i]]))
     return targets
+
+
+def _stricter_min_cell(release: Release, a: int, b: int) -> int:
+    """The minimum cell a difference of tables ``a`` and ``b`` (indices) is judged by."""
+    return max(release.min_cell_of(release.tables[a]), release.min_cell_of(release.tables[b]))
 
 
 # --------------------------------------------------------------------------------------
 # the attack
 
 
-def _unsafe(lower, upper, point, rule_low: int, min_cell: int) -> np.ndarray:
-    """Which intervals (already whole numbers) disclose: inside the sensitive range, or a
-    single value where exact recovery matters."""
+def _unsafe(lower, upper, point, rule_low: int, min_cell) -> np.ndarray:
+    """Which intervals (already whole numbers) disclose: inside the sensitive range (up to
+    ``min_cell - 1``, one per interval or one for all), or a single value where exact
+    recovery matters."""
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
-    inside = (lower >= rule_low) & (upper <= min_cell - 1)
+    inside = (lower >= rule_low) & (upper <= np.asarray(min_cell) - 1)
     return inside | (np.asarray(point) & (upper <= lower))
 
 
@@ -647,7 +669,7 @@ class _Bounds:
     forms: sparse.csr_matrix   # targets x profiles: which profiles each target sums
     point: np.ndarray          # exact recovery is unsafe
     rule_low: int
-    min_cell: int
+    min_cell: np.ndarray       # each target's minimum cell
     lo: np.ndarray
     hi: np.ndarray
     exact_lo: np.ndarray
@@ -665,7 +687,7 @@ class _Bounds:
 
     def unsafe(self, k=slice(None)) -> np.ndarray:
         lo, hi = _inward(self.lo[k], self.hi[k])
-        return _unsafe(lo, hi, self.point[k], self.rule_low, self.min_cell)
+        return _unsafe(lo, hi, self.point[k], self.rule_low, self.min_cell[k])
 
     def unsafe_one(self, k: int) -> bool:
         return bool(self.unsafe(slice(k, k + 1))[0])
@@ -689,10 +711,10 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
     they touch, which proves most targets safe); then each target still open gets its own
     two programmes, in blocks solved by parallel threads."""
     rule_low = 0 if release.zeros_disclosive else 1
-    m = release.min_cell
     n = len(component.profiles)
     if not targets:
         return
+    m = np.array([t.min_cell for t in targets], dtype=float)
     lengths = [len(t.columns) for t in targets]
     forms = sparse.csr_matrix(
         (np.ones(sum(lengths)), np.concatenate([t.columns for t in targets]), np.concatenate([[0], np.cumsum(lengths)])),
@@ -701,7 +723,7 @@ def _attack_component(release: Release, component: _Component, targets: list[_Ta
     truth = np.array([t.truth for t in targets], dtype=float)
     point = np.array([pins or t.point and t.truth > 0 or (t.point and release.zeros_disclosive) for t in targets])
     if pins:
-        rule_low, m = 1, 1  # no range is sensitive: only a single value counts
+        rule_low, m = 1, np.ones(len(targets))  # no range is sensitive: only a single value counts
     empty = np.array(lengths) == 0
     bounds = _Bounds(forms, point, rule_low, m, truth.copy(), truth.copy(), empty.copy(), empty.copy())
     programme = _Programme(component.rows, component.row_lo, component.row_hi, float(weight.sum()))
@@ -845,10 +867,12 @@ def _attack(release: Release, exact: bool, which: str = "all", extra: frozenset 
             nobody = np.zeros(0, dtype=np.int64)
             if which == "large":  # known empty: shown when zeros are not disclosive
                 if not release.zeros_disclosive and table.id not in release.frozen:
-                    targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=nobody, safe=False, exact=True))
+                    targets.append(_Target(t, int(flat), "hidden", -1, 0, True, release.min_cell_of(table),
+                                           columns=nobody, safe=False, exact=True))
             elif which == "all" or release.zeros_disclosive:
                 unsafe = release.zeros_disclosive
-                targets.append(_Target(t, int(flat), "hidden", -1, 0, True, columns=nobody, safe=not unsafe))
+                targets.append(_Target(t, int(flat), "hidden", -1, 0, True, release.min_cell_of(table),
+                                       columns=nobody, safe=not unsafe))
     order = {"hidden": 0, "rounded": 0, "difference": 1}
     targets.sort(key=lambda x: (order[x.kind], x.table, x.other, x.flat))
     return targets
@@ -865,10 +889,10 @@ def _frame(release: Release, targets: list[_Target]) -> pd.DataFrame:
             cell = table.cell_label(target.flat)
         rows.append(
             (table.id, cell, target.kind, release.tables[target.other].id if target.other >= 0 else "",
-             target.truth, target.lower, target.upper, target.safe)
+             target.truth, target.lower, target.upper, target.safe, target.min_cell)
         )
-    frame = pd.DataFrame(rows, columns=["table", "cell", "kind", "other", "count", "lower", "upper", "safe"])
-    return frame.astype({"count": np.int64, "lower": float, "upper": float, "safe": bool})
+    frame = pd.DataFrame(rows, columns=["table", "cell", "kind", "other", "count", "lower", "upper", "safe", "min_cell"])
+    return frame.astype({"count": np.int64, "lower": float, "upper": float, "safe": bool, "min_cell": np.int64})
 
 
 def attack_release(release: Release, exact: bool = False) -> pd.DataFrame:
@@ -878,10 +902,11 @@ def attack_release(release: Release, exact: bool = False) -> pd.DataFrame:
     on every axis when the table has no labels), ``kind`` (``"hidden"``, ``"rounded"`` for
     a small cell of a rounded table, ``"difference"``), ``other`` (the table a difference
     is taken against, else ''), ``count`` (true), ``lower``, ``upper`` (whole numbers, inf
-    when unbounded) and ``safe``. With ``exact=False`` a target stops being refined once it
-    is proved safe (its bounds are then only as wide as the evidence found), and a
-    difference outside the sensitive range is not bounded at all (its bounds are its count);
-    an unsafe target always gets exact bounds. The true counts are in the result: it is for
+    when unbounded), ``safe`` and ``min_cell`` (the minimum cell it was judged by: its
+    table's, for a difference the stricter of its two tables'). With ``exact=False`` a
+    target stops being refined once it is proved safe (its bounds are then only as wide as
+    the evidence found), and a difference outside the sensitive range is not bounded at all
+    (its bounds are its count); an unsafe target always gets exact bounds. The true counts are in the result: it is for
     the data owner, never for a report.
 
     Example::
@@ -966,8 +991,8 @@ def protect_release(release: Release, frozen: Mapping[str, np.ndarray] | None = 
         if not is_frozen[t] and pinned[t].any() and (masks[table.id] & pinned[t]).any():
             # a cell another published table gives away exactly hides nothing: choose other secondaries
             mask = masks[table.id]
-            mask &= ~(pinned[t] & ~_primary(table, release.min_cell, release.zeros_disclosive))
-            _secondary(table, mask, release.min_cell, release.zeros_disclosive, pinned[t])
+            mask &= ~(pinned[t] & ~_primary(table, release.min_cell_of(table), release.zeros_disclosive))
+            _secondary(table, mask, release.min_cell_of(table), release.zeros_disclosive, pinned[t])
     refused: dict[tuple, str] = {}
     extra: set[tuple] = set()
     rounds = 0
@@ -1031,7 +1056,7 @@ def _protect_persons(release: Release, masks: dict[str, np.ndarray], is_frozen: 
             table = current.tables[t]
             mask = masks[table.id]
             mask.ravel()[sorted(chosen[t])] = True
-            _secondary(table, mask, current.min_cell, current.zeros_disclosive, pinned[t])
+            _secondary(table, mask, current.min_cell_of(table), current.zeros_disclosive, pinned[t])
         current = _with_masks(release, masks)
 
 
@@ -1159,6 +1184,7 @@ def _refusal(release: Release, target: _Target, why: str) -> str:
     else:
         what = f"{'hidden' if target.kind == 'hidden' else 'rounded'} cell {table.cell_label(target.flat)!r} of table {table.where()}"
     bounds = (
-        f"recovered exactly" if target.lower == target.upper else f"narrowed to {target.lower:g}..{target.upper:g}"
+        f"recovered exactly" if target.lower == target.upper
+        else f"narrowed to {target.lower:g}..{target.upper:g}, under its minimum cell of {target.min_cell}"
     )
     return f"{what} is {bounds} by combining tables {names}; {why}"

@@ -6,6 +6,9 @@
   counted the same way; all carry the safe marker the audit requires;
 - :func:`sentence` (with :func:`share`, :func:`year`, :func:`period`) says findings in
   words, every number a published cell;
+- :func:`years_until_safe` finds the years to combine so that a small area's tables are
+  safe; :func:`indicator_checklist` and :func:`referral_procedure` print the catalogues'
+  signs and steps for a referral group's brief;
 - :func:`configure` sets the settings for the kernel (default: ``STUDYLIB_DISCLOSURE``);
 - ``look`` holds the report's nbconvert template and stylesheet.
 
@@ -33,6 +36,11 @@ _EXPORTS = {
     "estimate": "studylib.report.sentences",
     "SafeSentence": "studylib.report.sentences",
     "count_persons": "studylib.report.counting",
+    "years_until_safe": "studylib.report.pooling",
+    "YearSpan": "studylib.report.pooling",
+    "indicator_checklist": "studylib.report.guidance",
+    "referral_procedure": "studylib.report.guidance",
+    "SafeGuidance": "studylib.report.guidance",
     "CountsRefused": "studylib.report.tables",
     "current_settings": "studylib.report.settings",
     "published_rates": "studylib.privacy.disclosure",

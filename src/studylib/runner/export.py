@@ -128,6 +128,7 @@ def to_html(nb, page: ReportPage) -> str:
         "subtitle": page.subtitle or matter.get("subtitle"),
         "period": page.period or matter.get("period"),
         "summary": page.summary or matter.get("summary"),
+        "layout": matter.get("layout") if matter.get("layout") in look.LAYOUTS else look.LAYOUTS[0],
         "css": look.stylesheet(),
     }
     exporter = _exporter()

@@ -121,7 +121,10 @@ def entries_of(folders: list[Path]):
 
 
 def build_release(new: list, frozen: list, min_cell: int, zeros_disclosive: bool):
-    """A :class:`~studylib.privacy.release.Release` over ledger entries (frozen ones get ``~`` ids)."""
+    """A :class:`~studylib.privacy.release.Release` over ledger entries (frozen ones get ``~`` ids).
+
+    Each table keeps its entry's own ``min_cell`` (the one its report was protected with);
+    ``min_cell`` stays the release's default (for a table built without one)."""
     from studylib.privacy.release import CountedTable, Release
 
     entries = [(e, False) for e in new] + [(e, True) for e in frozen]
@@ -138,7 +141,7 @@ def build_release(new: list, frozen: list, min_cell: int, zeros_disclosive: bool
         table_id = f"~{index}~{entry.id}" if is_frozen else entry.id
         tables.append(CountedTable(id=table_id, shape=entry.shape, margins=entry.margins, cell=cell, hidden=hidden,
                                    rounding=entry.rounding, published=published, deviation=entry.deviation,
-                                   labels=entry.labels, report=entry.report))
+                                   labels=entry.labels, report=entry.report, min_cell=entry.min_cell))
     frozen_ids = frozenset(table.id for table in tables if table.id.startswith("~"))
     return Release(persons=len(uniques), tables=tuple(tables), min_cell=min_cell, zeros_disclosive=zeros_disclosive,
                    frozen=frozen_ids)

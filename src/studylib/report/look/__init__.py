@@ -1,5 +1,6 @@
 """The report's look: our nbconvert template, its print CSS, and the front matter a template sends.
 
+A template may ask for the ``brief`` layout (two pages in print, for a referral group).
 This folder is an nbconvert template (``conf.json``, ``index.html.j2``) extending JupyterLab's
 cell markup, with one stylesheet (``report.css``) for the screen and, through WeasyPrint, for
 print: title block, table of contents, numbered tables and figures (CSS counters), methods
@@ -15,7 +16,11 @@ from pathlib import Path
 FRONT_MATTER_MIME = "application/vnd.studylib.front-matter+json"
 
 #: Fields a template may set in the report's front matter.
-FRONT_MATTER_FIELDS = ("subtitle", "period", "summary")
+FRONT_MATTER_FIELDS = ("subtitle", "period", "summary", "layout")
+
+#: Page layouts: ``report`` (title block, contents, sections) and ``brief`` (two pages for a
+#: referral group: no contents, two columns, small type).
+LAYOUTS = ("report", "brief")
 
 FOLDER = Path(__file__).resolve().parent
 
@@ -39,8 +44,9 @@ def front_matter(**fields: object) -> None:
     """Tell the report its ``subtitle``, ``period`` or ``summary`` (call it from a template cell).
 
     ``summary`` takes safe sentences only (:func:`studylib.report.sentence`, one or a list);
-    ``subtitle`` and ``period`` are words, where a number may only be a year. In JupyterLab it
-    shows as a line of text; the exported report puts it in the title block.
+    ``subtitle`` and ``period`` are words, where a number may only be a year; ``layout`` is
+    one of :data:`LAYOUTS` (default ``report``). In JupyterLab it shows as a line of text; the
+    exported report puts it in the title block.
     """
     unknown = sorted(set(fields) - set(FRONT_MATTER_FIELDS))
     if unknown:
@@ -54,8 +60,10 @@ def front_matter(**fields: object) -> None:
     for name, value in fields.items():
         if value is None:
             continue
+        if name == "layout" and value not in LAYOUTS:
+            raise ValueError(f"front_matter(layout=...) is one of {', '.join(LAYOUTS)}, not {value!r}")
         values[name] = _summary_text(value) if name == "summary" else _words(name, value)
-    text = " · ".join(f"**{k}**: {v}" for k, v in values.items())
+    text = " · ".join(f"**{k}**: {v}" for k, v in values.items() if k != "layout")
     settings = current_settings()
     marker = marker_for("front-matter", settings.min_cell, settings.rounding, False, settings.zeros_disclosive)
     display({FRONT_MATTER_MIME: values, "text/markdown": text}, raw=True, metadata={MARKER_METADATA_KEY: marker})
