@@ -44,7 +44,7 @@ def test_the_helper_renders_the_same_pdf_bytes(finisher, tmp_path):
     stage = _stage(tmp_path / "stage", PAGE)
     finisher.pdf(stage / "report.html", stage / "report.pdf")
     assert (stage / "report.pdf").read_bytes() == to_pdf(PAGE)
-    assert finisher._worker.alive  # it was the helper that made it
+    assert finisher._workers[0].alive  # it was the helper that made it
 
 
 def test_the_helper_gives_the_same_audit_verdict(finisher, tmp_path):
@@ -63,18 +63,32 @@ def test_an_os_error_in_the_helper_is_raised_here_with_its_errno(finisher, tmp_p
         finisher.pdf(stage / "report.html", tmp_path / "no such folder" / "report.pdf")
     assert raised.value.errno == errno.ENOENT
     assert "no such folder" in str(raised.value)
-    assert finisher._worker.alive
+    assert finisher._workers[0].alive
 
 
 def test_without_its_helper_the_finisher_works_in_this_process(tmp_path):
     stage = _stage(tmp_path / "stage", PAGE)
     with Finisher() as finisher:
-        finisher._worker.process.kill()
-        finisher._worker.process.wait()
+        finisher._workers[0].process.kill()
+        finisher._workers[0].process.wait()
         finisher.pdf(stage / "report.html", stage / "report.pdf")
         assert finisher.audit(stage, 5, make_dataset(tmp_path / "dataset", n=30)).passed
     assert (stage / "report.pdf").read_bytes() == to_pdf(PAGE)
     shutil.rmtree(stage)
+
+
+def test_each_step_goes_to_a_helper_that_is_free(tmp_path):
+    """With two helpers (two kernels at once), a step goes to the one not busy with another report."""
+    stage = _stage(tmp_path / "stage", PAGE)
+    with Finisher(helpers=2) as finisher:
+        assert len(finisher._workers) == 2 and all(w.alive for w in finisher._workers)
+        busy = finisher._free.get()  # as while it renders another report's PDF
+        finisher.pdf(stage / "report.html", stage / "report.pdf")
+        other = next(w for w in finisher._workers if w is not busy)
+        assert (other._next, busy._next) == (1, 0)
+        finisher._free.put(busy)
+        assert finisher._free.qsize() == 2  # the helper that served is free again
+    assert (stage / "report.pdf").read_bytes() == to_pdf(PAGE)
 
 
 def test_a_helper_that_stops_fails_requests_clearly():

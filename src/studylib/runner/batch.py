@@ -37,7 +37,7 @@ def run_batch(files: list[Path], settings: BatchSettings, progress: Progress | N
     sandbox.conceal()  # this process may hold the key: report kernels cannot read its /proc (see runner.sandbox)
     result = BatchResult()
     cancel = threading.Event()
-    with signals_cancel(cancel, result), LocalHelpers(enabled=not settings.cluster) as helpers:
+    with signals_cancel(cancel, result), LocalHelpers(enabled=not settings.cluster, finishers=settings.workers) as helpers:
         plan = plan_batch(files, settings, on_work=helpers.start)
         for o in plan.done:
             if o.status == "invalid":

@@ -7,7 +7,8 @@ interpreter lock while the other reports wait for their kernels' messages. A
 :class:`Finisher` runs both in a helper process (``python -m studylib.runner.finishing``,
 see :mod:`studylib.runner.worker`) that loads WeasyPrint's fonts and the audit once, while
 the first kernels start. The helper writes the PDF into the staging folder and returns the
-audit's verdict. Should the helper be gone, the step runs in this process instead, so a
+audit's verdict. A batch with several kernels at once has as many helpers, each step going
+to one that is free, so that PDFs and audits use the cores the kernels leave idle. Should the helper be gone, the step runs in this process instead, so a
 broken helper never fails a report; an error of the step itself (a full disk, say) is
 raised here as it would have been in this process.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import queue
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -61,15 +63,18 @@ def _warm_up() -> None:
 
 
 class Finisher:
-    """Renders PDFs and audits reports in a helper process (``helper=False``: in this process)."""
+    """Renders PDFs and audits reports in ``helpers`` helper processes (``helper=False``: in this process)."""
 
-    def __init__(self, helper: bool = True, env: dict[str, str] | None = None):
-        self._worker: LineWorker | None = None
-        if helper:
+    def __init__(self, helper: bool = True, env: dict[str, str] | None = None, helpers: int = 1):
+        self._workers: list[LineWorker] = []
+        self._free: queue.Queue[LineWorker] = queue.Queue()
+        for _ in range(max(1, int(helpers)) if helper else 0):
             try:
-                self._worker = LineWorker(MODULE, env, new_session=True)
+                worker = LineWorker(MODULE, env, new_session=True)
             except OSError:
-                self._worker = None
+                break
+            self._workers.append(worker)
+            self._free.put(worker)
 
     def __enter__(self) -> "Finisher":
         return self
@@ -86,20 +91,22 @@ class Finisher:
         return gate.Verdict(**self._step("audit", str(stage), min_cell, str(data)))
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.close(grace=10)
+        for worker in self._workers:
+            worker.close(grace=10)
 
     def _step(self, name: str, *args: Any) -> Any:
-        worker = self._worker
-        if worker is not None and worker.alive:
+        if self._workers:
+            worker = self._free.get()  # the next helper that is free
             try:
-                reply = worker.request({"step": name, "args": list(args)}, timeout=600)
+                if worker.alive:
+                    reply = worker.request({"step": name, "args": list(args)}, timeout=600)
+                    if "error" in reply:
+                        raise _error(reply["error"])
+                    return reply["result"]
             except WorkerGone:
                 pass  # done here instead
-            else:
-                if "error" in reply:
-                    raise _error(reply["error"])
-                return reply["result"]
+            finally:
+                self._free.put(worker)
         return STEPS[name](*args)
 
 

@@ -69,7 +69,12 @@ PRELOAD = (
     "studylib.report.figures",
     "studylib.report.statistics",
     "studylib.report.look",
+    "studylib.report.guidance",
 )
+
+#: Catalogues read once by the server (each cached by file and modification time), so that a
+#: kernel printing a checklist or the referral procedure does not parse them again.
+WARM = ("studylib.indicators.catalogue:catalogue", "studylib.data.form_catalogue:form_catalogue")
 
 _LAUNCHER = ("-m", "ipykernel_launcher")
 KERNEL_NAME = "python3"  # the kernel spec whose command the server copies (its Python and interpreter options)
@@ -123,6 +128,17 @@ def _import(name: str) -> None:
         pass
 
 
+def _warm(target: str) -> None:
+    """Call ``module:function`` once, so that its cache is there in every kernel forked after."""
+    import importlib
+
+    module, _, function = target.partition(":")
+    try:
+        getattr(importlib.import_module(module), function)()
+    except Exception:  # noqa: BLE001 - a kernel that needs it will raise the error itself
+        pass
+
+
 def serve(preload: Sequence[str] = PRELOAD) -> None:
     """Run the fork server on stdin/stdout until stdin closes (``python -m studylib.runner.kernel_fork``)."""
     requests, replies = take_stdio()  # kernels write stray output where a launched kernel would: stderr
@@ -131,6 +147,8 @@ def serve(preload: Sequence[str] = PRELOAD) -> None:
     with _ends_with_batch(batch):
         for name in preload:
             _import(name)
+        for target in WARM:
+            _warm(target)
     send(replies, {"ready": os.getpid()})
     children: set[int] = set()
     buffer = b""

@@ -113,13 +113,14 @@ class KernelSlots:
 class LocalHelpers:
     """The helper processes of a batch on this machine, started once some report is to be made.
 
-    The kernel fork server (:mod:`studylib.runner.kernel_fork`) and the finisher
-    (:mod:`studylib.runner.finishing`) load their libraries while the batch still checks
+    The kernel fork server (:mod:`studylib.runner.kernel_fork`) and the finishers
+    (:mod:`studylib.runner.finishing`, one per kernel slot) load their libraries while the batch still checks
     parameters and starts up; both stop when the batch ends.
     """
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, finishers: int = 1):
         self.enabled = enabled
+        self.finishers = finishers
         self.finisher = Finisher(helper=False)
         self._stack = ExitStack()
 
@@ -130,7 +131,7 @@ class LocalHelpers:
         from studylib.runner.kernel import kernel_environment
 
         self._stack.enter_context(kernel_fork.batch_forks(kernel_environment({})))
-        self.finisher = self._stack.enter_context(Finisher())
+        self.finisher = self._stack.enter_context(Finisher(helpers=self.finishers))
 
     def __enter__(self) -> "LocalHelpers":
         return self
