@@ -168,3 +168,31 @@ def test_studylib_imports_lists_the_modules_a_template_loads(tmp_path):
     assert studylib_imports(path) == ["studylib.report", "studylib", "studylib.paths", "studylib.analysis",
                                       "studylib.analysis.extent", "studylib.indicators.classification"]
     assert studylib_imports(tmp_path / "missing.ipynb") == []
+
+
+CACHES = """\
+import importlib, json
+from studylib.data.form_catalogue import form_catalogue
+indicators = importlib.import_module("studylib.indicators.catalogue")
+before = {"forms": form_catalogue.cache_info().currsize, "indicators": indicators._read_checked.cache_info().currsize}
+table = indicators.catalogue()
+print(json.dumps({**before, "version": table.attrs["version"], "rows": len(table), "steps": len(form_catalogue().referral)}))
+"""
+
+
+def test_a_forked_kernel_finds_the_catalogues_already_read(tmp_path):
+    """The server reads the indicator and form catalogues once; a forked kernel starts with them, a launched one reads them."""
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(CACHES)]
+    template = folder / "caches.ipynb"
+    nbformat.write(nb, template)
+    launched = _run(template, "launched")
+    with kernel_fork.batch_forks(kernel_environment({})):
+        forked = _run(template, "forked")
+    assert (launched["forms"], launched["indicators"]) == (0, 0)
+    assert (forked["forms"], forked["indicators"]) == (1, 1)
+    same = ("version", "rows", "steps")
+    assert {k: forked[k] for k in same} == {k: launched[k] for k in same}
