@@ -353,3 +353,43 @@ def test_many_kernels_start_at_once_without_colliding(tmp_path):
     assert [o.status for o in result.outcomes] == ["published"] * 6, [o.message for o in result.outcomes]
     assert len(seen) == 6, "one private folder per kernel"
     assert not any(Path(f).exists() for f in seen), "removed afterwards"
+
+
+SAVES = [
+    ("code", "out: str = ''  # the output notebook, read back by the next cell\nmode: str = 'ok'", "parameters"),
+    ("code", "print('first cell ran')"),
+    ("code", "import json\nsaved = json.load(open(out))\n"
+             "print('saved outputs', sum(len(c.get('outputs', [])) for c in saved['cells']))"),
+    ("code", "if mode == 'raise':\n    raise ValueError('stop here')\nprint('last cell ran')"),
+]
+
+
+@pytest.mark.parametrize("mode", ["ok", "raise"])
+def test_the_output_notebook_is_written_at_the_start_and_the_end_not_after_every_cell(tmp_path, mode):
+    """papermill's engine rewrites the notebook around every cell; ours writes it when the run starts and
+    when it ends (a failed run too), so a cell that reads it back finds it as it was at the start."""
+    from studylib.runner.execute import ExecutionFailure, Limits, execute_report
+
+    template = tmp_path / "saves.ipynb"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    for kind, source, *tags in SAVES:
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    nbformat.write(nb, template)
+    output = tmp_path / "out.ipynb"
+    run = lambda: execute_report(template, output, {"out": str(output), "mode": mode}, env={}, cwd=tmp_path,  # noqa: E731
+                                 limits=Limits(cell=60, report=120))
+    if mode == "raise":
+        with pytest.raises(ExecutionFailure, match="stop here"):
+            run()
+    else:
+        run()
+    final = nbformat.read(output, as_version=4)
+    texts = ["".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream") for c in final.cells]
+    assert "first cell ran" in "".join(texts)
+    assert any("saved outputs 0" in t for t in texts), texts  # read back mid-run: as written at the start
+    if mode == "raise":
+        assert any(o.get("ename") == "ValueError" for c in final.cells for o in c.get("outputs", []))
+    else:
+        assert any("last cell ran" in t for t in texts)

@@ -180,6 +180,8 @@ def execute_report(
     pm = papermill_module()
     import nbformat
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from studylib.runner.engine import register
     from papermill.exceptions import PapermillExecutionError
 
     if cancel is not None and cancel.is_set():
@@ -204,6 +206,7 @@ def execute_report(
                 str(template),
                 str(output),
                 parameters=dict(parameters),
+                engine_name=register(),
                 kernel_name=_kernel_name(template),
                 progress_bar=False,
                 stdout_file=log,
