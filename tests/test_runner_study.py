@@ -223,3 +223,23 @@ def test_a_new_study_stays_valid_when_any_parameter_line_is_uncommented(tmp_path
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_a_matrix_study_titles_each_report_with_the_names_of_its_values(tmp_path, dataset):
+    from studylib.runner.study import read_study, reports_of
+
+    template = tmp_path / "t.ipynb"
+    template.write_text((ROOT / "templates" / "regional_brief.ipynb").read_text())
+    base = {"id": "briefs", "title": "Regional briefs", "template": "t.ipynb", "data": str(dataset),
+            "disclosure": {"min_cell": 10, "rounding": None}, "formats": ["html"],
+            "matrix": {"region": ["nordjylland", "hovedstaden"], "years_at_most": [3]}}
+    (tmp_path / "briefs.yaml").write_text(yaml.safe_dump({**base, "report_title": "Brief for the {region}, {years_at_most} years"}))
+    study = read_study(tmp_path / "briefs.yaml")
+    assert study.title == "Regional briefs"
+    assert [r.title for r in reports_of(study)] == ["Brief for the North Denmark Region, 3 years",
+                                                    "Brief for the Capital Region of Denmark, 3 years"]
+    (tmp_path / "briefs.yaml").write_text(yaml.safe_dump(base))
+    assert reports_of(read_study(tmp_path / "briefs.yaml"))[0].title == "Regional briefs (region: nordjylland, years_at_most: 3)"
+    (tmp_path / "briefs.yaml").write_text(yaml.safe_dump({**base, "report_title": "Brief for the {county}"}))
+    with pytest.raises(ValidationError, match=r"report_title names \{county\}, which the matrix does not have \(its keys: region, years_at_most\)"):
+        read_study(tmp_path / "briefs.yaml")

@@ -97,6 +97,8 @@ class StudyFile(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     id: str = Field(pattern=_ID, description="the study's name; equals the file name and the report folder")
     title: str = Field(min_length=1)
+    report_title: str | None = Field(None, min_length=1, description="a matrix study's title of each report, naming matrix "
+                                                                   "keys as '{region}' (filled with the value's name)")
     subtitle: str | None = None
     template: str = Field(min_length=1, description="notebook template, relative to the study file")
     data: str = Field(min_length=1, description="dataset folder, relative to the study file, or 'demo'")
@@ -128,6 +130,30 @@ class StudyFile(BaseModel):
             if len(set(map(repr, values))) != len(values):
                 raise ValueError(f"matrix {key!r} lists a value more than once")
         return matrix
+
+    @model_validator(mode="after")
+    def _title_names_matrix_keys(self) -> "StudyFile":
+        named = title_keys(self.report_title or "")
+        unknown = sorted(named - set(self.matrix or {}))
+        if unknown:
+            raise ValueError(f"report_title names {', '.join('{' + k + '}' for k in unknown)}, which the matrix does not have"
+                             + (f" (its keys: {', '.join(self.matrix)})" if self.matrix else " (the study has no matrix)"))
+        return self
+
+
+_TITLE_KEY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def title_keys(title: str) -> set[str]:
+    """The matrix keys a title names as ``{key}``."""
+    return set(_TITLE_KEY.findall(title))
+
+
+def value_name(key: str, value: Any) -> str:
+    """A matrix value as a reader knows it: a region's name for ``region``, else the value itself."""
+    from studylib.data.vocabularies import REGION_NAMES
+
+    return REGION_NAMES.get(str(value), str(value)) if key == "region" else str(value)
 
 
 @dataclass(frozen=True)
@@ -167,9 +193,14 @@ class Report:
 
     @property
     def title(self) -> str:
+        """The study's title; for a combination, the study's ``report_title`` with each ``{key}`` filled with
+        the value's name, or else the title with the values after it."""
+        title = self.study.title
         if not self.combination:
-            return self.study.title
-        return f"{self.study.title} ({', '.join(f'{k}: {v}' for k, v in self.combination.items())})"
+            return title
+        if self.study.spec.report_title:
+            return _TITLE_KEY.sub(lambda m: value_name(m.group(1), self.combination[m.group(1)]), self.study.spec.report_title)
+        return f"{title} ({', '.join(f'{k}: {v}' for k, v in self.combination.items())})"
 
 
 def combination_name(combination: dict[str, Any]) -> str:
@@ -406,7 +437,8 @@ def new_study_text(study_id: str, title: str, template: str, data: str, declared
     """The text of a new study file: required keys filled in, the template's parameters listed as comments."""
     lines = [
         f"# Study file: `studylib run studies/{study_id}.yaml`. Keys: id, title, subtitle, template, data,",
-        "# parameters, disclosure, formats, matrix (one report per combination), timeout (cell, report).",
+        "# parameters, disclosure, formats, matrix (one report per combination; report_title: '... {key} ...'),",
+        "# timeout (cell, report).",
         f"id: {study_id}",
         f"title: {json_str(title)}",
         f"template: {json_str(template)}",
