@@ -35,6 +35,9 @@ REGION_NAMES: dict[str, str] = {
     "nordjylland": "North Denmark Region",
 }
 
+#: Names readers know a code by, per vocabulary (where a code alone would not do, as in a title).
+VALUE_NAMES: dict[str, dict[str, str]] = {"region": REGION_NAMES}
+
 SECTOR: tuple[str, ...] = (
     "au_pair",
     "agriculture",

@@ -224,10 +224,8 @@ class Auditor:
             out += [Finding(name, f"{where} metadata", rule, detail) for rule, detail in problems]
         if self.strict and (marker is None or marker is _INVALID or kind not in ("display_data", "execute_result")):
             out.append(Finding(name, where, "unmarked-output", _first_line(output)))
-        elif isinstance(marker, dict) and marker.get("rule") == "catalogue":
-            text = _joined((output.get("data") or {}).get("text/plain", ""))
-            if found := STANDALONE_NUMBER.search(text):
-                out.append(Finding(name, where, "unmarked-output", f"catalogue text holding a number ({found.group()})"))
+        elif detail := _catalogue_number(marker, _joined((output.get("data") or {}).get("text/plain", ""))):
+            out.append(Finding(name, where, "unmarked-output", detail))
         if kind == "stream":
             text = _joined(output.get("text", ""))
             out += self._text(name, f"{where} ({output.get('name', 'stream')})", text)
@@ -544,9 +542,8 @@ class _Page:
         text = html.unescape(raw) if "&" in raw else raw
         if not text.isspace():
             self.chunks.append((offset, text))
-            context = self._context()
-            if isinstance(context, dict) and context.get("rule") == "catalogue" and (found := STANDALONE_NUMBER.search(text)):
-                self.findings.append((self.line(offset), "", "unmarked-output", f"catalogue text holding a number ({found.group()})"))
+            if detail := _catalogue_number(self._context(), text):
+                self.findings.append((self.line(offset), "", "unmarked-output", detail))
         if self.cell is not None:
             self.cell.append(text)
         if self.pre is not None:
@@ -557,6 +554,13 @@ class _Page:
             return
         if detail := self.auditor._small_count(text, self.tables[-1]):
             self.findings.append((self.line(self.cell_at), " <td>", "small-count", detail))
+
+
+def _catalogue_number(marker, text: str) -> str | None:
+    """Why a text under a ``catalogue`` marker may not be published (it holds a number), or None."""
+    if isinstance(marker, dict) and marker.get("rule") == "catalogue" and (found := STANDALONE_NUMBER.search(text)):
+        return f"catalogue text holding a number ({found.group()})"
+    return None
 
 
 def _shown(cell) -> str:

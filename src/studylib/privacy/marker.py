@@ -35,6 +35,8 @@ RULES = ("suppression", "rounding", "cell_key", "statistics", "sentence", "catal
 #: a number standing alone in a text (``12``, ``3.5``, ``2024``), not part of a name such as ``F03`` or ``ilo-2009-r1``:
 #: what catalogue text (rule ``catalogue``) may not hold
 STANDALONE_NUMBER = re.compile(r"(?<![A-Za-z0-9.\-])\d+(?![A-Za-z0-9])")
+#: the same, a year (1900-2099) excepted: what a subtitle or period may not hold
+NOT_A_YEAR = re.compile(r"(?<![A-Za-z0-9.\-])(?!(?:19|20)\d\d(?![A-Za-z0-9]))\d+(?![A-Za-z0-9])")
 #: what the marker of a ``cell_key`` table says of its perturbation
 CELL_KEY_FIELDS = ("max_deviation", "variance", "no_small")
 

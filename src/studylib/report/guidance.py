@@ -21,8 +21,8 @@ import pandas as pd
 
 from studylib.data import vocabularies as v
 from studylib.privacy.disclosure import DisclosureError
-from studylib.privacy.marker import MARKER_METADATA_KEY, STANDALONE_NUMBER, marker_attribute, marker_for
-from studylib.report.exhibit import escape
+from studylib.privacy.marker import STANDALONE_NUMBER, marker_attribute, marker_for
+from studylib.report.exhibit import Exhibit, escape
 from studylib.report.settings import current_settings
 
 #: who an indicator list is for, by the list's combination rule
@@ -37,14 +37,17 @@ class Group:
     entries: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
-class SafeGuidance:
+@dataclass(frozen=True, repr=False)  # shown as its text, as every exhibit
+class SafeGuidance(Exhibit):
     """Catalogue text shown as lists, with the safe marker of rule ``catalogue``."""
 
     groups: tuple[Group, ...]
     note: str
     ordered: bool
     marker: dict
+
+    def safe_marker(self) -> dict:
+        return self.marker
 
     def to_text(self) -> str:
         lines = []
@@ -69,12 +72,6 @@ class SafeGuidance:
         if self.note:
             parts.append(f'<p class="table-note">{escape(self.note)}</p>')
         return "".join(parts) + "</div>"
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        return {"text/html": self.to_html(), "text/plain": self.to_text()}, {MARKER_METADATA_KEY: self.marker}
-
-    def __repr__(self) -> str:
-        return self.to_text()
 
 
 def _organisation(code: str) -> str:

@@ -150,10 +150,10 @@ def title_keys(title: str) -> set[str]:
 
 
 def value_name(key: str, value: Any) -> str:
-    """A matrix value as a reader knows it: a region's name for ``region``, else the value itself."""
-    from studylib.data.vocabularies import REGION_NAMES
+    """A matrix value as a reader knows it: its name where its vocabulary has one (a region's), else the value itself."""
+    from studylib.data.vocabularies import VALUE_NAMES
 
-    return REGION_NAMES.get(str(value), str(value)) if key == "region" else str(value)
+    return VALUE_NAMES.get(key, {}).get(str(value), str(value))
 
 
 @dataclass(frozen=True)
