@@ -10,6 +10,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,11 +224,13 @@ def sleepers(tmp_path_factory):
     return root, settings
 
 
-def test_sigterm_stops_a_batch_without_publishing_anything_half_done(sleepers):
+def test_sigterm_stops_a_batch_without_publishing_anything_half_done(sleepers, request):
     root, settings = sleepers
     before = {k: _good(settings.reports, k) for k in ("s1", "s2", "s3")}
-    tmp = root / "tmp-sigterm"
-    tmp.mkdir()
+    # a short folder of its own: a temp root of 60 characters or more (pytest's under xdist) is
+    # not used for kernel sockets, and the kernels would go to /tmp where the test cannot see them
+    tmp = Path(tempfile.mkdtemp(prefix="sigterm-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
     proc = _cli("--all", "--studies", str(root / "studies"), "--reports", str(settings.reports), "--workers", "2", env={"TMPDIR": str(tmp)})
     deadline = time.monotonic() + 60
     while not _kernel_folders(tmp) and time.monotonic() < deadline:
