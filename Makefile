@@ -35,11 +35,15 @@ reports: setup  ## generate demo synthetic data, ingest it, run every study
 	$(BIN)/studylib demo
 	$(BIN)/studylib run --all --workers 2
 
-test: setup  ## run the whole test suite (progress per file)
-	$(BIN)/python -m pytest
+# the suite runs on TEST_WORKERS processes (pytest-xdist; auto: one per core), a test module at a time each
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --dist loadfile
+
+test: setup  ## run the whole test suite on every core (make test TEST_WORKERS=0 for one process)
+	$(BIN)/python -m pytest $(XDIST)
 
 test-fast: setup  ## the quick tests only: no kernels, no browser, no slow marks (under 2 minutes)
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not browser"
 
 lab: setup  ## open JupyterLab with the project's kernel (make lab ARGS="--port 8899 --no-browser")
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_FLAG) $(ARGS)

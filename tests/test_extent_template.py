@@ -2,8 +2,9 @@
 the recommended range and why, a headline that says whether the families agree, the truth on
 synthetic data, R-hat and effective sample size, and the fixed methods text.
 
-One real run of studies/extent.yaml on the demo dataset (synth -> ingest on demand, a real
-kernel, export, audit, publish). Oracles: the published table of families read back from the
+The extent report of the demo release (conftest's ``demo_release``: studies/extent.yaml with
+every other study on the demo dataset; synth -> ingest on demand, real kernels, export, audit,
+publish). Oracles: the published table of families read back from the
 HTML, the overlap rule written out here, and the truth counted here from the generator's
 truth/population.parquet.
 """
@@ -13,24 +14,19 @@ from __future__ import annotations
 import base64
 import html
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from studylib import paths
-from runner_fixtures import publish_demo_studies
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
-    result = publish_demo_studies(reports, [ROOT / "studies" / "extent.yaml"], ROOT / "studies")
-    assert [o.status for o in result.outcomes] == ["published"], [o.message for o in result.outcomes]
+def report(demo_release):
+    reports, result = demo_release  # the extent report as the demo release publishes it
+    assert [o.status for o in result.outcomes if o.key == "extent"] == ["published"], [o.message for o in result.outcomes]
     page = (reports / "extent" / "report.html").read_text()
     text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
     return page, text

@@ -17,7 +17,6 @@ from studylib import paths
 from studylib.privacy.audit import audit_path
 from studylib.privacy.denylist import DenyList, deny_list_path
 from studylib.privacy.tokens import read_key
-from runner_fixtures import publish_demo_studies
 from studylib.runner.study import find_studies
 
 # the first test builds the whole demo release (eight studies, protected together): minutes on 2 cores
@@ -27,10 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    reports = tmp_path_factory.mktemp("reports")
-    result = publish_demo_studies(reports, find_studies(ROOT / "studies"), ROOT / "studies", workers=2)
-    return reports, result
+def published(demo_release):
+    return demo_release
 
 
 def _text(reports: Path, study: str) -> str:
