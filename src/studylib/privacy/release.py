@@ -605,36 +605,29 @@ def _difference_targets(release: Release, tables: list[int], matrix: np.ndarray,
     as_int = counted.astype(np.int32)
     both = as_int.T @ as_int
     alone = np.diag(both)[:, None] - both
-    wholes: dict[int, np.ndarray] = {}
-    for ia, ib in zip(*np.nonzero((both > 0) & (alone > 0))):
-        a, b = tables[ia], tables[ib]
-        m = _stricter_min_cell(release, a, b)
-        in_a, in_b = counted[:, ia], counted[:, ib]
-        only = np.flatnonzero(in_a & ~in_b)
+    own_min = np.array([release.min_cell_of(release.tables[t]) for t in tables], dtype=np.int64)
+    for ia, a in enumerate(tables):
+        partners = np.flatnonzero((both[ia] > 0) & (alone[ia] > 0))
+        if not len(partners):
+            continue
+        # for every partner b at once: the persons of each cell of a that b does not count
+        rows = np.flatnonzero(counted[:, ia])
+        cells = matrix[rows, a]
         size = math.prod(release.tables[a].shape)
-        part = np.bincount(matrix[only, a], weights=weight[only], minlength=size)
-        if a not in wholes:
-            wholes[a] = np.bincount(matrix[in_a, a], weights=weight[in_a], minlength=size)
-        whole = wholes[a]
-        chosen = (part > 0) & (part < whole)
+        outside = ~counted[np.ix_(rows, partners)]
+        by_cell = sparse.csr_matrix((weight[rows], (cells, np.arange(len(rows)))), shape=(size, len(rows)))
+        part = np.asarray(by_cell @ outside.astype(float))  # cells x partners
+        whole = np.bincount(cells, weights=weight[rows], minlength=size)
+        m = np.maximum(own_min[ia], own_min[partners])  # the stricter table's rule
+        chosen = (part > 0) & (part < whole[:, None])
         if not exact:
             # only a difference in the sensitive range can be narrowed into it
-            chosen &= (part >= rule_low) & (part <= m - 1)
-        if not chosen.any():
-            continue
-        only_cells = matrix[only, a]
-        order = np.argsort(only_cells, kind="stable")
-        sorted_cells = only_cells[order]
-        for flat in np.flatnonzero(chosen):
-            lo_i, hi_i = np.searchsorted(sorted_cells, flat), np.searchsorted(sorted_cells, flat, "right")
-            targets.append(_Target(a, int(flat), "difference", b, int(part[flat]), False, m,
-                                   columns=only[order[lo_i:hi_i]]))
+            chosen &= (part >= rule_low) & (part <= m[None, :] - 1)
+        for j, flat in zip(*np.nonzero(chosen.T)):  # partner by partner, cells in order
+            columns = rows[(cells == flat) & outside[:, j]]
+            targets.append(_Target(a, int(flat), "difference", tables[partners[j]], int(part[flat, j]), False, int(m[j]),
+                                   columns=columns))
     return targets
-
-
-def _stricter_min_cell(release: Release, a: int, b: int) -> int:
-    """The minimum cell a difference of tables ``a`` and ``b`` (indices) is judged by."""
-    return max(release.min_cell_of(release.tables[a]), release.min_cell_of(release.tables[b]))
 
 
 # --------------------------------------------------------------------------------------
